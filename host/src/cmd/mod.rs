@@ -1,0 +1,33 @@
+//! One module per top-level command.
+
+pub mod policy;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+/// Reads a file, or stdin when the path is `-`.
+pub fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("cannot read stdin")?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    }
+}
+
+/// The default directory for precompiled policies: `$HEALER_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/healer`, else `$HOME/.cache/healer`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("HEALER_CACHE_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(d).join("healer"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("healer"))
+}

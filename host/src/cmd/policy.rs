@@ -1,0 +1,186 @@
+//! `healer policy eval|list`: run a policy component on one incident, or load a
+//! directory of components and show what is in it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+use healer::Incident;
+use healer::policy::{PolicyContext, PolicyEngine, PolicyLimits, PolicyRegistry, PolicyRole};
+
+use super::{default_cache_dir, read_input};
+
+/// Policy commands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Run one policy on one incident and print the outcome as one JSON object.
+    Eval(EvalArgs),
+    /// Load every `*.wasm` policy in a directory and list them.
+    List(ListArgs),
+}
+
+/// Engine options shared by the policy commands.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Directory of precompiled components [default: $HEALER_CACHE_DIR, else ~/.cache/healer].
+    #[arg(long, env = "HEALER_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Do not read or write the precompile cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Fuel per decision.
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Wall-clock deadline per decision, in milliseconds.
+    #[arg(long)]
+    deadline_ms: Option<u64>,
+    /// Linear memory cap per decision, in bytes.
+    #[arg(long)]
+    memory_bytes: Option<usize>,
+}
+
+impl EngineArgs {
+    fn engine(&self, max_concurrent: u32) -> anyhow::Result<std::sync::Arc<PolicyEngine>> {
+        let defaults = PolicyLimits::default();
+        let limits = PolicyLimits {
+            fuel: self.fuel.unwrap_or(defaults.fuel),
+            deadline_ms: self.deadline_ms.unwrap_or(defaults.deadline_ms),
+            memory_bytes: self.memory_bytes.unwrap_or(defaults.memory_bytes),
+            max_concurrent,
+            ..defaults
+        };
+        let cache = if self.no_cache {
+            None
+        } else {
+            self.cache_dir.clone().or_else(default_cache_dir)
+        };
+        Ok(PolicyEngine::new(limits, cache)?)
+    }
+}
+
+/// Arguments of `policy eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The policy component (`.wasm`).
+    #[arg(long)]
+    policy: PathBuf,
+    /// Incident JSON file, or `-` for stdin.
+    #[arg(long)]
+    incident: PathBuf,
+    /// Context JSON file (tags, history, config), or `-` for stdin.
+    #[arg(long)]
+    context: Option<PathBuf>,
+    /// The decision's virtual time (RFC 3339) [default: now].
+    #[arg(long)]
+    now: Option<DateTime<Utc>>,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+/// Arguments of `policy list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Directory of policy components.
+    dir: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+/// Runs a policy command.
+pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PolicyCommand::Eval(a) => eval(a),
+        PolicyCommand::List(a) => list(a),
+    }
+}
+
+fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
+    if a.context.as_deref() == Some(std::path::Path::new("-"))
+        && a.incident == std::path::Path::new("-")
+    {
+        anyhow::bail!("--incident and --context cannot both read stdin");
+    }
+    let bytes = read_input(&a.policy)?;
+    let incident = Incident::from_json(&read_input(&a.incident)?)
+        .with_context(|| format!("cannot use incident {}", a.incident.display()))?;
+    let context: PolicyContext = match &a.context {
+        Some(p) => serde_json::from_slice(&read_input(p)?)
+            .with_context(|| format!("invalid context JSON in {}", p.display()))?,
+        None => PolicyContext::default(),
+    };
+    let engine = a.engine.engine(2)?;
+    let policy = engine
+        .load(&bytes)
+        .with_context(|| format!("cannot load policy {}", a.policy.display()))?;
+    if !policy.metadata.handles.contains(&incident.kind) {
+        tracing::warn!(policy = %policy.id.name, kind = %incident.kind, "The policy does not declare this incident kind; evaluating anyway.");
+    }
+    let outcome = engine.decide(&policy, &incident, &context, a.now.unwrap_or_else(Utc::now));
+    println!("{}", serde_json::to_string(&outcome)?);
+    match &outcome.result {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!(
+                "error: {} ({}): {e}",
+                outcome.policy.name,
+                a.policy.display()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
+    let registry = PolicyRegistry::new(a.engine.engine(2)?);
+    let (_, failed) = registry
+        .load_dir(&a.dir)
+        .with_context(|| format!("cannot read policy directory {}", a.dir.display()))?;
+    let entries = registry.list();
+    if a.json {
+        let failed: Vec<_> = failed
+            .iter()
+            .map(|(p, e)| serde_json::json!({"file": p.display().to_string(), "error": e.to_string()}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"policies": entries, "failed": failed})
+            )?
+        );
+    } else {
+        println!(
+            "{:<24} {:<10} {:<14} {:>8}  HANDLES",
+            "NAME", "VERSION", "SHA256", "BYTES"
+        );
+        for e in &entries {
+            for v in e
+                .versions
+                .iter()
+                .filter(|v| v.role == Some(PolicyRole::Active))
+            {
+                let handles: Vec<_> = e.handles.iter().map(|k| k.as_str()).collect();
+                println!(
+                    "{:<24} {:<10} {:<14} {:>8}  {}",
+                    e.name,
+                    v.version,
+                    &v.sha256[..12],
+                    v.size,
+                    handles.join(",")
+                );
+            }
+        }
+        for (p, e) in &failed {
+            eprintln!("error: {}: {e}", p.display());
+        }
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,13 @@
+//! healer: a healing engine for AWS workloads whose decisions are made by
+//! sandboxed WebAssembly policies.
+//!
+//! Stages, one module each, data flowing one way: `signals` (bytes → incidents),
+//! `policy` (incident → decision), then governor, actions, verify and store
+//! (later stages). Stages talk through the plain types in `incident` and `decision`.
+
+pub mod decision;
+pub mod incident;
+pub mod policy;
+
+pub use decision::{Action, ActionKind, Decision, Step, VerifyMethod, VerifySpec};
+pub use incident::{Incident, IncidentId, IncidentKind, Recovery, ResourceKind, ResourceRef};

@@ -1,0 +1,355 @@
+//! The one wasmtime engine every policy runs on, and the per-decision call path.
+//!
+//! A policy version is compiled once into a `Component` and pre-linked into a
+//! `HealingPolicyPre`; each decision gets a fresh `Store` and instance from the
+//! pooling allocator, under fuel, an epoch deadline and a memory cap.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+use super::bindings::{self, HealingPolicy, HealingPolicyPre};
+use super::cache::PrecompileCache;
+use super::context::PolicyContext;
+use super::limits::{EPOCH_TICK_MS, PolicyLimits};
+use super::state::DecisionState;
+use super::{DecisionOutcome, PolicyError, PolicyId, PolicyMetadata};
+use crate::decision::Decision;
+use crate::incident::Incident;
+
+/// Core instances a policy component may contain (a Rust wasip2 component has a
+/// handful: the program, libc shims, fix-ups).
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+/// Memories / tables per component.
+const MAX_MEMORIES_PER_COMPONENT: u32 = 2;
+const MAX_TABLES_PER_COMPONENT: u32 = 4;
+
+/// One compiled policy version, ready to instantiate.
+pub struct LoadedPolicy {
+    /// Identity (name and version from metadata, sha256 of the bytes).
+    pub id: PolicyId,
+    /// What the policy said about itself at load time.
+    pub metadata: PolicyMetadata,
+    /// Size of the component in bytes.
+    pub size: usize,
+    pre: HealingPolicyPre<DecisionState>,
+}
+
+impl std::fmt::Debug for LoadedPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPolicy")
+            .field("id", &self.id)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The policy engine: a configured wasmtime `Engine`, the host linker, limits and
+/// an optional precompile cache. Cheap to share behind an `Arc`.
+pub struct PolicyEngine {
+    engine: Engine,
+    linker: Linker<DecisionState>,
+    limits: PolicyLimits,
+    cache: Option<PrecompileCache>,
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEngine")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// sha256 of bytes, hex.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn host_err(e: impl std::fmt::Display) -> PolicyError {
+    PolicyError::Host(e.to_string())
+}
+
+impl PolicyEngine {
+    /// Builds the engine with the given limits; `cache_dir` enables the on-disk
+    /// precompile cache. Starts the epoch ticker thread, which stops when the
+    /// engine is dropped.
+    pub fn new(limits: PolicyLimits, cache_dir: Option<PathBuf>) -> Result<Arc<Self>, PolicyError> {
+        limits.validate().map_err(PolicyError::Host)?;
+        let mut pool = PoolingAllocationConfig::new();
+        let n = limits.max_concurrent;
+        pool.total_component_instances(n)
+            .total_core_instances(n.saturating_mul(MAX_CORE_INSTANCES_PER_COMPONENT))
+            .total_memories(n.saturating_mul(MAX_MEMORIES_PER_COMPONENT))
+            .total_tables(n.saturating_mul(MAX_TABLES_PER_COMPONENT))
+            .total_stacks(n)
+            .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+            .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+            .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
+            .max_memory_size(limits.memory_bytes)
+            .max_unused_warm_slots(n);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(limits.max_wasm_stack)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(host_err)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(host_err)?;
+        HealingPolicy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(host_err)?;
+
+        spawn_epoch_ticker(&engine);
+        let cache = cache_dir.map(|dir| PrecompileCache::new(dir, &engine));
+        Ok(Arc::new(PolicyEngine {
+            engine,
+            linker,
+            limits,
+            cache,
+        }))
+    }
+
+    /// The limits every decision runs under.
+    pub fn limits(&self) -> &PolicyLimits {
+        &self.limits
+    }
+
+    /// Compiles (or loads from cache), links and type-checks a policy component,
+    /// then calls its `metadata` once in a sandbox to learn its name and version.
+    pub fn load(&self, bytes: &[u8]) -> Result<LoadedPolicy, PolicyError> {
+        check_component_header(bytes)?;
+        let sha256 = sha256_hex(bytes);
+        let component = match self
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(&self.engine, &sha256))
+        {
+            Some(c) => c,
+            None => {
+                let c = Component::new(&self.engine, bytes)
+                    .map_err(|e| PolicyError::InvalidComponent(format!("{e:#}")))?;
+                if let Some(cache) = &self.cache {
+                    cache.store(&sha256, &c);
+                }
+                c
+            }
+        };
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))?;
+        let pre = HealingPolicyPre::new(instance_pre)
+            .map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))?;
+
+        let mut store = self.store("(loading)", 0, sha256.as_bytes());
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| self.classify(&store, e))?;
+        let metadata = instance
+            .call_metadata(&mut store)
+            .map_err(|e| self.classify(&store, e))?;
+        let metadata = bindings::metadata(metadata);
+        validate_metadata(&metadata)?;
+        Ok(LoadedPolicy {
+            id: PolicyId {
+                name: metadata.name.clone(),
+                version: metadata.version.clone(),
+                sha256,
+            },
+            metadata,
+            size: bytes.len(),
+            pre,
+        })
+    }
+
+    fn store(&self, policy_name: &str, now_ms: u64, seed: &[u8]) -> Store<DecisionState> {
+        let state = DecisionState::new(&self.limits, now_ms, seed, policy_name);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| s);
+        // Fuel is enabled in the engine config, so this cannot fail.
+        let _ = store.set_fuel(self.limits.fuel);
+        store.set_epoch_deadline(self.limits.deadline_ticks());
+        store
+    }
+
+    /// Runs `decide` on a fresh instance. Never panics: every failure is a
+    /// `PolicyError` in the outcome.
+    pub fn decide(
+        &self,
+        policy: &LoadedPolicy,
+        incident: &Incident,
+        context: &PolicyContext,
+        now: DateTime<Utc>,
+    ) -> DecisionOutcome {
+        let started = Instant::now();
+        let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+        let mut store = self.store(&policy.id.name, now_ms, incident.id.as_str().as_bytes());
+        let result = self.run_decide(&mut store, policy, incident, context);
+        let duration = started.elapsed();
+        let fuel_used = self.limits.fuel - store.get_fuel().unwrap_or(0);
+        let state = store.into_data();
+        DecisionOutcome {
+            policy: policy.id.clone(),
+            result,
+            fuel_used,
+            duration,
+            logs: state.logs,
+            logs_dropped: state.logs_dropped,
+        }
+    }
+
+    fn run_decide(
+        &self,
+        store: &mut Store<DecisionState>,
+        policy: &LoadedPolicy,
+        incident: &Incident,
+        context: &PolicyContext,
+    ) -> Result<Decision, PolicyError> {
+        let instance = policy
+            .pre
+            .instantiate(&mut *store)
+            .map_err(|e| self.classify(store, e))?;
+        let wit_incident = bindings::incident(incident);
+        let wit_context = bindings::context(context);
+        let answer = instance
+            .call_decide(&mut *store, &wit_incident, &wit_context)
+            .map_err(|e| self.classify(store, e))?;
+        let decision = bindings::decision(answer.map_err(|msg| {
+            PolicyError::Rejected(truncate_chars(&msg, self.limits.max_log_line_bytes))
+        })?);
+        self.check_decision(&decision)?;
+        Ok(decision)
+    }
+
+    fn check_decision(&self, d: &Decision) -> Result<(), PolicyError> {
+        if d.steps.len() > self.limits.max_steps {
+            return Err(PolicyError::InvalidDecision(format!(
+                "{} steps, more than the limit of {}",
+                d.steps.len(),
+                self.limits.max_steps
+            )));
+        }
+        let size = d.size();
+        if size > self.limits.max_output_bytes {
+            return Err(PolicyError::InvalidDecision(format!(
+                "{size} bytes, more than the output limit of {} bytes",
+                self.limits.max_output_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Turns a wasmtime error into the precise `PolicyError`.
+    fn classify(&self, store: &Store<DecisionState>, e: wasmtime::Error) -> PolicyError {
+        if let Some((limit, requested)) = store.data().memory_exceeded {
+            return PolicyError::MemoryLimit { limit, requested };
+        }
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => PolicyError::OutOfFuel(self.limits.fuel),
+            Some(Trap::Interrupt) => PolicyError::Timeout(self.limits.deadline_ms),
+            Some(trap) => {
+                let stderr = store.data().stderr_text();
+                if stderr.is_empty() {
+                    PolicyError::Trap(trap.to_string())
+                } else {
+                    PolicyError::Trap(format!(
+                        "{trap}: {}",
+                        truncate_chars(&stderr.replace('\n', " "), 512)
+                    ))
+                }
+            }
+            None => {
+                let msg = format!("{e:#}");
+                if msg.contains("pooling allocator") || msg.contains("maximum concurrent") {
+                    PolicyError::Host(format!(
+                        "too many concurrent decisions (max-concurrent = {}): {msg}",
+                        self.limits.max_concurrent
+                    ))
+                } else {
+                    PolicyError::Trap(msg)
+                }
+            }
+        }
+    }
+}
+
+fn truncate_chars(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &s[..cut])
+}
+
+/// Rejects anything that is not a Wasm component before compiling it, with a hint.
+fn check_component_header(bytes: &[u8]) -> Result<(), PolicyError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(PolicyError::InvalidComponent(
+            "not a WebAssembly binary (missing \\0asm header)".into(),
+        ));
+    }
+    match &bytes[4..8] {
+        [0x0d, 0x00, 0x01, 0x00] => Ok(()),
+        [0x01, 0x00, 0x00, 0x00] => Err(PolicyError::InvalidComponent(
+            "this is a core Wasm module, not a component; build the policy with \
+             `--target wasm32-wasip2` (or wrap it with `wasm-tools component new`)"
+                .into(),
+        )),
+        other => Err(PolicyError::InvalidComponent(format!(
+            "unsupported Wasm binary version/layer {other:02x?}"
+        ))),
+    }
+}
+
+fn validate_metadata(m: &PolicyMetadata) -> Result<(), PolicyError> {
+    let name_ok = !m.name.is_empty()
+        && m.name.len() <= 64
+        && m.name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !name_ok {
+        return Err(PolicyError::InvalidMetadata(format!(
+            "name {:?} must be 1-64 chars of [a-z0-9-_]",
+            truncate_chars(&m.name, 80)
+        )));
+    }
+    if m.version.is_empty() || m.version.len() > 64 {
+        return Err(PolicyError::InvalidMetadata(
+            "version must be 1-64 characters".into(),
+        ));
+    }
+    if m.handles.is_empty() {
+        return Err(PolicyError::InvalidMetadata(
+            "`handles` lists no incident kind".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Increments the engine's epoch every `EPOCH_TICK_MS` until the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("healer-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(Duration::from_millis(EPOCH_TICK_MS));
+            }
+        });
+    if let Err(error) = spawned {
+        // Without the ticker, deadlines never fire; fuel still bounds every call.
+        tracing::error!(error = %error, "Could not start the epoch ticker; only fuel bounds policies.");
+    }
+}

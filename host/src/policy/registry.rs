@@ -1,0 +1,321 @@
+//! The policy registry: every loaded version of every policy, which one is active,
+//! which runs in shadow, and the atomic swap between them.
+//!
+//! The active set is an immutable snapshot behind `ArcSwap`. A decision loads the
+//! snapshot once and finishes on the versions it holds, however many swaps happen
+//! meanwhile; the next decision sees the new snapshot. Writers (swap, rollback)
+//! serialize on a mutex and publish a new snapshot.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::engine::{LoadedPolicy, PolicyEngine};
+use super::{DecisionOutcome, PolicyContext, PolicyError, PolicyId};
+use crate::incident::Incident;
+
+/// Whether a version decides for real or only beside the active one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyRole {
+    /// Its decisions are the ones the pipeline governs and executes.
+    Active,
+    /// It decides on every incident it handles; its decision is recorded, never executed.
+    Shadow,
+}
+
+/// The immutable snapshot decisions run on.
+#[derive(Default)]
+struct ActiveSet {
+    active: BTreeMap<String, Arc<LoadedPolicy>>,
+    shadow: BTreeMap<String, Arc<LoadedPolicy>>,
+}
+
+struct Version {
+    policy: Arc<LoadedPolicy>,
+    uploaded_at: DateTime<Utc>,
+}
+
+#[derive(Default)]
+struct History {
+    /// Every version ever loaded for this name, in upload order, unique by sha256.
+    versions: Vec<Version>,
+    /// Activation stack of sha256s; the top is the active version.
+    activations: Vec<String>,
+}
+
+/// One version as `list` reports it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PolicyVersionInfo {
+    /// Version string.
+    pub version: String,
+    /// sha256 of the component.
+    pub sha256: String,
+    /// When it was loaded.
+    pub uploaded_at: DateTime<Utc>,
+    /// Component size in bytes.
+    pub size: usize,
+    /// Active, shadow, or neither (`None`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<PolicyRole>,
+}
+
+/// One policy name as `list` reports it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RegistryEntry {
+    /// Policy name.
+    pub name: String,
+    /// Incident kinds the active (or shadow) version handles.
+    pub handles: Vec<crate::incident::IncidentKind>,
+    /// Every version, oldest first.
+    pub versions: Vec<PolicyVersionInfo>,
+}
+
+/// What every routed policy decided about one incident.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Decisions {
+    /// Outcomes of the active policies handling the incident's kind, by name.
+    pub active: Vec<DecisionOutcome>,
+    /// Outcomes of shadow versions: recorded, never executed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shadow: Vec<DecisionOutcome>,
+}
+
+/// All loaded policies and the atomically swapped active set.
+pub struct PolicyRegistry {
+    engine: Arc<PolicyEngine>,
+    snapshot: ArcSwap<ActiveSet>,
+    histories: Mutex<BTreeMap<String, History>>,
+}
+
+impl std::fmt::Debug for PolicyRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyRegistry").finish_non_exhaustive()
+    }
+}
+
+impl PolicyRegistry {
+    /// An empty registry on the given engine.
+    pub fn new(engine: Arc<PolicyEngine>) -> Self {
+        PolicyRegistry {
+            engine,
+            snapshot: ArcSwap::from_pointee(ActiveSet::default()),
+            histories: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The engine policies run on.
+    pub fn engine(&self) -> &Arc<PolicyEngine> {
+        &self.engine
+    }
+
+    fn histories(&self) -> MutexGuard<'_, BTreeMap<String, History>> {
+        // A panic while holding the lock cannot leave a half-written history
+        // (every mutation below is a single push/pop), so poisoning is ignored.
+        self.histories.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Loads every `*.wasm` file in `dir` as an active policy. Returns what loaded
+    /// and, per file, what failed; one bad file does not stop the others.
+    pub fn load_dir(
+        &self,
+        dir: &Path,
+    ) -> std::io::Result<(Vec<PolicyId>, Vec<(std::path::PathBuf, PolicyError)>)> {
+        let mut paths: Vec<_> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+            .collect();
+        paths.sort();
+        let mut loaded = Vec::new();
+        let mut failed = Vec::new();
+        for path in paths {
+            match std::fs::read(&path) {
+                Ok(bytes) => match self.swap(&bytes, PolicyRole::Active) {
+                    Ok(id) => loaded.push(id),
+                    Err(e) => failed.push((path, e)),
+                },
+                Err(e) => failed.push((path, PolicyError::Host(e.to_string()))),
+            }
+        }
+        Ok((loaded, failed))
+    }
+
+    /// Loads a component and makes it the active (or shadow) version of its name.
+    /// A version already loaded (same sha256) is reused without recompiling.
+    pub fn swap(&self, bytes: &[u8], role: PolicyRole) -> Result<PolicyId, PolicyError> {
+        let sha = super::engine::sha256_hex(bytes);
+        let existing = {
+            let histories = self.histories();
+            histories.values().find_map(|h| {
+                h.versions
+                    .iter()
+                    .find(|v| v.policy.id.sha256 == sha)
+                    .map(|v| v.policy.clone())
+            })
+        };
+        let policy = match existing {
+            Some(p) => p,
+            // Compile outside the lock: it can take a while and must not block
+            // other writers' publication (decisions never take this lock).
+            None => Arc::new(self.engine.load(bytes)?),
+        };
+        let id = policy.id.clone();
+        let mut histories = self.histories();
+        let history = histories.entry(id.name.clone()).or_default();
+        if !history
+            .versions
+            .iter()
+            .any(|v| v.policy.id.sha256 == id.sha256)
+        {
+            history.versions.push(Version {
+                policy: policy.clone(),
+                uploaded_at: Utc::now(),
+            });
+        }
+        match role {
+            PolicyRole::Active => {
+                if history.activations.last() != Some(&id.sha256) {
+                    history.activations.push(id.sha256.clone());
+                }
+                self.publish(|set| {
+                    set.active.insert(id.name.clone(), policy.clone());
+                    if set
+                        .shadow
+                        .get(&id.name)
+                        .is_some_and(|s| s.id.sha256 == id.sha256)
+                    {
+                        set.shadow.remove(&id.name);
+                    }
+                });
+            }
+            PolicyRole::Shadow => self.publish(|set| {
+                set.shadow.insert(id.name.clone(), policy.clone());
+            }),
+        }
+        tracing::info!(policy = %id.name, version = %id.version, sha256 = %id.sha256, role = ?role, "Policy swapped in.");
+        Ok(id)
+    }
+
+    /// Reactivates the version that was active before the current one.
+    pub fn rollback(&self, name: &str) -> Result<PolicyId, PolicyError> {
+        let mut histories = self.histories();
+        let history = histories
+            .get_mut(name)
+            .ok_or_else(|| PolicyError::Host(format!("no policy named {name:?}")))?;
+        if history.activations.len() < 2 {
+            return Err(PolicyError::Host(format!(
+                "policy {name:?} has no earlier version to roll back to"
+            )));
+        }
+        history.activations.pop();
+        let sha = history.activations.last().cloned().unwrap_or_default();
+        let policy = history
+            .versions
+            .iter()
+            .find(|v| v.policy.id.sha256 == sha)
+            .map(|v| v.policy.clone())
+            .ok_or_else(|| PolicyError::Host(format!("version {sha} of {name:?} is missing")))?;
+        let id = policy.id.clone();
+        self.publish(|set| {
+            set.active.insert(id.name.clone(), policy);
+        });
+        tracing::info!(policy = %id.name, version = %id.version, sha256 = %id.sha256, "Policy rolled back.");
+        Ok(id)
+    }
+
+    /// Stops running the shadow version of `name`, if any.
+    pub fn clear_shadow(&self, name: &str) {
+        let _guard = self.histories();
+        self.publish(|set| {
+            set.shadow.remove(name);
+        });
+    }
+
+    /// Publishes a new snapshot derived from the current one. Callers hold the
+    /// histories lock, so publications never race.
+    fn publish(&self, change: impl FnOnce(&mut ActiveSet)) {
+        let current = self.snapshot.load();
+        let mut next = ActiveSet {
+            active: current.active.clone(),
+            shadow: current.shadow.clone(),
+        };
+        change(&mut next);
+        self.snapshot.store(Arc::new(next));
+    }
+
+    /// The active version of a policy.
+    pub fn active(&self, name: &str) -> Option<PolicyId> {
+        self.snapshot.load().active.get(name).map(|p| p.id.clone())
+    }
+
+    /// Every policy with its versions and roles.
+    pub fn list(&self) -> Vec<RegistryEntry> {
+        let snapshot = self.snapshot.load();
+        let histories = self.histories();
+        histories
+            .iter()
+            .map(|(name, h)| {
+                let active = snapshot.active.get(name);
+                let shadow = snapshot.shadow.get(name);
+                let handles = active
+                    .or(shadow)
+                    .map(|p| p.metadata.handles.clone())
+                    .unwrap_or_default();
+                let versions = h
+                    .versions
+                    .iter()
+                    .map(|v| {
+                        let sha = &v.policy.id.sha256;
+                        let role = if active.is_some_and(|p| &p.id.sha256 == sha) {
+                            Some(PolicyRole::Active)
+                        } else if shadow.is_some_and(|p| &p.id.sha256 == sha) {
+                            Some(PolicyRole::Shadow)
+                        } else {
+                            None
+                        };
+                        PolicyVersionInfo {
+                            version: v.policy.id.version.clone(),
+                            sha256: sha.clone(),
+                            uploaded_at: v.uploaded_at,
+                            size: v.policy.size,
+                            role,
+                        }
+                    })
+                    .collect();
+                RegistryEntry {
+                    name: name.clone(),
+                    handles,
+                    versions,
+                }
+            })
+            .collect()
+    }
+
+    /// Runs every active policy that handles the incident's kind (in name order),
+    /// plus every shadow version that does, on one snapshot of the registry.
+    pub fn decide(
+        &self,
+        incident: &Incident,
+        context: &PolicyContext,
+        now: DateTime<Utc>,
+    ) -> Decisions {
+        let snapshot = self.snapshot.load_full();
+        let run = |set: &BTreeMap<String, Arc<LoadedPolicy>>| {
+            set.values()
+                .filter(|p| p.metadata.handles.contains(&incident.kind))
+                .map(|p| self.engine.decide(p, incident, context, now))
+                .collect::<Vec<_>>()
+        };
+        Decisions {
+            active: run(&snapshot.active),
+            shadow: run(&snapshot.shadow),
+        }
+    }
+}

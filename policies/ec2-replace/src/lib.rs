@@ -1,0 +1,188 @@
+//! Example policy `ec2-replace`, after the EC2 self-healing seed.
+//!
+//! - instance-impaired / instance-retiring on an instance tagged `SelfHeal=true`
+//!   (tag key and value configurable) → replace it: the host launches a twin with
+//!   the same AMI, type, subnet, security groups, key pair and tags, moves its
+//!   Elastic IP, tags the new one, then terminates the old one; and notify.
+//! - an instance in an Auto Scaling group → mark it Unhealthy; the group replaces it.
+//! - not opted in, or `skip-recovery` set → notify only, with the reason.
+//!
+//! The governor enforces the opt-in tag as well; the policy checks it so the plan
+//! it proposes says what will really happen.
+
+use healer_sdk::*;
+
+/// The policy.
+pub struct Ec2Replace;
+
+impl Policy for Ec2Replace {
+    fn metadata() -> Metadata {
+        Metadata::new("ec2-replace", "1.0.0")
+            .handles([
+                IncidentKind::InstanceImpaired,
+                IncidentKind::InstanceRetiring,
+            ])
+            .proposes([
+                ActionKind::ReplaceInstance,
+                ActionKind::SetInstanceUnhealthy,
+                ActionKind::Notify,
+            ])
+            .config(
+                "opt-in-tag",
+                "Tag key that opts an instance in",
+                Some("SelfHeal"),
+            )
+            .config(
+                "opt-in-value",
+                "Tag value that opts an instance in",
+                Some("true"),
+            )
+    }
+
+    fn decide(incident: &Incident, ctx: &Context) -> Result<Decision, String> {
+        let id = incident.resource.id.as_str();
+        if incident.resource.kind != ResourceKind::Ec2Instance {
+            return Err(format!(
+                "expected an ec2-instance resource, got {:?}",
+                incident.resource.kind
+            ));
+        }
+        let what = match incident.kind {
+            IncidentKind::InstanceRetiring => "is scheduled for retirement",
+            _ => "is impaired",
+        };
+        let key = ctx.config_or("opt-in-tag", "SelfHeal");
+        let value = ctx.config_or("opt-in-value", "true");
+        let opted_in = ctx.tag(key) == Some(value);
+        if ctx.resource_config.skip_recovery || !opted_in {
+            let why = if ctx.resource_config.skip_recovery {
+                "skip-recovery is set for it".to_owned()
+            } else {
+                format!("it is not tagged {key}={value}")
+            };
+            return Ok(
+                Decision::new(format!("Instance {id} {what}; not replaced because {why}.")).step(
+                    Action::notify(
+                        format!("EC2 instance {id} {what}"),
+                        format!("{}\nNot replaced: {why}.", incident.reason),
+                    ),
+                    "Humans must decide for instances that are not opted in.",
+                ),
+            );
+        }
+        let asg = incident
+            .group
+            .as_ref()
+            .filter(|g| g.kind == ResourceKind::AutoscalingGroup)
+            .map(|g| g.id.as_str());
+        let d = match asg {
+            Some(group) => Decision::new(format!("Mark {id} Unhealthy so {group} replaces it."))
+                .step(
+                    Action::set_instance_unhealthy(group, id),
+                    format!("The instance {what}; its Auto Scaling group owns replacement."),
+                ),
+            None => Decision::new(format!("Replace {id}, which {what}.")).step(
+                Action::replace_instance(id),
+                format!("The instance {what} and is opted in with {key}={value}."),
+            ),
+        };
+        Ok(d.step(
+            Action::notify(
+                format!("Replacing EC2 instance {id}"),
+                format!("{id} {what}: {}", incident.reason),
+            ),
+            "Tell humans what healer did.",
+        )
+        .verify(VerifyMethod::Poll, 900))
+    }
+}
+
+export_policy!(Ec2Replace);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use healer_sdk::testing::{self, incident};
+
+    fn impaired() -> Incident {
+        incident(
+            IncidentKind::InstanceImpaired,
+            ResourceKind::Ec2Instance,
+            "i-0abc",
+        )
+        .with_reason("StatusCheckFailed >= 1")
+    }
+
+    fn kinds(d: &Decision) -> Vec<ActionKind> {
+        d.steps.iter().map(|s| s.action.kind()).collect()
+    }
+
+    #[test]
+    fn opted_in_instance_is_replaced_with_its_eip() {
+        let ctx = Context::empty().with_tag("SelfHeal", "true");
+        let d = testing::decide::<Ec2Replace>(&impaired(), &ctx).unwrap();
+        assert_eq!(kinds(&d), [ActionKind::ReplaceInstance, ActionKind::Notify]);
+        match &d.steps[0].action {
+            Action::ReplaceInstance(r) => {
+                assert_eq!(r.instance_id, "i-0abc");
+                assert!(r.move_elastic_ip);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn untagged_or_opted_out_instance_is_only_notified() {
+        for ctx in [
+            Context::empty(),
+            Context::empty().with_tag("SelfHeal", "false"),
+        ] {
+            let d = testing::decide::<Ec2Replace>(&impaired(), &ctx).unwrap();
+            assert_eq!(kinds(&d), [ActionKind::Notify]);
+            assert!(
+                d.summary.contains("not tagged SelfHeal=true"),
+                "{}",
+                d.summary
+            );
+        }
+    }
+
+    #[test]
+    fn skip_recovery_wins_over_the_tag() {
+        let mut ctx = Context::empty().with_tag("SelfHeal", "true");
+        ctx.resource_config.skip_recovery = true;
+        let d = testing::decide::<Ec2Replace>(&impaired(), &ctx).unwrap();
+        assert_eq!(kinds(&d), [ActionKind::Notify]);
+    }
+
+    #[test]
+    fn custom_opt_in_tag() {
+        let ctx = Context::empty()
+            .with_config("opt-in-tag", "healer")
+            .with_config("opt-in-value", "on")
+            .with_tag("healer", "on");
+        let d = testing::decide::<Ec2Replace>(&impaired(), &ctx).unwrap();
+        assert_eq!(kinds(&d), [ActionKind::ReplaceInstance, ActionKind::Notify]);
+    }
+
+    #[test]
+    fn asg_member_is_marked_unhealthy() {
+        let inc = impaired().with_group(ResourceKind::AutoscalingGroup, "web-asg");
+        let ctx = Context::empty().with_tag("SelfHeal", "true");
+        let d = testing::decide::<Ec2Replace>(&inc, &ctx).unwrap();
+        assert_eq!(
+            kinds(&d),
+            [ActionKind::SetInstanceUnhealthy, ActionKind::Notify]
+        );
+    }
+
+    #[test]
+    fn wrong_resource_kind_is_an_error() {
+        let inc = incident(
+            IncidentKind::InstanceImpaired,
+            ResourceKind::Alarm,
+            "arn:alarm",
+        );
+        assert!(testing::decide::<Ec2Replace>(&inc, &Context::empty()).is_err());
+    }
+}
