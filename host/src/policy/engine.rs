@@ -205,6 +205,18 @@ impl PolicyEngine {
         }
     }
 
+    /// Instantiates a policy in a fresh store without calling it: the fixed cost
+    /// of every decision, for benchmarks.
+    #[doc(hidden)]
+    pub fn instantiate_only(&self, policy: &LoadedPolicy) -> Result<(), PolicyError> {
+        let mut store = self.store(&policy.id.name, 0, b"bench");
+        policy
+            .pre
+            .instantiate(&mut store)
+            .map(drop)
+            .map_err(|e| self.classify(&store, e))
+    }
+
     fn run_decide(
         &self,
         store: &mut Store<DecisionState>,
@@ -256,13 +268,16 @@ impl PolicyEngine {
             Some(Trap::Interrupt) => PolicyError::Timeout(self.limits.deadline_ms),
             Some(trap) => {
                 let stderr = store.data().stderr_text();
+                // Drop Rust's backtrace hint: there is no backtrace to display.
+                let stderr: String = stderr
+                    .lines()
+                    .filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 if stderr.is_empty() {
                     PolicyError::Trap(trap.to_string())
                 } else {
-                    PolicyError::Trap(format!(
-                        "{trap}: {}",
-                        truncate_chars(&stderr.replace('\n', " "), 512)
-                    ))
+                    PolicyError::Trap(format!("{trap}: {}", truncate_chars(&stderr, 512)))
                 }
             }
             None => {

@@ -1,0 +1,223 @@
+//! The `healer policy` commands, run as a user would.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use healer_test_artifacts as artifacts;
+
+fn healer(args: &[&str], cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(args)
+        .env("HEALER_CACHE_DIR", cache)
+        .output()
+        .expect("runs healer")
+}
+
+const INCIDENT: &str = r#"{"kind":"function-errors","source":"cloudwatch-alarm",
+  "resource":{"kind":"lambda-function","id":"fragile-fn"},"reason":"Errors > 1",
+  "detected-at":"2024-05-01T10:00:00Z"}"#;
+
+#[test]
+fn eval_prints_one_json_object_and_fills_the_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inc = dir.path().join("incident.json");
+    std::fs::write(&inc, INCIDENT).expect("write");
+    let cache = dir.path().join("cache");
+    let args = [
+        "policy",
+        "eval",
+        "--policy",
+        artifacts::LAMBDA_FAILURE_RATE,
+        "--incident",
+        inc.to_str().expect("utf-8"),
+        "--now",
+        "2024-05-01T10:01:00Z",
+    ];
+    let out = healer(&args, &cache);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    assert_eq!(stdout.lines().count(), 1);
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(v["policy"]["name"], "lambda-failure-rate");
+    assert_eq!(v["policy"]["sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(
+        v["decision"]["steps"][0]["action"],
+        "update-function-config"
+    );
+    assert!(v["fuel-used"].as_u64().is_some_and(|f| f > 0));
+    assert!(v["duration-us"].as_u64().is_some());
+    let cached: Vec<_> = std::fs::read_dir(&cache).expect("cache dir").collect();
+    assert_eq!(cached.len(), 1, "one precompiled artifact");
+
+    // Second run uses the cache and gives the same decision.
+    let again = healer(&args, &cache);
+    let v2: serde_json::Value = serde_json::from_slice(&again.stdout).expect("JSON");
+    assert_eq!(v["decision"], v2["decision"]);
+}
+
+#[test]
+fn eval_reads_the_incident_from_stdin() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args([
+            "policy",
+            "eval",
+            "--no-cache",
+            "--policy",
+            artifacts::LAMBDA_FAILURE_RATE,
+            "--incident",
+            "-",
+        ])
+        .env("HEALER_CACHE_DIR", dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(INCIDENT.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAILURE_RATE"));
+}
+
+fn assert_one_line_error(out: &Output, needle: &str) {
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("thread 'main' panicked"), "{stderr}");
+    let errors: Vec<_> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains(needle),
+        "expected {needle:?} in {stderr}"
+    );
+}
+
+#[test]
+fn eval_failures_are_one_clear_line_and_a_non_zero_exit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let inc = dir.path().join("incident.json");
+    let hostile = |reason: &str| {
+        std::fs::write(
+            &inc,
+            format!(r#"{{"kind":"alarm","reason":"{reason}","resource":{{"kind":"alarm","id":"a"}},"detected-at":"2024-05-01T10:00:00Z"}}"#),
+        )
+        .expect("write");
+        healer(
+            &[
+                "policy",
+                "eval",
+                "--policy",
+                artifacts::HOSTILE,
+                "--incident",
+                inc.to_str().expect("utf-8"),
+            ],
+            &cache,
+        )
+    };
+    assert_one_line_error(&hostile("panic"), "policy trapped");
+    assert_one_line_error(&hostile("loop"), "ran out of fuel");
+    assert_one_line_error(&hostile("alloc"), "memory limit");
+    assert_one_line_error(&hostile("huge"), "invalid decision");
+    let trap = hostile("panic");
+    let v: serde_json::Value =
+        serde_json::from_slice(&trap.stdout).expect("outcome JSON still printed");
+    assert_eq!(v["error"]["kind"], "trap");
+
+    let inc_path = inc.to_str().expect("utf-8");
+    let other = healer(
+        &[
+            "policy",
+            "eval",
+            "--policy",
+            artifacts::OTHER_WORLD,
+            "--incident",
+            inc_path,
+        ],
+        &cache,
+    );
+    assert_one_line_error(&other, "does not implement healer:policy/healing-policy");
+    let not_wasm = healer(
+        &[
+            "policy",
+            "eval",
+            "--policy",
+            inc_path,
+            "--incident",
+            inc_path,
+        ],
+        &cache,
+    );
+    assert_one_line_error(&not_wasm, "not a valid policy component");
+    let missing = healer(
+        &[
+            "policy",
+            "eval",
+            "--policy",
+            "/nonexistent.wasm",
+            "--incident",
+            inc_path,
+        ],
+        &cache,
+    );
+    assert_one_line_error(&missing, "cannot read /nonexistent.wasm");
+    std::fs::write(&inc, "{not json").expect("write");
+    let bad_incident = healer(
+        &[
+            "policy",
+            "eval",
+            "--policy",
+            artifacts::HOSTILE,
+            "--incident",
+            inc_path,
+        ],
+        &cache,
+    );
+    assert_one_line_error(&bad_incident, "invalid incident JSON");
+}
+
+#[test]
+fn list_shows_every_policy_in_a_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for p in [
+        artifacts::ECS_TASK_RESTART,
+        artifacts::EC2_REPLACE,
+        artifacts::LAMBDA_FAILURE_RATE,
+    ] {
+        let name = Path::new(p).file_name().expect("file name");
+        std::fs::copy(p, dir.path().join(name)).expect("copy");
+    }
+    let out = healer(
+        &["policy", "list", dir.path().to_str().expect("utf-8")],
+        &dir.path().join("cache"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).expect("utf-8");
+    for name in ["ecs-task-restart", "ec2-replace", "lambda-failure-rate"] {
+        assert!(table.contains(name), "{table}");
+    }
+    let json = healer(
+        &[
+            "policy",
+            "list",
+            "--json",
+            dir.path().to_str().expect("utf-8"),
+        ],
+        &dir.path().join("cache"),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(v["policies"].as_array().map(Vec::len), Some(3));
+}

@@ -1,0 +1,108 @@
+//! A hostile policy for the sandbox tests. The incident's `reason` picks the
+//! misbehaviour; every one must be stopped by a host limit with the right error,
+//! and the engine must keep serving the next decision.
+
+use std::hint::black_box;
+
+use healer_sdk::*;
+
+/// The policy.
+pub struct Hostile;
+
+fn summary(text: String) -> Result<Decision, String> {
+    Ok(Decision::new(text))
+}
+
+fn recurse(n: u64) -> u64 {
+    black_box(recurse(black_box(n + 1))) + 1
+}
+
+impl Policy for Hostile {
+    fn metadata() -> Metadata {
+        Metadata::new("hostile", "0.0.1")
+            .handles([IncidentKind::Alarm])
+            .proposes([ActionKind::Notify])
+    }
+
+    fn decide(incident: &Incident, _ctx: &Context) -> Result<Decision, String> {
+        match incident.reason.as_str() {
+            "loop" => {
+                let mut i: u64 = 0;
+                loop {
+                    i = black_box(i.wrapping_add(1));
+                }
+            }
+            "alloc" => {
+                let mut hog: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hog.push(black_box(vec![1u8; 1 << 20]));
+                }
+            }
+            "panic" => panic!("hostile policy panicked on purpose"),
+            "unreachable" => std::process::abort(),
+            "stack" => summary(format!("{}", recurse(0))),
+            "huge" => {
+                let mut d = Decision::new("huge");
+                for i in 0..2000 {
+                    d = d.step(Action::notify("x", "y".repeat(1024)), format!("step {i}"));
+                }
+                Ok(d)
+            }
+            "huge-summary" => summary("z".repeat(8 << 20)),
+            "err" => Err("hostile policy refuses to decide".to_owned()),
+            "log-flood" => {
+                log(Level::Warn, &"w".repeat(64 << 10));
+                for i in 1..10_000 {
+                    log(Level::Warn, &format!("flood {i}"));
+                }
+                summary("flooded".to_owned())
+            }
+            "file" => summary(match std::fs::read("/etc/passwd") {
+                Ok(b) => format!("read {} bytes", b.len()),
+                Err(e) => format!("file denied: {e}"),
+            }),
+            "dir" => summary(match std::fs::read_dir("/") {
+                Ok(_) => "listed /".to_owned(),
+                Err(e) => format!("dir denied: {e}"),
+            }),
+            "env" => summary(format!(
+                "env vars: {}, args: {}",
+                std::env::vars().count(),
+                std::env::args().count()
+            )),
+            "clock" => {
+                let wall = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or(0);
+                let t0 = std::time::Instant::now();
+                let spin: u64 = (0..10_000u64).map(black_box).sum();
+                let elapsed = t0.elapsed().as_nanos();
+                summary(format!(
+                    "wall {wall} host-now {} elapsed {elapsed} spin {spin}",
+                    now()
+                ))
+            }
+            "random" => {
+                let mut buf = [0u8; 8];
+                // HashMap's RandomState seeds from wasi:random.
+                let map: std::collections::HashMap<u8, u8> = [(1, 2)].into_iter().collect();
+                buf[0] = map.len() as u8;
+                let s = std::collections::hash_map::RandomState::new();
+                use std::hash::BuildHasher;
+                summary(format!("hash {}", s.hash_one(42u64)))
+            }
+            "net" => summary(match std::net::TcpStream::connect("127.0.0.1:9") {
+                Ok(_) => "connected".to_owned(),
+                Err(e) => format!("net denied: {e}"),
+            }),
+            "stdout" => {
+                println!("{}", "o".repeat(1 << 16));
+                summary("printed".to_owned())
+            }
+            other => summary(format!("fine: {other}")),
+        }
+    }
+}
+
+export_policy!(Hostile);

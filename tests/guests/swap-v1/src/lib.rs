@@ -1,0 +1,3 @@
+//! swap-test version 1.
+const VERSION: &str = "1";
+include!("../../swap-common.rs");
