@@ -20,6 +20,10 @@ enum Command {
     /// Evaluate, list and inspect policy components.
     #[command(subcommand)]
     Policy(cmd::policy::PolicyCommand),
+    /// Normalize raw AWS payloads into incidents, recoveries or explained ignores (one JSON line each).
+    Normalize(cmd::normalize::NormalizeArgs),
+    /// Let the loaded policies decide on incidents and print their plans (executes nothing).
+    Decide(cmd::decide::DecideArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +36,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Policy(c) => cmd::policy::run(c),
+        Command::Decide(a) => cmd::decide::run(a),
+        Command::Normalize(a) => cmd::normalize::run(a),
     };
     match result {
         Ok(code) => code,

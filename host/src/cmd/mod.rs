@@ -1,5 +1,7 @@
 //! One module per top-level command.
 
+pub mod decide;
+pub mod normalize;
 pub mod policy;
 
 use std::io::Read;

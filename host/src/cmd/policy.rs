@@ -42,7 +42,7 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
-    fn engine(&self, max_concurrent: u32) -> anyhow::Result<std::sync::Arc<PolicyEngine>> {
+    pub fn engine(&self, max_concurrent: u32) -> anyhow::Result<std::sync::Arc<PolicyEngine>> {
         let defaults = PolicyLimits::default();
         let limits = PolicyLimits {
             fuel: self.fuel.unwrap_or(defaults.fuel),

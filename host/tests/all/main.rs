@@ -4,4 +4,5 @@ mod cli;
 mod examples;
 mod hot_swap;
 mod sandbox;
+mod signals;
 mod support;

@@ -1,0 +1,160 @@
+//! The signals stage: raw bytes from any transport (SQS, SNS, EventBridge, Lambda
+//! batches, ELBv2 polls) → `Vec<Normalized>`, each an incident, a recovery, an SNS
+//! subscription to confirm, or an explained "ignored".
+//!
+//! Pure: no I/O, no clock (the caller passes `received_at`), no AWS client, no
+//! tokio. Bad input never panics: the whole input is either a list of signals or
+//! one `SignalError`, and each batch item is judged on its own.
+
+mod alarm;
+mod autoscaling;
+mod ec2;
+mod ecs;
+mod elbv2;
+mod envelope;
+mod fields;
+mod health;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::incident::{Incident, Recovery};
+
+pub use fields::parse_time;
+
+/// What one piece of input turned into.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Signal {
+    /// A failure to decide on.
+    Incident(Incident),
+    /// A resource or group is healthy again.
+    Recovery(Recovery),
+    /// An SNS subscription (un)confirmation for the HTTP transport to handle.
+    Subscription(Subscription),
+    /// Nothing to do, and why.
+    Ignored {
+        /// Why the input was not an incident or a recovery.
+        reason: String,
+    },
+}
+
+/// An SNS `SubscriptionConfirmation` or `UnsubscribeConfirmation`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Subscription {
+    /// `SubscriptionConfirmation` or `UnsubscribeConfirmation`.
+    pub kind: String,
+    /// The topic.
+    pub topic_arn: String,
+    /// The URL that confirms (SNS `SubscribeURL`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscribe_url: Option<String>,
+    /// The confirmation token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// A signal and where in the input it came from (`Records[0].Sns>Message`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Normalized {
+    /// The signal.
+    #[serde(flatten)]
+    pub signal: Signal,
+    /// Path inside the input; `>` marks a JSON-in-string decode.
+    pub path: String,
+}
+
+impl Normalized {
+    /// The incident, if this is one.
+    pub fn incident(&self) -> Option<&Incident> {
+        match &self.signal {
+            Signal::Incident(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// The recovery, if this is one.
+    pub fn recovery(&self) -> Option<&Recovery> {
+        match &self.signal {
+            Signal::Recovery(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The ignore reason, if ignored.
+    pub fn ignored(&self) -> Option<&str> {
+        match &self.signal {
+            Signal::Ignored { reason } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+/// Limits and caller-supplied facts for one normalization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NormalizeOptions {
+    /// Fallback time when the payload has none.
+    pub received_at: DateTime<Utc>,
+    /// Largest accepted input in bytes. Default 6 MiB (the SQS/Lambda maximum).
+    pub max_input_bytes: usize,
+    /// Largest JSON-in-string payload decoded, in bytes. Default 1 MiB.
+    pub max_string_bytes: usize,
+    /// Most JSON-in-string decodes on one path. Default 4.
+    pub max_depth: u32,
+    /// Target group ARN for ELBv2 DescribeTargetHealth responses (the response has none).
+    pub target_group: Option<String>,
+}
+
+impl NormalizeOptions {
+    /// Defaults with the given receive time.
+    pub fn new(received_at: DateTime<Utc>) -> Self {
+        NormalizeOptions {
+            received_at,
+            max_input_bytes: 6 << 20,
+            max_string_bytes: 1 << 20,
+            max_depth: 4,
+            target_group: None,
+        }
+    }
+}
+
+/// Why a whole input could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignalError {
+    /// Larger than `max_input_bytes`.
+    #[error("input of {size} bytes exceeds the limit of {limit} bytes")]
+    Oversized {
+        /// Input size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Not UTF-8 JSON, truncated, or nested deeper than the parser allows.
+    #[error("not JSON: {0}")]
+    NotJson(String),
+}
+
+/// Normalizes one input (a raw event, an envelope or a batch).
+pub fn normalize(bytes: &[u8], opts: &NormalizeOptions) -> Result<Vec<Normalized>, SignalError> {
+    if bytes.len() > opts.max_input_bytes {
+        return Err(SignalError::Oversized {
+            size: bytes.len(),
+            limit: opts.max_input_bytes,
+        });
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| SignalError::NotJson(e.to_string()))?;
+    let mut out = Vec::new();
+    envelope::unwrap(&value, opts, &mut out);
+    if out.is_empty() {
+        out.push(Normalized {
+            signal: Signal::Ignored {
+                reason: "empty batch".into(),
+            },
+            path: String::new(),
+        });
+    }
+    Ok(out)
+}
