@@ -27,6 +27,7 @@ fn main() {
         .expect("tests/artifacts lives two levels below the workspace root")
         .to_path_buf();
     for dir in [
+        ".cargo/config.toml",
         "sdk",
         "wit",
         "policies",

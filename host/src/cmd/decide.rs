@@ -1,14 +1,16 @@
-//! `healer decide`: load a directory of policies and let every policy that handles
-//! each incident decide on it. Nothing is executed: this shows the plans.
+//! `healer decide`: load a directory of policies, normalize each input (a raw AWS
+//! payload, or incident JSON), and let every policy that handles each incident
+//! decide on it. Nothing is executed: this shows the plans.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use chrono::Utc;
 use clap::Args;
 use healer::Incident;
-use healer::policy::{PolicyContext, PolicyRegistry};
+use healer::policy::{Decisions, PolicyContext, PolicyRegistry};
+use healer::signals::{NormalizeOptions, Signal, normalize};
 
 use super::policy::EngineArgs;
 use super::read_input;
@@ -22,44 +24,86 @@ pub struct DecideArgs {
     /// Context JSON applied to every incident.
     #[arg(long)]
     context: Option<PathBuf>,
-    /// Incident JSON files or directories of them; `-` reads stdin.
+    /// Raw AWS payloads or incident JSON files, or directories of them
+    /// (searched recursively for `*.json`); `-` reads stdin.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
+    /// Print one readable line per signal instead of JSON.
+    #[arg(long)]
+    text: bool,
     #[command(flatten)]
     engine: EngineArgs,
 }
 
-fn expand(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
+fn expand(inputs: &[PathBuf], out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     for input in inputs {
         if input.is_dir() {
-            let mut files: Vec<_> = std::fs::read_dir(input)
+            let mut entries: Vec<_> = std::fs::read_dir(input)
                 .with_context(|| format!("cannot read {}", input.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .filter(|p| p.is_dir() || p.extension().is_some_and(|x| x == "json"))
                 .collect();
-            files.sort();
-            out.extend(files);
+            entries.sort();
+            expand(&entries, out)?;
         } else {
             out.push(input.clone());
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-fn decide_one(
-    registry: &PolicyRegistry,
-    path: &Path,
-    context: &PolicyContext,
-) -> anyhow::Result<serde_json::Value> {
-    let incident = Incident::from_json(&read_input(path)?)?;
-    let decisions = registry.decide(&incident, context, Utc::now());
-    Ok(serde_json::json!({
-        "input": path.display().to_string(),
-        "incident": incident,
-        "decisions": decisions,
-        "dry-run": true,
-    }))
+/// Incident JSON (has `kind` and `resource`) is taken as is; anything else is a
+/// raw payload for the normalizer.
+fn signals_of(bytes: &[u8]) -> anyhow::Result<Vec<(Signal, String)>> {
+    let looks_like_incident = serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .is_some_and(|v| v.get("kind").is_some() && v.get("resource").is_some());
+    if looks_like_incident {
+        return Ok(vec![(
+            Signal::Incident(Incident::from_json(bytes)?),
+            String::new(),
+        )]);
+    }
+    Ok(normalize(bytes, &NormalizeOptions::new(Utc::now()))?
+        .into_iter()
+        .map(|n| (n.signal, n.path))
+        .collect())
+}
+
+fn text_line(input: &str, signal: &Signal, decisions: Option<&Decisions>) -> String {
+    match (signal, decisions) {
+        (Signal::Incident(i), Some(d)) => {
+            let mut line = format!("{input}: {} {}", i.kind, i.resource.id);
+            if d.active.is_empty() {
+                line.push_str(" -> no policy handles it");
+            }
+            for o in &d.active {
+                match &o.result {
+                    Ok(dec) => {
+                        let steps: Vec<_> =
+                            dec.steps.iter().map(|s| s.action.kind().as_str()).collect();
+                        line.push_str(&format!(
+                            " -> {} {}: [{}] {} ({} fuel, {} us)",
+                            o.policy.name,
+                            o.policy.version,
+                            steps.join(", "),
+                            dec.summary,
+                            o.fuel_used,
+                            o.duration.as_micros()
+                        ));
+                    }
+                    Err(e) => line.push_str(&format!(" -> {} failed: {e}", o.policy.name)),
+                }
+            }
+            line
+        }
+        (Signal::Recovery(r), _) => {
+            format!("{input}: recovery of {} {}", r.resource.kind, r.resource.id)
+        }
+        (Signal::Subscription(s), _) => format!("{input}: SNS {} for {}", s.kind, s.topic_arn),
+        (Signal::Ignored { reason }, _) => format!("{input}: ignored: {reason}"),
+        (Signal::Incident(i), None) => format!("{input}: {} {}", i.kind, i.resource.id),
+    }
 }
 
 /// Runs `decide`; exit 1 if any input or policy failed.
@@ -70,7 +114,7 @@ pub fn run(a: DecideArgs) -> anyhow::Result<ExitCode> {
         None => PolicyContext::default(),
     };
     let registry = PolicyRegistry::new(a.engine.engine(4)?);
-    let (loaded, failed) = registry
+    let healer::policy::LoadReport { loaded, failed } = registry
         .load_dir(&a.policies)
         .with_context(|| format!("cannot read policy directory {}", a.policies.display()))?;
     let mut ok = failed.is_empty();
@@ -80,14 +124,35 @@ pub fn run(a: DecideArgs) -> anyhow::Result<ExitCode> {
     if loaded.is_empty() {
         anyhow::bail!("no policy loaded from {}", a.policies.display());
     }
-    for path in expand(&a.inputs)? {
-        match decide_one(&registry, &path, &context) {
-            Ok(v) => {
-                let failed_policy = v["decisions"]["active"]
-                    .as_array()
-                    .is_some_and(|a| a.iter().any(|o| o.get("error").is_some()));
-                ok &= !failed_policy;
-                println!("{v}");
+    let mut paths = Vec::new();
+    expand(&a.inputs, &mut paths)?;
+    for path in paths {
+        let input = path.display().to_string();
+        match read_input(&path).and_then(|b| signals_of(&b)) {
+            Ok(signals) => {
+                for (signal, signal_path) in signals {
+                    let decisions = match &signal {
+                        Signal::Incident(i) => Some(registry.decide(i, &context, Utc::now())),
+                        _ => None,
+                    };
+                    ok &= !decisions
+                        .as_ref()
+                        .is_some_and(|d| d.active.iter().any(|o| o.result.is_err()));
+                    if a.text {
+                        println!("{}", text_line(&input, &signal, decisions.as_ref()));
+                    } else {
+                        println!(
+                            "{}",
+                            serde_json::json!({
+                                "input": input,
+                                "path": signal_path,
+                                "signal": signal,
+                                "decisions": decisions,
+                                "dry-run": true,
+                            })
+                        );
+                    }
+                }
             }
             Err(e) => {
                 ok = false;

@@ -137,9 +137,10 @@ fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
 
 fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
     let registry = PolicyRegistry::new(a.engine.engine(2)?);
-    let (_, failed) = registry
+    let failed = registry
         .load_dir(&a.dir)
-        .with_context(|| format!("cannot read policy directory {}", a.dir.display()))?;
+        .with_context(|| format!("cannot read policy directory {}", a.dir.display()))?
+        .failed;
     let entries = registry.list();
     if a.json {
         let failed: Vec<_> = failed

@@ -21,7 +21,9 @@ use crate::incident::IncidentKind;
 pub use context::{PastAction, PolicyContext, ResourceConfig};
 pub use engine::{LoadedPolicy, PolicyEngine};
 pub use limits::PolicyLimits;
-pub use registry::{Decisions, PolicyRegistry, PolicyRole, PolicyVersionInfo, RegistryEntry};
+pub use registry::{
+    Decisions, LoadReport, PolicyRegistry, PolicyRole, PolicyVersionInfo, RegistryEntry,
+};
 
 /// Identity of one policy version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

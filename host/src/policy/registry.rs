@@ -88,6 +88,15 @@ pub struct Decisions {
     pub shadow: Vec<DecisionOutcome>,
 }
 
+/// What `load_dir` loaded and what it could not.
+#[derive(Debug)]
+pub struct LoadReport {
+    /// Policies now active.
+    pub loaded: Vec<PolicyId>,
+    /// Files that failed, with the reason.
+    pub failed: Vec<(std::path::PathBuf, PolicyError)>,
+}
+
 /// All loaded policies and the atomically swapped active set.
 pub struct PolicyRegistry {
     engine: Arc<PolicyEngine>,
@@ -124,10 +133,7 @@ impl PolicyRegistry {
 
     /// Loads every `*.wasm` file in `dir` as an active policy. Returns what loaded
     /// and, per file, what failed; one bad file does not stop the others.
-    pub fn load_dir(
-        &self,
-        dir: &Path,
-    ) -> std::io::Result<(Vec<PolicyId>, Vec<(std::path::PathBuf, PolicyError)>)> {
+    pub fn load_dir(&self, dir: &Path) -> std::io::Result<LoadReport> {
         let mut paths: Vec<_> = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
@@ -144,7 +150,7 @@ impl PolicyRegistry {
                 Err(e) => failed.push((path, PolicyError::Host(e.to_string()))),
             }
         }
-        Ok((loaded, failed))
+        Ok(LoadReport { loaded, failed })
     }
 
     /// Loads a component and makes it the active (or shadow) version of its name.

@@ -81,10 +81,10 @@ pub(crate) fn event(v: &Value, mut sink: Sink<'_, '_>) {
             ("event-arn".to_owned(), event_arn.to_owned()),
             ("event-type".to_owned(), type_code.to_owned()),
         ]);
-        if kind == IncidentKind::InstanceRetiring {
-            if let Some(t) = time_of(d.get("startTime")) {
-                detail.insert("scheduled_for".into(), t.to_rfc3339());
-            }
+        if kind == IncidentKind::InstanceRetiring
+            && let Some(t) = time_of(d.get("startTime"))
+        {
+            detail.insert("scheduled_for".into(), t.to_rfc3339());
         }
         sink.push(Signal::Incident(Incident::new(IncidentParts {
             kind,

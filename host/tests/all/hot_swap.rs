@@ -143,7 +143,8 @@ fn load_dir_reports_bad_files_and_keeps_good_ones() {
     std::fs::write(dir.path().join("broken.wasm"), b"nope").expect("write");
     std::fs::write(dir.path().join("README.txt"), b"ignored").expect("write");
     let registry = PolicyRegistry::new(engine());
-    let (loaded, failed) = registry.load_dir(dir.path()).expect("reads dir");
+    let report = registry.load_dir(dir.path()).expect("reads dir");
+    let (loaded, failed) = (report.loaded, report.failed);
     assert_eq!(loaded.len(), 1);
     assert_eq!(loaded[0].name, "ec2-replace");
     assert_eq!(failed.len(), 1);

@@ -511,7 +511,7 @@ fn mutate(v: &mut serde_json::Value, pick: &mut u64, replacement: &serde_json::V
     *pick = pick
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
-    if *pick % 7 == 0 {
+    if pick.is_multiple_of(7) {
         *v = replacement.clone();
         return true;
     }
@@ -520,7 +520,7 @@ fn mutate(v: &mut serde_json::Value, pick: &mut u64, replacement: &serde_json::V
             let n = m.len().max(1);
             let key = m.keys().nth((*pick as usize) % n).cloned();
             match key {
-                Some(k) if *pick % 5 == 0 => {
+                Some(k) if pick.is_multiple_of(5) => {
                     m.remove(&k);
                     true
                 }

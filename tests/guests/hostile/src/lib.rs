@@ -13,7 +13,11 @@ fn summary(text: String) -> Result<Decision, String> {
     Ok(Decision::new(text))
 }
 
+/// Recurses until the stack runs out (the condition is never true at runtime).
 fn recurse(n: u64) -> u64 {
+    if black_box(n) == u64::MAX {
+        return 0;
+    }
     black_box(recurse(black_box(n + 1))) + 1
 }
 
@@ -84,10 +88,7 @@ impl Policy for Hostile {
                 ))
             }
             "random" => {
-                let mut buf = [0u8; 8];
                 // HashMap's RandomState seeds from wasi:random.
-                let map: std::collections::HashMap<u8, u8> = [(1, 2)].into_iter().collect();
-                buf[0] = map.len() as u8;
                 let s = std::collections::hash_map::RandomState::new();
                 use std::hash::BuildHasher;
                 summary(format!("hash {}", s.hash_one(42u64)))
