@@ -221,3 +221,84 @@ fn list_shows_every_policy_in_a_directory() {
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
     assert_eq!(v["policies"].as_array().map(Vec::len), Some(3));
 }
+
+#[test]
+fn normalize_prints_one_line_per_signal_and_continues_past_bad_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"Records\": [").expect("write");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/aws-events");
+    let crashed = fixtures.join("ecs/task-stopped-essential-container-exited-fargate.json");
+    let healthy = fixtures.join("elbv2/describe-target-health-all-healthy.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(["normalize", "--received-at", "2024-06-01T12:00:00Z"])
+        .arg(&crashed)
+        .arg(&bad)
+        .arg(&healthy)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1), "an input errored");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert_eq!(lines[0]["incident"]["kind"], "task-crashed");
+    assert_eq!(lines[1]["error"]["input"], bad.display().to_string());
+    assert!(
+        lines[1]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not JSON"))
+    );
+    assert_eq!(lines[2]["recovery"]["resource"]["id"], "i-ceddcd4d");
+    assert_eq!(lines[3]["recovery"]["resource"]["id"], "i-0f76fade");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{stderr}"
+    );
+
+    // All good → exit 0; stdin works.
+    let ok = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(["normalize", "-"])
+        .stdin(std::fs::File::open(&crashed).expect("open"))
+        .output()
+        .expect("runs");
+    assert!(ok.status.success());
+}
+
+#[test]
+fn decide_turns_raw_events_into_plans() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).expect("mkdir");
+    std::fs::copy(artifacts::ECS_TASK_RESTART, policies.join("ecs.wasm")).expect("copy");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/aws-events");
+    let out = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(["decide", "--no-cache", "--policies"])
+        .arg(&policies)
+        .arg(fixtures.join("sns/lambda-record-eventbridge-ecs-task-stopped.json"))
+        .arg(fixtures.join("ecs/service-action-steady-state.json"))
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["signal"]["incident"]["kind"], "task-crashed");
+    assert_eq!(
+        lines[0]["decisions"]["active"][0]["decision"]["steps"][0]["action"],
+        "restart-task"
+    );
+    assert_eq!(lines[0]["dry-run"], true);
+    assert!(lines[1]["signal"]["recovery"].is_object());
+}
