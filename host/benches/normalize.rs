@@ -66,17 +66,6 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    let started = Instant::now();
-    for _ in 0..2_000 {
-        for bytes in &mix {
-            let _ = serde_json::from_slice::<serde_json::Value>(bytes);
-        }
-    }
-    println!(
-        "serde_json::Value parse alone: {:.0} events/s",
-        (2_000 * mix.len()) as f64 / started.elapsed().as_secs_f64()
-    );
-
     let rounds = 2_000;
     let before = ALLOCS.load(Ordering::Relaxed);
     let started = Instant::now();

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use super::json::Json as Value;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 
 use super::Signal;
 use super::envelope::Sink;
@@ -39,7 +39,7 @@ fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
     v.and_then(Value::as_object)
         .map(|o| {
             o.iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.to_string(), s.to_owned())))
                 .collect()
         })
         .unwrap_or_default()

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use super::json::Json as Value;
 
 use super::Signal;
 use super::envelope::Sink;

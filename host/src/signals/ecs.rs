@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use super::json::Json as Value;
 
 use super::Signal;
 use super::envelope::Sink;
@@ -31,7 +31,7 @@ fn arn_ref(kind: ResourceKind, arn: &str, event: &Value) -> ResourceRef {
     }
 }
 
-fn first_resource(v: &Value) -> Option<&str> {
+fn first_resource<'a>(v: &'a Value<'_>) -> Option<&'a str> {
     v.get("resources")?.as_array()?.first()?.as_str()
 }
 
@@ -62,7 +62,7 @@ struct Culprit<'a> {
 
 /// The failing container: the event lacks `essential`, so blame the first
 /// non-zero exit code (sidecars may exit 0; no exit code = never started).
-fn culprit(containers: &[Value]) -> Option<Culprit<'_>> {
+fn culprit<'a>(containers: &'a [Value<'_>]) -> Option<Culprit<'a>> {
     containers.iter().find_map(|c| {
         let code = c.get("exitCode")?.as_i64()?;
         (code != 0).then(|| Culprit {

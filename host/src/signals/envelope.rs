@@ -3,8 +3,8 @@
 //! in any order, with a bound on JSON-in-string decodes. Dispatches each payload
 //! to its source's normalizer. First matching shape wins.
 
+use super::json::Json as Value;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 
 use super::fields::{get_ci, str_of, time_of};
 use super::{NormalizeOptions, Normalized, Signal, Subscription};
@@ -107,7 +107,7 @@ fn decode(raw: &Value, ctx: Ctx<'_>, out: &mut Vec<Normalized>) {
     if !(trimmed.starts_with('{') || trimmed.starts_with('[')) {
         return sink.ignore("non-JSON message");
     }
-    match serde_json::from_str::<Value>(s) {
+    match Value::parse(s) {
         Ok(inner) => {
             let mut ctx = sink.ctx.clone();
             ctx.depth += 1;
@@ -128,6 +128,7 @@ fn walk(v: &Value, ctx: Ctx<'_>, out: &mut Vec<Normalized>) {
     let Some(obj) = v.as_object() else {
         return Sink { ctx, out }.ignore("not a JSON object");
     };
+    let has = |k: &str| v.contains_key(k);
     if let Some(records) = get_ci(v, "Records") {
         return lambda_records(records, ctx, out);
     }
@@ -137,20 +138,20 @@ fn walk(v: &Value, ctx: Ctx<'_>, out: &mut Vec<Normalized>) {
     if get_ci(v, "Type").is_some() && get_ci(v, "TopicArn").is_some() {
         return sns(v, ctx, out);
     }
-    if obj.contains_key("detail-type") && obj.contains_key("source") && obj.contains_key("detail") {
+    if has("detail-type") && has("source") && has("detail") {
         let ctx = ctx.child("", time_of(v.get("time")));
         return eventbridge(v, Sink { ctx, out });
     }
-    if obj.contains_key("alarmArn") && obj.contains_key("alarmData") {
+    if has("alarmArn") && has("alarmData") {
         return super::alarm::lambda_action(v, Sink { ctx, out });
     }
-    if obj.contains_key("AlarmName") && obj.contains_key("NewStateValue") {
+    if has("AlarmName") && has("NewStateValue") {
         return super::alarm::sns_message(v, Sink { ctx, out });
     }
-    if let Some(list) = obj.get("TargetHealthDescriptions") {
+    if let Some(list) = v.get("TargetHealthDescriptions") {
         return super::elbv2::describe_target_health(list, Sink { ctx, out });
     }
-    let mut keys: Vec<&str> = obj.keys().map(String::as_str).take(8).collect();
+    let mut keys: Vec<&str> = obj.iter().map(|(k, _)| k.as_ref()).take(8).collect();
     keys.sort_unstable();
     Sink { ctx, out }.ignore(format!("unrecognized shape: keys {}", keys.join(", ")))
 }

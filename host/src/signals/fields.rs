@@ -1,8 +1,8 @@
 //! Field readers shared by the normalizers: tolerant time parsing, ARN splitting,
 //! region checks and case-insensitive envelope keys. Pure functions of their input.
 
+use super::json::Json as Value;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
-use serde_json::Value;
 
 /// Earliest time accepted as real (earlier ones are placeholders like 1970).
 const EPOCH_FLOOR_MS: i64 = 1_262_304_000_000; // 2010-01-01
@@ -45,9 +45,9 @@ pub fn parse_time(raw: &str) -> Option<DateTime<Utc>> {
 pub fn time_of(v: Option<&Value>) -> Option<DateTime<Utc>> {
     match v? {
         Value::String(s) => parse_time(s),
-        Value::Number(n) => n
-            .as_i64()
-            .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+        Value::Int(ms) => Utc
+            .timestamp_millis_opt(*ms)
+            .single()
             .filter(|t| t.timestamp_millis() >= EPOCH_FLOOR_MS),
         _ => None,
     }
@@ -55,7 +55,7 @@ pub fn time_of(v: Option<&Value>) -> Option<DateTime<Utc>> {
 
 /// The first parseable time among candidates.
 pub fn first_time<'a>(
-    candidates: impl IntoIterator<Item = Option<&'a Value>>,
+    candidates: impl IntoIterator<Item = Option<&'a Value<'a>>>,
 ) -> Option<DateTime<Utc>> {
     candidates.into_iter().find_map(time_of)
 }
@@ -135,10 +135,10 @@ pub fn canonical_arn(s: &str) -> String {
 }
 
 /// A key matched case-insensitively (for envelope keys whose casing drifts).
-pub fn get_ci<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
-    let obj = v.as_object()?;
-    obj.get(key).or_else(|| {
-        obj.iter()
+pub fn get_ci<'a, 'j>(v: &'a Value<'j>, key: &str) -> Option<&'a Value<'j>> {
+    v.get(key).or_else(|| {
+        v.as_object()?
+            .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
             .map(|(_, v)| v)
     })

@@ -14,6 +14,7 @@ mod elbv2;
 mod envelope;
 mod fields;
 mod health;
+mod json;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -144,8 +145,10 @@ pub fn normalize(bytes: &[u8], opts: &NormalizeOptions) -> Result<Vec<Normalized
             limit: opts.max_input_bytes,
         });
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| SignalError::NotJson(e.to_string()))?;
+    // One vectorised UTF-8 check up front; parsing from `str` then skips the
+    // per-string check (a tenth of the normalizer's time).
+    let text = std::str::from_utf8(bytes).map_err(|e| SignalError::NotJson(e.to_string()))?;
+    let value = json::Json::parse(text).map_err(|e| SignalError::NotJson(e.to_string()))?;
     let mut out = Vec::new();
     envelope::unwrap(&value, opts, &mut out);
     if out.is_empty() {
