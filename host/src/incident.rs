@@ -182,6 +182,11 @@ impl IncidentId {
         IncidentId(format!("inc-{}", hex::encode(&digest[..16])))
     }
 
+    /// An id as stored or typed by a user (not derived here).
+    pub fn from_stored(id: &str) -> Self {
+        IncidentId(id.to_owned())
+    }
+
     /// The id as a string.
     pub fn as_str(&self) -> &str {
         &self.0

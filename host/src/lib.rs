@@ -9,6 +9,7 @@ pub mod decision;
 pub mod incident;
 pub mod policy;
 pub mod signals;
+pub mod store;
 
 pub use decision::{Action, ActionKind, Decision, Step, VerifyMethod, VerifySpec};
 pub use incident::{Incident, IncidentId, IncidentKind, Recovery, ResourceKind, ResourceRef};

@@ -22,6 +22,12 @@ enum Command {
     Policy(cmd::policy::PolicyCommand),
     /// Normalize raw AWS payloads into incidents, recoveries or explained ignores (one JSON line each).
     Normalize(cmd::normalize::NormalizeArgs),
+    /// Manage the store.
+    #[command(subcommand)]
+    Store(cmd::store::StoreCommand),
+    /// Query recorded incidents.
+    #[command(subcommand)]
+    Incidents(cmd::store::IncidentsCommand),
     /// Let the loaded policies decide on incidents and print their plans (executes nothing).
     Decide(cmd::decide::DecideArgs),
 }
@@ -38,6 +44,8 @@ fn main() -> ExitCode {
         Command::Policy(c) => cmd::policy::run(c),
         Command::Decide(a) => cmd::decide::run(a),
         Command::Normalize(a) => cmd::normalize::run(a),
+        Command::Store(c) => cmd::store::run_store(c),
+        Command::Incidents(c) => cmd::store::run_incidents(c),
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 pub mod decide;
 pub mod normalize;
 pub mod policy;
+pub mod store;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

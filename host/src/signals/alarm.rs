@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::Signal;
 use super::envelope::Sink;
-use super::fields::{Arn, canonical_arn, event_account, event_region, nonempty, str_of, time_of};
+use super::fields::{Arn, arn_location, canonical_arn, event_account, nonempty, str_of, time_of};
 use crate::incident::{Incident, IncidentKind, IncidentParts, Recovery, ResourceKind, ResourceRef};
 
 /// One metric an alarm watches.
@@ -83,7 +83,7 @@ fn eventbridge_metrics(config: &Value) -> Vec<Metric> {
 fn from_detail<'v>(arn: &str, d: &'v Value, event: &'v Value) -> Alarm<'v> {
     let state = d.get("state").unwrap_or(&Value::Null);
     let config = d.get("configuration").unwrap_or(&Value::Null);
-    let parsed = Arn::parse(arn);
+    let (region, account) = arn_location(Arn::parse(arn).as_ref(), event);
     Alarm {
         arn: canonical_arn(arn),
         name: str_of(d, "alarmName").unwrap_or(""),
@@ -100,14 +100,8 @@ fn from_detail<'v>(arn: &str, d: &'v Value, event: &'v Value) -> Alarm<'v> {
         }),
         suppressed_by: nonempty(state, "actionsSuppressedBy"),
         muted: d.get("muteDetail").is_some_and(|m| !m.is_null()),
-        region: parsed
-            .as_ref()
-            .and_then(|a| a.region.clone())
-            .or_else(|| event_region(event)),
-        account: parsed
-            .as_ref()
-            .and_then(|a| a.account.clone())
-            .or_else(|| event_account(event)),
+        region,
+        account,
     }
 }
 

@@ -7,7 +7,7 @@ use super::json::Json as Value;
 
 use super::Signal;
 use super::envelope::Sink;
-use super::fields::{Arn, event_account, event_region, instance_id, str_of};
+use super::fields::{Arn, arn_location, instance_id, str_of};
 use crate::incident::{Incident, IncidentKind, IncidentParts, ResourceKind, ResourceRef};
 
 /// `EC2 Spot Instance Interruption Warning` → spot-interruption on the instance.
@@ -24,18 +24,12 @@ pub(crate) fn spot_interruption(v: &Value, mut sink: Sink<'_, '_>) {
     else {
         return sink.ignore("spot interruption without an instance id");
     };
-    let arn = resource_arn.and_then(Arn::parse);
+    let (region, account) = arn_location(resource_arn.and_then(Arn::parse).as_ref(), v);
     let resource = ResourceRef {
         kind: ResourceKind::Ec2Instance,
         id: id.clone(),
-        region: arn
-            .as_ref()
-            .and_then(|a| a.region.clone())
-            .or_else(|| event_region(v)),
-        account: arn
-            .as_ref()
-            .and_then(|a| a.account.clone())
-            .or_else(|| event_account(v)),
+        region,
+        account,
     };
     let action = str_of(d, "instance-action").unwrap_or("").trim();
     let detail = BTreeMap::from([("instance-action".to_owned(), action.to_owned())]);

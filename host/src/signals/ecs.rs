@@ -8,26 +8,17 @@ use super::json::Json as Value;
 
 use super::Signal;
 use super::envelope::Sink;
-use super::fields::{
-    Arn, canonical_arn, event_account, event_region, first_time, nonempty, str_of,
-};
+use super::fields::{Arn, arn_location, canonical_arn, first_time, nonempty, str_of};
 use crate::incident::{Incident, IncidentKind, IncidentParts, Recovery, ResourceKind, ResourceRef};
 
 /// A resource ref from an ARN, region/account from the ARN else the event.
 fn arn_ref(kind: ResourceKind, arn: &str, event: &Value) -> ResourceRef {
-    let id = canonical_arn(arn);
-    let parsed = Arn::parse(arn);
+    let (region, account) = arn_location(Arn::parse(arn).as_ref(), event);
     ResourceRef {
         kind,
-        id,
-        region: parsed
-            .as_ref()
-            .and_then(|a| a.region.clone())
-            .or_else(|| event_region(event)),
-        account: parsed
-            .as_ref()
-            .and_then(|a| a.account.clone())
-            .or_else(|| event_account(event)),
+        id: canonical_arn(arn),
+        region,
+        account,
     }
 }
 

@@ -129,6 +129,16 @@ impl<'a> Arn<'a> {
     }
 }
 
+/// Region and account of a resource: the ARN's, else the event's.
+pub fn arn_location(arn: Option<&Arn<'_>>, event: &Value) -> (Option<String>, Option<String>) {
+    (
+        arn.and_then(|a| a.region.clone())
+            .or_else(|| event_region(event)),
+        arn.and_then(|a| a.account.clone())
+            .or_else(|| event_account(event)),
+    )
+}
+
 /// Canonical form of an ARN-ish string: trimmed ARN fields, or the input trimmed.
 pub fn canonical_arn(s: &str) -> String {
     Arn::parse(s).map_or_else(|| s.trim().to_owned(), |a| a.canonical())

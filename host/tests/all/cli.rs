@@ -302,3 +302,125 @@ fn decide_turns_raw_events_into_plans() {
     assert_eq!(lines[0]["dry-run"], true);
     assert!(lines[1]["signal"]["recovery"].is_object());
 }
+
+/// Fills a store with two incidents (one healed after 90 s, one open) through
+/// the library, for the CLI to read.
+async fn seed(store: &dyn healer::store::Store) -> String {
+    use healer::store::LifecycleState;
+    let healed = healer::Incident::from_json(INCIDENT.as_bytes()).expect("incident");
+    let open = healer::Incident::from_json(
+        br#"{"kind":"task-crashed","resource":{"kind":"ecs-task","id":"arn:aws:ecs:r:1:task/c/t"},"detected-at":"2024-05-01T11:00:00Z"}"#,
+    )
+    .expect("incident");
+    store.init().await.expect("init");
+    store.create_incident(&healed).await.expect("create");
+    store.create_incident(&open).await.expect("create");
+    let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().expect("time");
+    store
+        .transition(
+            &healed.id,
+            LifecycleState::Healed,
+            at("2024-05-01T10:01:30Z"),
+            None,
+        )
+        .await
+        .expect("healed");
+    healed.id.to_string()
+}
+
+fn incidents_cli(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("runs healer")
+}
+
+fn check_incident_commands(envs: &[(&str, &str)], healed_id: &str) {
+    let init = incidents_cli(&["store", "init"], envs);
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let list = incidents_cli(&["incidents", "list"], envs);
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let table = String::from_utf8_lossy(&list.stdout);
+    assert_eq!(table.lines().count(), 3, "header + 2 rows: {table}");
+    assert!(table.contains("90.0s"), "{table}");
+    let open = incidents_cli(&["incidents", "list", "--open", "--json"], envs);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&open.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["state"], "detected");
+    let kind = incidents_cli(
+        &["incidents", "list", "--kind", "function-errors", "--json"],
+        envs,
+    );
+    assert_eq!(String::from_utf8_lossy(&kind.stdout).lines().count(), 1);
+    let bad_kind = incidents_cli(&["incidents", "list", "--kind", "nope"], envs);
+    assert!(!bad_kind.status.success());
+    let show = incidents_cli(&["incidents", "show", healed_id], envs);
+    let v: serde_json::Value = serde_json::from_slice(&show.stdout).expect("JSON");
+    assert_eq!(v["mttr-ms"], 90_000);
+    let missing = incidents_cli(&["incidents", "show", "inc-nope"], envs);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
+    let stats = incidents_cli(&["incidents", "stats", "--json"], envs);
+    let v: serde_json::Value = serde_json::from_slice(&stats.stdout).expect("JSON");
+    let rows = v["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter()
+            .any(|r| r["key"] == "function-errors" && r["mttr-p50-ms"] == 90_000)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incidents_commands_read_the_sqlite_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = healer::store::SqliteStore::open(&dir.path().join("healer.db"))
+        .await
+        .expect("open");
+    let id = seed(&store).await;
+    let data_dir = dir.path().to_str().expect("utf-8").to_owned();
+    tokio::task::spawn_blocking(move || {
+        let envs = [
+            ("HEALER_STORE", "sqlite"),
+            ("HEALER_DATA_DIR", data_dir.as_str()),
+        ];
+        check_incident_commands(&envs, &id);
+    })
+    .await
+    .expect("checks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incidents_commands_read_dynamodb_through_the_standard_aws_environment() {
+    let Some(moto) = crate::moto::start("incidents_commands_read_dynamodb") else {
+        return;
+    };
+    let client = crate::moto::dynamodb(&moto).await;
+    let store =
+        healer::store::DynamoStore::new(client, healer::store::DynamoTables::with_prefix("cli"));
+    let id = seed(&store).await;
+    let endpoint = moto.endpoint.clone();
+    tokio::task::spawn_blocking(move || {
+        let envs = [
+            ("HEALER_STORE", "dynamodb"),
+            ("HEALER_TABLE_PREFIX", "cli"),
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ];
+        check_incident_commands(&envs, &id);
+    })
+    .await
+    .expect("checks");
+}

@@ -3,6 +3,8 @@
 mod cli;
 mod examples;
 mod hot_swap;
+mod moto;
 mod sandbox;
 mod signals;
+mod store;
 mod support;

@@ -1,0 +1,356 @@
+//! The store: every incident's whole life (lifecycle timestamps, decision
+//! provenance, governor verdicts, executed steps, MTTR), the actions index the
+//! governor queries, per-resource config, governor state and policy versions.
+//!
+//! `Store` is the seam; `SqliteStore` (embedded default) and `DynamoStore`
+//! (production) implement its primitive operations, and the lifecycle rules live
+//! here once, in the trait's provided methods, so both backends behave the same.
+
+mod dynamo;
+mod record;
+mod sqlite;
+mod stats;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use dynamo::{DynamoStore, DynamoTables};
+pub use record::{
+    ActionRecord, IncidentRecord, LifecycleState, Provenance, ResourceConfigRecord,
+    ResourceSelector, StepRecord, VerdictRecord,
+};
+pub use sqlite::SqliteStore;
+pub use stats::{GroupBy, Stats, StatsRow};
+
+use crate::incident::{Incident, IncidentId, IncidentKind};
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No incident with that id.
+    #[error("incident {0} not found")]
+    NotFound(String),
+    /// A lifecycle transition the model forbids (e.g. acting on a denied incident).
+    #[error("illegal transition of incident {id}: {from} → {to}")]
+    IllegalTransition {
+        /// Incident id.
+        id: String,
+        /// Current state.
+        from: LifecycleState,
+        /// Requested state.
+        to: LifecycleState,
+    },
+    /// Concurrent writers kept winning; the update was not applied.
+    #[error("incident {0} is being updated concurrently; gave up after retries")]
+    Contention(String),
+    /// SQLite failed.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A DynamoDB call failed (operation named).
+    #[error("dynamodb {op}: {message}")]
+    Dynamo {
+        /// The DynamoDB operation.
+        op: &'static str,
+        /// The SDK's error, with its source chain.
+        message: String,
+    },
+    /// A stored record could not be (de)serialized.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// An invalid argument (bad page token, bad config).
+    #[error("{0}")]
+    Invalid(String),
+    /// The blocking worker panicked or was cancelled.
+    #[error("store worker failed: {0}")]
+    Worker(String),
+}
+
+/// What a query is about: one resource or one group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// A resource id (task ARN, instance id, …).
+    Resource(String),
+    /// A group id (service ARN, ASG name, target group ARN).
+    Group(String),
+}
+
+/// Filters of `list`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only incidents not in a terminal state.
+    pub open: bool,
+    /// Only this kind.
+    pub kind: Option<IncidentKind>,
+    /// Only incidents detected at or after this time.
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl ListFilter {
+    /// Whether a record passes the filter.
+    pub fn matches(&self, r: &IncidentRecord) -> bool {
+        (!self.open || !r.state.is_terminal())
+            && self.kind.is_none_or(|k| r.incident.kind == k)
+            && self.since.is_none_or(|s| r.incident.detected_at >= s)
+    }
+}
+
+/// One page of `list`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Page {
+    /// The records (SQLite: newest first; DynamoDB: scan order).
+    pub items: Vec<IncidentRecord>,
+    /// Token for the next page; `None` when this is the last one.
+    pub next: Option<String>,
+}
+
+/// How many times a compare-and-set update retries before giving up.
+const CAS_RETRIES: usize = 16;
+
+/// The store seam. Backends implement the primitives; the lifecycle operations
+/// are provided on top of them.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Creates tables / runs migrations. Idempotent.
+    async fn init(&self) -> Result<(), StoreError>;
+
+    /// Inserts a record unless one with its id exists; returns the existing one.
+    async fn insert_if_absent(
+        &self,
+        record: &IncidentRecord,
+    ) -> Result<Option<IncidentRecord>, StoreError>;
+
+    /// Reads one record.
+    async fn get(&self, id: &IncidentId) -> Result<Option<IncidentRecord>, StoreError>;
+
+    /// Writes `record` if the stored version is still `expected_version`
+    /// (the record carries `expected_version + 1`). `false` if someone else won.
+    async fn compare_and_put(
+        &self,
+        record: &IncidentRecord,
+        expected_version: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Adds (or replaces) an entry of the actions index.
+    async fn put_action(&self, action: &ActionRecord) -> Result<(), StoreError>;
+
+    /// Actions on a resource or group that started at or after `since`, oldest first.
+    async fn actions_since(
+        &self,
+        scope: &Scope,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<ActionRecord>, StoreError>;
+
+    /// Every incident on a resource or group (any state).
+    async fn incidents_of(&self, scope: &Scope) -> Result<Vec<IncidentRecord>, StoreError>;
+
+    /// One page of incidents passing `filter`.
+    async fn list(
+        &self,
+        filter: &ListFilter,
+        page_token: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError>;
+
+    /// Takes (or renews) the lease on an incident for `owner` until `now + ttl`,
+    /// if it is free, expired, or already `owner`'s. Exactly one replica wins.
+    async fn claim(
+        &self,
+        id: &IncidentId,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives the lease up if `owner` holds it.
+    async fn release(&self, id: &IncidentId, owner: &str) -> Result<(), StoreError>;
+
+    /// Stores a per-resource config record.
+    async fn put_resource_config(&self, config: &ResourceConfigRecord) -> Result<(), StoreError>;
+
+    /// Every per-resource config record.
+    async fn resource_configs(&self) -> Result<Vec<ResourceConfigRecord>, StoreError>;
+
+    /// A governor state value and its version (0 = absent).
+    async fn governor_get(&self, key: &str) -> Result<(Option<String>, u64), StoreError>;
+
+    /// Sets a governor state value if its version is still `expected_version`.
+    async fn governor_cas(
+        &self,
+        key: &str,
+        value: &str,
+        expected_version: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Records a loaded policy version.
+    async fn put_policy_version(
+        &self,
+        name: &str,
+        version: &str,
+        sha256: &str,
+        uploaded_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Every recorded policy version as (name, version, sha256, uploaded_at).
+    async fn policy_versions(
+        &self,
+    ) -> Result<Vec<(String, String, String, DateTime<Utc>)>, StoreError>;
+
+    // ---- provided: the lifecycle, the same for every backend ----
+
+    /// Records a newly detected incident. Idempotent: an incident whose
+    /// deterministic id exists is returned as is, with `false`.
+    async fn create_incident(
+        &self,
+        incident: &Incident,
+    ) -> Result<(IncidentRecord, bool), StoreError> {
+        let record = IncidentRecord::detected(incident.clone());
+        match self.insert_if_absent(&record).await? {
+            Some(existing) => Ok((existing, false)),
+            None => Ok((record, true)),
+        }
+    }
+
+    /// Applies `change` with optimistic concurrency, retrying on conflicts.
+    async fn update(
+        &self,
+        id: &IncidentId,
+        change: &(dyn for<'r> Fn(&'r mut IncidentRecord) -> Result<(), StoreError> + Send + Sync),
+    ) -> Result<IncidentRecord, StoreError> {
+        for _ in 0..CAS_RETRIES {
+            let mut record = self
+                .get(id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+            let expected = record.version;
+            change(&mut record)?;
+            record.version = expected + 1;
+            if self.compare_and_put(&record, expected).await? {
+                return Ok(record);
+            }
+        }
+        Err(StoreError::Contention(id.to_string()))
+    }
+
+    /// Moves an incident to `to` at `at`, with an optional note (why it was
+    /// denied, escalated or ignored). Illegal transitions are rejected.
+    async fn transition(
+        &self,
+        id: &IncidentId,
+        to: LifecycleState,
+        at: DateTime<Utc>,
+        note: Option<String>,
+    ) -> Result<IncidentRecord, StoreError> {
+        self.update(id, &|r| r.advance(to, at, note.clone())).await
+    }
+
+    /// Records the decision (provenance and every governor verdict) and moves the
+    /// incident to `decided`.
+    async fn record_decision(
+        &self,
+        id: &IncidentId,
+        provenance: Provenance,
+        verdicts: Vec<VerdictRecord>,
+        at: DateTime<Utc>,
+    ) -> Result<IncidentRecord, StoreError> {
+        self.update(id, &|r| {
+            r.advance(LifecycleState::Decided, at, None)?;
+            r.provenance = Some(provenance.clone());
+            r.verdicts = verdicts.clone();
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records an executed step (start, end, result) on the incident and in the
+    /// actions index. The incident must be acting or verifying.
+    async fn record_step(
+        &self,
+        id: &IncidentId,
+        step: StepRecord,
+    ) -> Result<IncidentRecord, StoreError> {
+        let record = self
+            .update(id, &|r| {
+                if !matches!(r.state, LifecycleState::Acting | LifecycleState::Verifying) {
+                    return Err(StoreError::IllegalTransition {
+                        id: r.incident.id.to_string(),
+                        from: r.state,
+                        to: LifecycleState::Acting,
+                    });
+                }
+                r.steps.retain(|s| s.index != step.index);
+                r.steps.push(step.clone());
+                r.steps.sort_by_key(|s| s.index);
+                Ok(())
+            })
+            .await?;
+        let action = ActionRecord::of(&record, &step);
+        self.put_action(&action).await?;
+        Ok(record)
+    }
+
+    /// Incidents on a resource or group that are not in a terminal state.
+    async fn open_incidents(&self, scope: &Scope) -> Result<Vec<IncidentRecord>, StoreError> {
+        let mut all = self.incidents_of(scope).await?;
+        all.retain(|r| !r.state.is_terminal());
+        Ok(all)
+    }
+
+    /// Counts and MTTR (mean, p50, p90, max) grouped by `by`, over incidents
+    /// detected at or after `since`.
+    async fn stats(&self, by: GroupBy, since: Option<DateTime<Utc>>) -> Result<Stats, StoreError> {
+        let filter = ListFilter {
+            since,
+            ..ListFilter::default()
+        };
+        let mut records = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.list(&filter, token.as_deref(), 500).await?;
+            records.extend(page.items);
+            match page.next {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        Ok(Stats::compute(&records, by))
+    }
+}
+
+/// Which backend, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "backend")]
+pub enum StoreConfig {
+    /// One SQLite file.
+    Sqlite {
+        /// The database file.
+        path: std::path::PathBuf,
+    },
+    /// DynamoDB tables with this name prefix, client from the AWS environment.
+    Dynamodb {
+        /// Table name prefix (tables are `<prefix>-incidents`, …).
+        table_prefix: String,
+    },
+}
+
+impl StoreConfig {
+    /// Opens the configured store. DynamoDB honours `AWS_REGION`,
+    /// `AWS_ENDPOINT_URL` and the standard credentials chain.
+    pub async fn open(&self) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+        Ok(match self {
+            StoreConfig::Sqlite { path } => std::sync::Arc::new(SqliteStore::open(path).await?),
+            StoreConfig::Dynamodb { table_prefix } => {
+                let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                let client = aws_sdk_dynamodb::Client::new(&shared);
+                std::sync::Arc::new(DynamoStore::new(
+                    client,
+                    DynamoTables::with_prefix(table_prefix),
+                ))
+            }
+        })
+    }
+}

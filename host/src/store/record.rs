@@ -1,0 +1,397 @@
+//! The stored shapes: an incident's record with its lifecycle, provenance,
+//! verdicts and steps; action index entries; per-resource config. The lifecycle
+//! rules (which transition is legal, MTTR) live here, backend-independent.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Scope, StoreError};
+use crate::decision::{Action, ActionKind, Decision};
+use crate::incident::Incident;
+use crate::policy::PolicyId;
+
+/// How long a record is kept before DynamoDB's TTL removes it (90 days).
+pub const RETENTION_SECS: i64 = 90 * 24 * 3600;
+
+/// Where an incident is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LifecycleState {
+    /// Normalized and recorded.
+    Detected,
+    /// A policy decided and the governor judged every step.
+    Decided,
+    /// Approved steps are running.
+    Acting,
+    /// Waiting for proof of recovery.
+    Verifying,
+    /// Recovered (terminal); MTTR is set.
+    Healed,
+    /// Handed to humans (terminal).
+    Escalated,
+    /// Every step was denied (terminal).
+    Denied,
+    /// Nothing to do (terminal).
+    Ignored,
+}
+
+impl LifecycleState {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LifecycleState::Detected => "detected",
+            LifecycleState::Decided => "decided",
+            LifecycleState::Acting => "acting",
+            LifecycleState::Verifying => "verifying",
+            LifecycleState::Healed => "healed",
+            LifecycleState::Escalated => "escalated",
+            LifecycleState::Denied => "denied",
+            LifecycleState::Ignored => "ignored",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            LifecycleState::Detected,
+            LifecycleState::Decided,
+            LifecycleState::Acting,
+            LifecycleState::Verifying,
+            LifecycleState::Healed,
+            LifecycleState::Escalated,
+            LifecycleState::Denied,
+            LifecycleState::Ignored,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+
+    /// Healed, escalated, denied and ignored are final.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            LifecycleState::Healed
+                | LifecycleState::Escalated
+                | LifecycleState::Denied
+                | LifecycleState::Ignored
+        )
+    }
+
+    /// Whether the model allows `self → to`. A resource may recover on its own
+    /// at any open stage; nothing leaves a terminal state.
+    pub fn can_move_to(self, to: LifecycleState) -> bool {
+        use LifecycleState::*;
+        match self {
+            Detected => matches!(to, Decided | Healed | Escalated | Denied | Ignored),
+            Decided => matches!(to, Acting | Healed | Escalated | Denied | Ignored),
+            Acting => matches!(to, Verifying | Healed | Escalated),
+            Verifying => matches!(to, Healed | Escalated),
+            Healed | Escalated | Denied | Ignored => false,
+        }
+    }
+}
+
+impl fmt::Display for LifecycleState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who decided and at what cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Provenance {
+    /// Policy name, version, sha256.
+    pub policy: PolicyId,
+    /// sha256 of the incident JSON the policy saw.
+    pub input_hash: String,
+    /// Fuel used.
+    pub fuel_used: u64,
+    /// Decision time in microseconds.
+    pub duration_us: u64,
+    /// The full decision, or the policy error as text.
+    pub decision: Result<Decision, String>,
+}
+
+/// The governor's judgement of one step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct VerdictRecord {
+    /// Index of the step in the decision.
+    pub step: usize,
+    /// `approved`, `denied` or `pending-approval`.
+    pub verdict: String,
+    /// The rule that decided (for denials).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The human reason.
+    pub reason: String,
+}
+
+/// One executed (or dry-run) step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct StepRecord {
+    /// Index of the step in the decision.
+    pub index: usize,
+    /// What was done.
+    pub action: Action,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended; `None` while running.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// `running`, `succeeded`, `failed: …`, `dry-run`.
+    pub result: String,
+}
+
+/// An incident's whole life.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct IncidentRecord {
+    /// The incident as detected.
+    pub incident: Incident,
+    /// Current state.
+    pub state: LifecycleState,
+    /// When each state was entered.
+    pub timestamps: BTreeMap<LifecycleState, DateTime<Utc>>,
+    /// healed_at − detected_at, in milliseconds, once healed.
+    pub mttr_ms: Option<i64>,
+    /// Why it was denied, escalated or ignored.
+    pub note: Option<String>,
+    /// The deciding policy and its decision.
+    pub provenance: Option<Provenance>,
+    /// The governor's verdict on every step.
+    pub verdicts: Vec<VerdictRecord>,
+    /// Executed steps, by index.
+    pub steps: Vec<StepRecord>,
+    /// Optimistic-concurrency version, +1 per write.
+    pub version: u64,
+}
+
+impl IncidentRecord {
+    /// A fresh record in `detected`.
+    pub fn detected(incident: Incident) -> Self {
+        let at = incident.detected_at;
+        IncidentRecord {
+            incident,
+            state: LifecycleState::Detected,
+            timestamps: BTreeMap::from([(LifecycleState::Detected, at)]),
+            mttr_ms: None,
+            note: None,
+            provenance: None,
+            verdicts: Vec::new(),
+            steps: Vec::new(),
+            version: 1,
+        }
+    }
+
+    /// Applies a transition, enforcing the model. Healing sets MTTR; a time
+    /// before detection is rejected (clock skew would make MTTR negative).
+    pub fn advance(
+        &mut self,
+        to: LifecycleState,
+        at: DateTime<Utc>,
+        note: Option<String>,
+    ) -> Result<(), StoreError> {
+        let illegal = || StoreError::IllegalTransition {
+            id: self.incident.id.to_string(),
+            from: self.state,
+            to,
+        };
+        if !self.state.can_move_to(to) {
+            return Err(illegal());
+        }
+        if at < self.incident.detected_at {
+            return Err(StoreError::Invalid(format!(
+                "incident {}: {to} at {at} is before its detection at {}",
+                self.incident.id, self.incident.detected_at
+            )));
+        }
+        self.state = to;
+        self.timestamps.insert(to, at);
+        if to == LifecycleState::Healed {
+            self.mttr_ms = Some((at - self.incident.detected_at).num_milliseconds());
+        }
+        if note.is_some() {
+            self.note = note;
+        }
+        Ok(())
+    }
+
+    /// When it healed.
+    pub fn healed_at(&self) -> Option<DateTime<Utc>> {
+        self.timestamps.get(&LifecycleState::Healed).copied()
+    }
+
+    /// The DynamoDB TTL (epoch seconds): detection + retention.
+    pub fn expires_at(&self) -> i64 {
+        self.incident.detected_at.timestamp() + RETENTION_SECS
+    }
+}
+
+/// One entry of the actions index: what was done to which target, when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ActionRecord {
+    /// The incident that acted.
+    pub incident_id: String,
+    /// Step index.
+    pub step: usize,
+    /// Action kind.
+    pub kind: ActionKind,
+    /// Target resource id ("" for notify/escalate).
+    pub target: String,
+    /// The incident's group, if any.
+    pub group: Option<String>,
+    /// Start.
+    pub started_at: DateTime<Utc>,
+    /// End.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Result text.
+    pub result: String,
+}
+
+impl ActionRecord {
+    /// The index entry of a step of an incident.
+    pub fn of(record: &IncidentRecord, step: &StepRecord) -> Self {
+        ActionRecord {
+            incident_id: record.incident.id.to_string(),
+            step: step.index,
+            kind: step.action.kind(),
+            target: step
+                .action
+                .target()
+                .map(|(_, id)| id.to_owned())
+                .unwrap_or_default(),
+            group: record.incident.group.as_ref().map(|g| g.id.clone()),
+            started_at: step.started_at,
+            ended_at: step.ended_at,
+            result: step.result.clone(),
+        }
+    }
+
+    /// Whether the entry belongs to a scope.
+    pub fn in_scope(&self, scope: &Scope) -> bool {
+        match scope {
+            Scope::Resource(id) => &self.target == id,
+            Scope::Group(id) => self.group.as_ref() == Some(id),
+        }
+    }
+}
+
+/// Which resources a config record applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResourceSelector {
+    /// One resource by id.
+    Id(String),
+    /// Every resource with this tag.
+    Tag {
+        /// Tag key.
+        key: String,
+        /// Tag value.
+        value: String,
+    },
+}
+
+impl ResourceSelector {
+    /// The storage key (`id:<id>` or `tag:<key>=<value>`).
+    pub fn key(&self) -> String {
+        match self {
+            ResourceSelector::Id(id) => format!("id:{id}"),
+            ResourceSelector::Tag { key, value } => format!("tag:{key}={value}"),
+        }
+    }
+}
+
+/// Per-resource operator config (the seeds' InstanceConfig).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ResourceConfigRecord {
+    /// Which resources.
+    pub selector: ResourceSelector,
+    /// Never act automatically.
+    #[serde(default)]
+    pub skip_recovery: bool,
+    /// Cooldown override, minutes.
+    #[serde(default)]
+    pub cooldown_minutes: Option<u32>,
+    /// Only these actions.
+    #[serde(default)]
+    pub allowed_actions: Option<Vec<ActionKind>>,
+}
+
+impl ResourceConfigRecord {
+    /// The config that applies to a resource: an id match beats tag matches
+    /// (the first tag match in selector order otherwise).
+    pub fn resolve<'a>(
+        configs: &'a [ResourceConfigRecord],
+        resource_id: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Option<&'a ResourceConfigRecord> {
+        configs
+            .iter()
+            .find(|c| matches!(&c.selector, ResourceSelector::Id(id) if id == resource_id))
+            .or_else(|| {
+                configs.iter().find(|c| {
+                    matches!(&c.selector, ResourceSelector::Tag { key, value } if tags.get(key) == Some(value))
+                })
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use LifecycleState::*;
+
+    #[test]
+    fn terminal_states_are_final_and_acting_needs_a_decision() {
+        for t in [Healed, Escalated, Denied, Ignored] {
+            assert!(t.is_terminal());
+            for to in [
+                Detected, Decided, Acting, Verifying, Healed, Escalated, Denied, Ignored,
+            ] {
+                assert!(!t.can_move_to(to), "{t} → {to}");
+            }
+        }
+        assert!(!Detected.can_move_to(Acting));
+        assert!(Decided.can_move_to(Acting));
+        assert!(Acting.can_move_to(Verifying));
+        assert!(Verifying.can_move_to(Healed));
+        assert_eq!(LifecycleState::parse("verifying"), Some(Verifying));
+    }
+
+    #[test]
+    fn id_selector_beats_tag_selector() {
+        let configs = vec![
+            ResourceConfigRecord {
+                selector: ResourceSelector::Tag {
+                    key: "team".into(),
+                    value: "a".into(),
+                },
+                skip_recovery: true,
+                cooldown_minutes: None,
+                allowed_actions: None,
+            },
+            ResourceConfigRecord {
+                selector: ResourceSelector::Id("i-1".into()),
+                skip_recovery: false,
+                cooldown_minutes: Some(5),
+                allowed_actions: None,
+            },
+        ];
+        let tags = BTreeMap::from([("team".to_owned(), "a".to_owned())]);
+        assert_eq!(
+            ResourceConfigRecord::resolve(&configs, "i-1", &tags).map(|c| c.cooldown_minutes),
+            Some(Some(5))
+        );
+        assert!(
+            ResourceConfigRecord::resolve(&configs, "i-2", &tags).is_some_and(|c| c.skip_recovery)
+        );
+        assert!(ResourceConfigRecord::resolve(&configs, "i-2", &BTreeMap::new()).is_none());
+    }
+}
