@@ -7,6 +7,7 @@
 
 pub mod decision;
 pub mod incident;
+pub mod pipeline;
 pub mod policy;
 pub mod signals;
 pub mod store;

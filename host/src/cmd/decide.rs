@@ -1,6 +1,7 @@
 //! `healer decide`: load a directory of policies, normalize each input (a raw AWS
-//! payload, or incident JSON), and let every policy that handles each incident
-//! decide on it. Nothing is executed: this shows the plans.
+//! payload, or incident JSON), let every policy that handles each incident decide
+//! on it, and record incidents, decisions and recoveries in the store. Nothing is
+//! executed: this shows the plans.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,11 +10,14 @@ use anyhow::Context as _;
 use chrono::Utc;
 use clap::Args;
 use healer::Incident;
+use healer::pipeline::{self, Recorded};
 use healer::policy::{Decisions, PolicyContext, PolicyRegistry};
 use healer::signals::{NormalizeOptions, Signal, normalize};
+use healer::store::Store;
 
 use super::policy::EngineArgs;
 use super::read_input;
+use super::store::StoreArgs;
 
 /// Arguments of `decide`.
 #[derive(Debug, Args)]
@@ -31,8 +35,13 @@ pub struct DecideArgs {
     /// Print one readable line per signal instead of JSON.
     #[arg(long)]
     text: bool,
+    /// Do not record incidents, decisions and recoveries in the store.
+    #[arg(long)]
+    no_record: bool,
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 fn expand(inputs: &[PathBuf], out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
@@ -68,6 +77,30 @@ fn signals_of(bytes: &[u8]) -> anyhow::Result<Vec<(Signal, String)>> {
         .into_iter()
         .map(|n| (n.signal, n.path))
         .collect())
+}
+
+fn recorded_text(recorded: Option<&Recorded>) -> String {
+    match recorded {
+        None => String::new(),
+        Some(Recorded::New(r)) => format!(" [recorded {} {}]", r.incident.id, r.state),
+        Some(Recorded::Duplicate(r)) => {
+            format!(
+                " [duplicate of {} ({}), not decided again]",
+                r.incident.id, r.state
+            )
+        }
+        Some(Recorded::Healed(rs)) if rs.is_empty() => " [no open incident to heal]".to_owned(),
+        Some(Recorded::Healed(rs)) => {
+            let healed: Vec<String> = rs
+                .iter()
+                .map(|r| {
+                    let mttr = r.mttr_ms.map_or(0.0, |m| m as f64 / 1000.0);
+                    format!("{} (MTTR {mttr:.0}s)", r.incident.id)
+                })
+                .collect();
+            format!(" [healed {}]", healed.join(", "))
+        }
+    }
 }
 
 fn text_line(input: &str, signal: &Signal, decisions: Option<&Decisions>) -> String {
@@ -126,20 +159,50 @@ pub fn run(a: DecideArgs) -> anyhow::Result<ExitCode> {
     }
     let mut paths = Vec::new();
     expand(&a.inputs, &mut paths)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let store: Option<std::sync::Arc<dyn Store>> = if a.no_record {
+        None
+    } else {
+        Some(runtime.block_on(a.store.open())?)
+    };
     for path in paths {
         let input = path.display().to_string();
         match read_input(&path).and_then(|b| signals_of(&b)) {
             Ok(signals) => {
                 for (signal, signal_path) in signals {
-                    let decisions = match &signal {
-                        Signal::Incident(i) => Some(registry.decide(i, &context, Utc::now())),
-                        _ => None,
+                    let now = Utc::now();
+                    let (decisions, recorded) = match (&signal, &store) {
+                        (Signal::Incident(i), Some(store)) => {
+                            let (d, r) = runtime.block_on(pipeline::on_incident(
+                                store.as_ref(),
+                                &registry,
+                                i,
+                                &context,
+                                now,
+                            ))?;
+                            (d, Some(r))
+                        }
+                        (Signal::Incident(i), None) => {
+                            (Some(registry.decide(i, &context, now)), None)
+                        }
+                        (Signal::Recovery(r), Some(store)) => (
+                            None,
+                            Some(runtime.block_on(pipeline::on_recovery(store.as_ref(), r))?),
+                        ),
+                        _ => (None, None),
                     };
                     ok &= !decisions
                         .as_ref()
                         .is_some_and(|d| d.active.iter().any(|o| o.result.is_err()));
                     if a.text {
-                        println!("{}", text_line(&input, &signal, decisions.as_ref()));
+                        println!(
+                            "{}{}",
+                            text_line(&input, &signal, decisions.as_ref()),
+                            recorded_text(recorded.as_ref())
+                        );
                     } else {
                         println!(
                             "{}",
@@ -148,6 +211,7 @@ pub fn run(a: DecideArgs) -> anyhow::Result<ExitCode> {
                                 "path": signal_path,
                                 "signal": signal,
                                 "decisions": decisions,
+                                "recorded": recorded,
                                 "dry-run": true,
                             })
                         );

@@ -61,7 +61,8 @@ impl StoreArgs {
         })
     }
 
-    async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+    /// Opens the store these arguments name.
+    pub async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
         Ok(self.config()?.open().await?)
     }
 }

@@ -270,19 +270,26 @@ fn normalize_prints_one_line_per_signal_and_continues_past_bad_input() {
 }
 
 #[test]
-fn decide_turns_raw_events_into_plans() {
+fn decide_turns_raw_events_into_plans_and_records_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).expect("mkdir");
     std::fs::copy(artifacts::ECS_TASK_RESTART, policies.join("ecs.wasm")).expect("copy");
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/aws-events");
-    let out = Command::new(env!("CARGO_BIN_EXE_healer"))
-        .args(["decide", "--no-cache", "--policies"])
-        .arg(&policies)
-        .arg(fixtures.join("sns/lambda-record-eventbridge-ecs-task-stopped.json"))
-        .arg(fixtures.join("ecs/service-action-steady-state.json"))
-        .output()
-        .expect("runs");
+    let data = dir.path().join("data");
+    let decide = || {
+        Command::new(env!("CARGO_BIN_EXE_healer"))
+            .args(["decide", "--no-cache", "--policies"])
+            .arg(&policies)
+            .arg(fixtures.join("ecs/deployment-failed-circuit-breaker.json"))
+            .arg(fixtures.join("sns/lambda-record-eventbridge-ecs-task-stopped.json"))
+            .arg(fixtures.join("ecs/deployment-completed.json"))
+            .env("HEALER_DATA_DIR", &data)
+            .env("HEALER_STORE", "sqlite")
+            .output()
+            .expect("runs")
+    };
+    let out = decide();
     assert!(
         out.status.success(),
         "{}",
@@ -293,14 +300,39 @@ fn decide_turns_raw_events_into_plans() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON"))
         .collect();
-    assert_eq!(lines.len(), 2);
-    assert_eq!(lines[0]["signal"]["incident"]["kind"], "task-crashed");
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["signal"]["incident"]["kind"], "deployment-failed");
     assert_eq!(
         lines[0]["decisions"]["active"][0]["decision"]["steps"][0]["action"],
-        "restart-task"
+        "rollback-deployment"
     );
+    assert_eq!(lines[0]["recorded"]["new"]["state"], "decided");
     assert_eq!(lines[0]["dry-run"], true);
-    assert!(lines[1]["signal"]["recovery"].is_object());
+    assert_eq!(
+        lines[1]["recorded"]["new"]["provenance"]["policy"]["name"],
+        "ecs-task-restart"
+    );
+    // SERVICE_DEPLOYMENT_COMPLETED (same sample time as the failure) heals it.
+    let healed = &lines[2]["recorded"]["healed"];
+    assert_eq!(healed.as_array().map(Vec::len), Some(1), "{healed}");
+    assert_eq!(healed[0]["state"], "healed");
+    assert!(healed[0]["mttr-ms"].as_i64().is_some());
+
+    // Redelivery: the same events again are duplicates, not decided twice.
+    let again = decide();
+    let lines: Vec<serde_json::Value> = String::from_utf8(again.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert!(lines[0]["recorded"]["duplicate"].is_object());
+    assert!(lines[0]["decisions"].is_null());
+    let list = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(["incidents", "list", "--json"])
+        .env("HEALER_DATA_DIR", &data)
+        .output()
+        .expect("runs");
+    assert_eq!(String::from_utf8_lossy(&list.stdout).lines().count(), 2);
 }
 
 /// Fills a store with two incidents (one healed after 90 s, one open) through
