@@ -174,25 +174,37 @@ pub fn run(a: DecideArgs) -> anyhow::Result<ExitCode> {
             Ok(signals) => {
                 for (signal, signal_path) in signals {
                     let now = Utc::now();
-                    let (decisions, recorded) = match (&signal, &store) {
-                        (Signal::Incident(i), Some(store)) => {
-                            let (d, r) = runtime.block_on(pipeline::on_incident(
+                    let result = match (&signal, &store) {
+                        (Signal::Incident(i), Some(store)) => runtime
+                            .block_on(pipeline::on_incident(
                                 store.as_ref(),
                                 &registry,
                                 i,
                                 &context,
                                 now,
-                            ))?;
-                            (d, Some(r))
-                        }
+                            ))
+                            .map(|(d, r)| (d, Some(r))),
                         (Signal::Incident(i), None) => {
-                            (Some(registry.decide(i, &context, now)), None)
+                            Ok((Some(registry.decide(i, &context, now)), None))
                         }
-                        (Signal::Recovery(r), Some(store)) => (
-                            None,
-                            Some(runtime.block_on(pipeline::on_recovery(store.as_ref(), r))?),
-                        ),
-                        _ => (None, None),
+                        (Signal::Recovery(r), Some(store)) => runtime
+                            .block_on(pipeline::on_recovery(store.as_ref(), r))
+                            .map(|r| (None, Some(r))),
+                        _ => Ok((None, None)),
+                    };
+                    // A store failure loses nothing silently: it is reported for
+                    // this signal and the next one is still processed.
+                    let (decisions, recorded) = match result {
+                        Ok(v) => v,
+                        Err(e) => {
+                            ok = false;
+                            println!(
+                                "{}",
+                                serde_json::json!({"input": input, "path": signal_path, "error": format!("store: {e}")})
+                            );
+                            eprintln!("error: {input}: store: {e}");
+                            continue;
+                        }
                     };
                     ok &= !decisions
                         .as_ref()
