@@ -9,6 +9,7 @@ pub mod decision;
 pub mod incident;
 pub mod pipeline;
 pub mod policy;
+pub mod safety;
 pub mod signals;
 pub mod store;
 

@@ -28,8 +28,12 @@ enum Command {
     /// Query recorded incidents.
     #[command(subcommand)]
     Incidents(cmd::store::IncidentsCommand),
-    /// Let the loaded policies decide on incidents and print their plans (executes nothing).
+    /// Normalize events, let the policies decide, judge every step with the
+    /// governor and record it all in the store (dry run: executes nothing).
     Decide(cmd::decide::DecideArgs),
+    /// What would healer do with these events, and why? Like `decide`, against
+    /// the store's current state, but writes nothing.
+    Plan(cmd::decide::DecideArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,7 +46,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Policy(c) => cmd::policy::run(c),
-        Command::Decide(a) => cmd::decide::run(a),
+        Command::Decide(a) => cmd::decide::run(a, true),
+        Command::Plan(a) => cmd::decide::run(a, false),
         Command::Normalize(a) => cmd::normalize::run(a),
         Command::Store(c) => cmd::store::run_store(c),
         Command::Incidents(c) => cmd::store::run_incidents(c),

@@ -1,23 +1,45 @@
 //! Wires the stages in order for one signal: record the incident (idempotently),
-//! let the routed policies decide, record the decision with its provenance; a
-//! recovery heals the open incidents of its resource or group and sets their MTTR.
+//! let the routed policies decide, let the governor judge every step against the
+//! store's state, record decision, provenance and verdicts; a recovery heals the
+//! open incidents of its resource or group and sets their MTTR.
 //!
-//! The governor and the executors are not wired yet: every decision stays
-//! `decided` (dry run) until they are. This is the only module that knows the
-//! order of the stages.
+//! Executors are not wired yet, so every approved step stays a plan (dry run).
+//! This is the only module that knows the order of the stages.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::incident::{Incident, Recovery};
 use crate::policy::{Decisions, PolicyContext, PolicyRegistry};
-use crate::store::{IncidentRecord, LifecycleState, Provenance, Scope, Store, StoreError};
+use crate::safety::{Facts, Governor, History, Judgement, Verdict};
+use crate::store::{
+    ActionRecord, IncidentRecord, LifecycleState, Provenance, ResourceConfigRecord, Scope, Store,
+    StoreError, VerdictRecord,
+};
+
+/// Store key prefix of the storm notice sent per group (compare-and-set, so one
+/// replica sends it once per blast window).
+const STORM_KEY: &str = "storm:";
+
+/// What the policies and the governor said about one incident.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Plan {
+    /// Every routed policy's decision (and the shadows').
+    pub decisions: Decisions,
+    /// The governor's verdicts on the acting decision (the first active policy's).
+    pub judgement: Option<Judgement>,
+    /// This incident put its group in storm mode and is the one that tells humans.
+    pub storm_notice: bool,
+}
 
 /// What recording one signal did.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Recorded {
-    /// A new incident, decided (or ignored / escalated) and stored.
+    /// A new incident, decided (or ignored / denied / escalated) and stored.
     New(Box<IncidentRecord>),
     /// The incident's id was already stored: a redelivery, not decided again.
     Duplicate(Box<IncidentRecord>),
@@ -25,81 +47,327 @@ pub enum Recorded {
     Healed(Vec<IncidentRecord>),
 }
 
-/// Records a new incident and its decision. A duplicate is returned untouched.
-pub async fn on_incident(
-    store: &dyn Store,
-    registry: &PolicyRegistry,
-    incident: &Incident,
-    context: &PolicyContext,
-    now: DateTime<Utc>,
-) -> Result<(Option<Decisions>, Recorded), StoreError> {
-    let (record, created) = store.create_incident(incident).await?;
-    if !created {
-        return Ok((None, Recorded::Duplicate(Box::new(record))));
-    }
-    let decisions = registry.decide(incident, context, now);
-    let at = now.max(incident.detected_at);
-    let record = match decisions.active.first() {
-        None => {
-            let note = format!("no active policy handles {}", incident.kind);
-            store
-                .transition(&incident.id, LifecycleState::Ignored, at, Some(note))
-                .await?
-        }
-        Some(outcome) => {
-            let provenance = Provenance {
-                policy: outcome.policy.clone(),
-                input_hash: incident.input_hash(),
-                fuel_used: outcome.fuel_used,
-                duration_us: u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX),
-                decision: outcome.result.clone().map_err(|e| e.to_string()),
-            };
-            let record = store
-                .record_decision(&incident.id, provenance, Vec::new(), at)
-                .await?;
-            match &outcome.result {
-                Err(e) => {
-                    let note = format!("policy {} failed: {e}", outcome.policy.name);
-                    store
-                        .transition(&incident.id, LifecycleState::Escalated, at, Some(note))
-                        .await?
-                }
-                Ok(_) => record,
-            }
-        }
-    };
-    Ok((Some(decisions), Recorded::New(Box::new(record))))
+/// The stages and what they need.
+pub struct Pipeline<'a> {
+    /// Where incidents and governor state live.
+    pub store: &'a dyn Store,
+    /// The policies.
+    pub registry: &'a PolicyRegistry,
+    /// The limits.
+    pub governor: &'a Governor,
+    /// Resource facts (tags, group size) by resource id; a resource without an
+    /// entry has unknown facts, and the rules that need them fail safe.
+    pub facts: &'a BTreeMap<String, Facts>,
 }
 
-/// Heals the open incidents of the recovered resource (or group) that were
-/// detected before the recovery was observed; an older recovery closes nothing.
-pub async fn on_recovery(store: &dyn Store, recovery: &Recovery) -> Result<Recorded, StoreError> {
-    let id = recovery.resource.id.clone();
-    let mut healed = Vec::new();
-    for scope in [Scope::Resource(id.clone()), Scope::Group(id)] {
-        for open in store.open_incidents(&scope).await? {
-            if open.incident.detected_at > recovery.observed_at
-                || healed
+impl Pipeline<'_> {
+    /// The facts of an incident's resource, with its per-resource config from the store.
+    async fn facts_of(&self, incident: &Incident) -> Result<Facts, StoreError> {
+        let mut facts = self
+            .facts
+            .get(&incident.resource.id)
+            .cloned()
+            .unwrap_or_default();
+        if facts.resource_config.is_none() {
+            let configs = self.store.resource_configs().await?;
+            let tags = facts.tags.clone().unwrap_or_default();
+            facts.resource_config =
+                ResourceConfigRecord::resolve(&configs, &incident.resource.id, &tags).cloned();
+        }
+        Ok(facts)
+    }
+
+    /// What the host knows for the policy: the operator's context (policy config
+    /// values), completed with the resource's tags and config from the facts and
+    /// its recent incidents and actions from the store.
+    async fn context_for(
+        &self,
+        incident: &Incident,
+        base: &PolicyContext,
+        facts: &Facts,
+        history: &History,
+        now: DateTime<Utc>,
+    ) -> Result<PolicyContext, StoreError> {
+        let mut ctx = base.clone();
+        if let Some(tags) = &facts.tags {
+            ctx.tags.extend(tags.clone());
+        }
+        if let Some(rc) = &facts.resource_config {
+            ctx.resource_config = crate::policy::ResourceConfig {
+                skip_recovery: rc.skip_recovery,
+                cooldown_minutes: rc.cooldown_minutes,
+                allowed_actions: rc.allowed_actions.clone(),
+            };
+        }
+        let since = now - chrono::Duration::hours(1);
+        let recent = |records: Vec<IncidentRecord>| {
+            records
+                .iter()
+                .filter(|r| r.incident.id != incident.id && r.incident.detected_at > since)
+                .count() as u32
+        };
+        ctx.recent_incidents_resource = ctx.recent_incidents_resource.max(recent(
+            self.store
+                .incidents_of(&Scope::Resource(incident.resource.id.clone()))
+                .await?,
+        ));
+        if let Some(g) = &incident.group {
+            ctx.recent_incidents_group = ctx.recent_incidents_group.max(recent(
+                self.store.incidents_of(&Scope::Group(g.id.clone())).await?,
+            ));
+        }
+        let mut last: Vec<&ActionRecord> = history.resource.iter().chain(&history.group).collect();
+        last.sort_by_key(|a| std::cmp::Reverse(a.started_at));
+        last.dedup_by(|a, b| a.incident_id == b.incident_id && a.step == b.step);
+        ctx.last_actions.extend(
+            last.into_iter()
+                .take(10)
+                .map(|a| crate::policy::PastAction {
+                    kind: a.kind,
+                    target: a.target.clone(),
+                    at: a.started_at,
+                    outcome: a.result.clone(),
+                }),
+        );
+        Ok(ctx)
+    }
+
+    /// Decides and judges an incident against the current store state, writing
+    /// nothing (this is `healer plan`).
+    pub async fn plan(
+        &self,
+        incident: &Incident,
+        context: &PolicyContext,
+        now: DateTime<Utc>,
+    ) -> Result<Plan, StoreError> {
+        let facts = self.facts_of(incident).await?;
+        let history = History::load(self.store, incident, self.governor.config(), now).await?;
+        let context = self
+            .context_for(incident, context, &facts, &history, now)
+            .await?;
+        let decisions = self.registry.decide(incident, &context, now);
+        let judgement = decisions.active.first().and_then(|outcome| {
+            let decision = outcome.result.as_ref().ok()?;
+            let declared = self
+                .registry
+                .metadata(&outcome.policy)
+                .map(|m| m.proposes)
+                .unwrap_or_default();
+            Some(
+                self.governor
+                    .judge(incident, decision, &declared, &facts, &history, now),
+            )
+        });
+        Ok(Plan {
+            decisions,
+            judgement,
+            storm_notice: false,
+        })
+    }
+
+    /// Records a new incident, its decision and the governor's verdicts. A
+    /// duplicate is returned untouched and not decided again.
+    pub async fn on_incident(
+        &self,
+        incident: &Incident,
+        context: &PolicyContext,
+        now: DateTime<Utc>,
+    ) -> Result<(Option<Plan>, Recorded), StoreError> {
+        let (record, created) = self.store.create_incident(incident).await?;
+        if !created {
+            return Ok((None, Recorded::Duplicate(Box::new(record))));
+        }
+        let mut plan = self.plan(incident, context, now).await?;
+        let at = now.max(incident.detected_at);
+        let id = &incident.id;
+        let Some(outcome) = plan.decisions.active.first() else {
+            let note = format!("no active policy handles {}", incident.kind);
+            let record = self
+                .store
+                .transition(id, LifecycleState::Ignored, at, Some(note))
+                .await?;
+            return Ok((Some(plan), Recorded::New(Box::new(record))));
+        };
+        let provenance = Provenance {
+            policy: outcome.policy.clone(),
+            input_hash: incident.input_hash(),
+            fuel_used: outcome.fuel_used,
+            duration_us: u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX),
+            decision: outcome.result.clone().map_err(|e| e.to_string()),
+        };
+        let verdicts = plan
+            .judgement
+            .as_ref()
+            .map(|j| {
+                j.verdicts
                     .iter()
-                    .any(|h: &IncidentRecord| h.incident.id == open.incident.id)
-            {
-                continue;
+                    .map(|v| match &v.verdict {
+                        Verdict::Approved => VerdictRecord {
+                            step: v.step,
+                            verdict: "approved".into(),
+                            rule: None,
+                            reason: if j.dry_run {
+                                "approved (dry run: not executed)"
+                            } else {
+                                "approved"
+                            }
+                            .into(),
+                        },
+                        Verdict::Denied { rule, reason } => VerdictRecord {
+                            step: v.step,
+                            verdict: "denied".into(),
+                            rule: Some(rule.to_string()),
+                            reason: reason.clone(),
+                        },
+                        Verdict::PendingApproval { reason } => VerdictRecord {
+                            step: v.step,
+                            verdict: "pending-approval".into(),
+                            rule: Some("approval".into()),
+                            reason: reason.clone(),
+                        },
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut record = self
+            .store
+            .record_decision(id, provenance, verdicts, at)
+            .await?;
+        if let Err(e) = &outcome.result {
+            let note = format!("policy {} failed: {e}", outcome.policy.name);
+            record = self
+                .store
+                .transition(id, LifecycleState::Escalated, at, Some(note))
+                .await?;
+        } else if let (Some(j), Ok(decision)) = (&plan.judgement, &outcome.result) {
+            if j.dry_run {
+                // Dry run executes nothing, but the approved steps go into the
+                // actions index as `dry-run`, so later verdicts see exactly what
+                // live mode would have done (cooldowns, rates, blast radius).
+                for v in j.verdicts.iter().filter(|v| v.verdict.is_approved()) {
+                    let Some(step) = decision.steps.get(v.step) else {
+                        continue;
+                    };
+                    let action = ActionRecord {
+                        incident_id: id.to_string(),
+                        step: v.step,
+                        kind: step.action.kind(),
+                        target: step
+                            .action
+                            .target()
+                            .map(|(_, t)| t.to_owned())
+                            .unwrap_or_default(),
+                        group: incident.group.as_ref().map(|g| g.id.clone()),
+                        started_at: at,
+                        ended_at: Some(at),
+                        result: "dry-run".into(),
+                    };
+                    self.store.put_action(&action).await?;
+                }
             }
-            match store
-                .transition(
-                    &open.incident.id,
-                    LifecycleState::Healed,
-                    recovery.observed_at,
-                    None,
-                )
-                .await
-            {
-                Ok(r) => healed.push(r),
-                // Another replica closed it first.
-                Err(StoreError::IllegalTransition { .. }) => {}
-                Err(e) => return Err(e),
+            if j.storm {
+                plan.storm_notice = self.claim_storm_notice(incident, now).await?;
+            }
+            let next = if j.escalate {
+                Some((
+                    LifecycleState::Escalated,
+                    "loop breaker tripped: stop acting, humans take over".to_owned(),
+                ))
+            } else {
+                denied_note(j, &plan).map(|n| (LifecycleState::Denied, n))
+            };
+            if let Some((state, note)) = next {
+                record = self.store.transition(id, state, at, Some(note)).await?;
             }
         }
+        Ok((Some(plan), Recorded::New(Box::new(record))))
     }
-    Ok(Recorded::Healed(healed))
+
+    /// One storm notice per group per blast window, whichever replica gets there first.
+    async fn claim_storm_notice(
+        &self,
+        incident: &Incident,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let Some(group) = &incident.group else {
+            return Ok(false);
+        };
+        let key = format!("{STORM_KEY}{}", group.id);
+        let window =
+            chrono::Duration::minutes(i64::from(self.governor.config().blast_window_minutes));
+        let (last, version) = self.store.governor_get(&key).await?;
+        let recent = last
+            .as_deref()
+            .and_then(|s| s.parse::<DateTime<Utc>>().ok())
+            .is_some_and(|t| now - t < window);
+        if recent {
+            return Ok(false);
+        }
+        self.store
+            .governor_cas(&key, &now.to_rfc3339(), version)
+            .await
+    }
+
+    /// Heals the open incidents of the recovered resource (or group) that were
+    /// detected before the recovery was observed; an older recovery closes nothing.
+    pub async fn on_recovery(&self, recovery: &Recovery) -> Result<Recorded, StoreError> {
+        let id = recovery.resource.id.clone();
+        let mut healed: Vec<IncidentRecord> = Vec::new();
+        for scope in [Scope::Resource(id.clone()), Scope::Group(id)] {
+            for open in self.store.open_incidents(&scope).await? {
+                if open.incident.detected_at > recovery.observed_at
+                    || healed.iter().any(|h| h.incident.id == open.incident.id)
+                {
+                    continue;
+                }
+                match self
+                    .store
+                    .transition(
+                        &open.incident.id,
+                        LifecycleState::Healed,
+                        recovery.observed_at,
+                        None,
+                    )
+                    .await
+                {
+                    Ok(r) => healed.push(r),
+                    // Another replica closed it first.
+                    Err(StoreError::IllegalTransition { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(Recorded::Healed(healed))
+    }
+}
+
+/// When the plan proposed mutating steps and the governor approved none of them
+/// (and no human approval is pending), the incident is denied; the note lists why.
+fn denied_note(j: &Judgement, plan: &Plan) -> Option<String> {
+    let decision = plan.decisions.active.first()?.result.as_ref().ok()?;
+    let mutating: Vec<_> = j
+        .verdicts
+        .iter()
+        .filter(|v| {
+            decision
+                .steps
+                .get(v.step)
+                .is_some_and(|s| s.action.kind().is_mutating())
+        })
+        .collect();
+    if mutating.is_empty()
+        || mutating
+            .iter()
+            .any(|v| !matches!(v.verdict, Verdict::Denied { .. }))
+    {
+        return None;
+    }
+    let reasons: Vec<String> = mutating
+        .iter()
+        .filter_map(|v| match &v.verdict {
+            Verdict::Denied { rule, reason } => Some(format!("{rule}: {reason}")),
+            _ => None,
+        })
+        .collect();
+    Some(reasons.join("; "))
 }

@@ -10,10 +10,12 @@ use anyhow::Context as _;
 use chrono::Utc;
 use clap::Args;
 use healer::Incident;
-use healer::pipeline::{self, Recorded};
-use healer::policy::{Decisions, PolicyContext, PolicyRegistry};
+use std::collections::BTreeMap;
+
+use healer::pipeline::{Pipeline, Plan, Recorded};
+use healer::policy::{PolicyContext, PolicyRegistry};
+use healer::safety::{Facts, Governor, GovernorConfig, Verdict};
 use healer::signals::{NormalizeOptions, Signal, normalize};
-use healer::store::Store;
 
 use super::policy::EngineArgs;
 use super::read_input;
@@ -38,6 +40,13 @@ pub struct DecideArgs {
     /// Do not record incidents, decisions and recoveries in the store.
     #[arg(long)]
     no_record: bool,
+    /// Governor limits JSON (`GovernorConfig`, kebab-case; every field optional).
+    #[arg(long, env = "HEALER_GOVERNOR")]
+    governor: Option<PathBuf>,
+    /// Resource facts JSON: `{"<resource id>": {"tags": {...}, "group-size": 6}}`.
+    /// Without facts, rules that need them (opt-in tag, blast radius) deny.
+    #[arg(long)]
+    facts: Option<PathBuf>,
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
@@ -103,9 +112,30 @@ fn recorded_text(recorded: Option<&Recorded>) -> String {
     }
 }
 
-fn text_line(input: &str, signal: &Signal, decisions: Option<&Decisions>) -> String {
-    match (signal, decisions) {
-        (Signal::Incident(i), Some(d)) => {
+fn verdicts_text(plan: &Plan) -> String {
+    let Some(j) = &plan.judgement else {
+        return String::new();
+    };
+    let parts: Vec<String> = j
+        .verdicts
+        .iter()
+        .map(|v| match &v.verdict {
+            Verdict::Approved => format!("{} approved", v.action),
+            Verdict::Denied { rule, reason } => format!("{} denied by {rule} ({reason})", v.action),
+            Verdict::PendingApproval { .. } => format!("{} awaits approval", v.action),
+        })
+        .collect();
+    let mut s = format!(" | governor: {}", parts.join("; "));
+    if plan.storm_notice {
+        s.push_str(" | storm notice sent");
+    }
+    s
+}
+
+fn text_line(input: &str, signal: &Signal, plan: Option<&Plan>) -> String {
+    match (signal, plan) {
+        (Signal::Incident(i), Some(plan)) => {
+            let d = &plan.decisions;
             let mut line = format!("{input}: {} {}", i.kind, i.resource.id);
             if d.active.is_empty() {
                 line.push_str(" -> no policy handles it");
@@ -128,6 +158,7 @@ fn text_line(input: &str, signal: &Signal, decisions: Option<&Decisions>) -> Str
                     Err(e) => line.push_str(&format!(" -> {} failed: {e}", o.policy.name)),
                 }
             }
+            line.push_str(&verdicts_text(plan));
             line
         }
         (Signal::Recovery(r), _) => {
@@ -139,13 +170,31 @@ fn text_line(input: &str, signal: &Signal, decisions: Option<&Decisions>) -> Str
     }
 }
 
-/// Runs `decide`; exit 1 if any input or policy failed.
-pub fn run(a: DecideArgs) -> anyhow::Result<ExitCode> {
+/// Runs `decide` (recording) or `plan` (`record = false`: reads the store's
+/// state, writes nothing); exit 1 if any input, policy or store call failed.
+pub fn run(a: DecideArgs, record: bool) -> anyhow::Result<ExitCode> {
+    let record = record && !a.no_record;
     let context: PolicyContext = match &a.context {
         Some(p) => serde_json::from_slice(&read_input(p)?)
             .with_context(|| format!("invalid context JSON in {}", p.display()))?,
         None => PolicyContext::default(),
     };
+    let facts: BTreeMap<String, Facts> = match &a.facts {
+        Some(p) => serde_json::from_slice(&read_input(p)?)
+            .with_context(|| format!("invalid facts JSON in {}", p.display()))?,
+        None => BTreeMap::new(),
+    };
+    let governor_config: GovernorConfig = match &a.governor {
+        Some(p) => serde_json::from_slice(&read_input(p)?)
+            .with_context(|| format!("invalid governor config in {}", p.display()))?,
+        None => GovernorConfig::default(),
+    };
+    if !governor_config.dry_run {
+        anyhow::bail!(
+            "live mode needs the executors, which are not built yet; keep dry-run = true"
+        );
+    }
+    let governor = Governor::new(governor_config);
     let registry = PolicyRegistry::new(a.engine.engine(4)?);
     let healer::policy::LoadReport { loaded, failed } = registry
         .load_dir(&a.policies)
@@ -163,80 +212,76 @@ pub fn run(a: DecideArgs) -> anyhow::Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let store: Option<std::sync::Arc<dyn Store>> = if a.no_record {
-        None
-    } else {
-        Some(runtime.block_on(a.store.open())?)
+    let store = runtime.block_on(a.store.open())?;
+    let pipeline = Pipeline {
+        store: store.as_ref(),
+        registry: &registry,
+        governor: &governor,
+        facts: &facts,
     };
     for path in paths {
         let input = path.display().to_string();
-        match read_input(&path).and_then(|b| signals_of(&b)) {
-            Ok(signals) => {
-                for (signal, signal_path) in signals {
-                    let now = Utc::now();
-                    let result = match (&signal, &store) {
-                        (Signal::Incident(i), Some(store)) => runtime
-                            .block_on(pipeline::on_incident(
-                                store.as_ref(),
-                                &registry,
-                                i,
-                                &context,
-                                now,
-                            ))
-                            .map(|(d, r)| (d, Some(r))),
-                        (Signal::Incident(i), None) => {
-                            Ok((Some(registry.decide(i, &context, now)), None))
-                        }
-                        (Signal::Recovery(r), Some(store)) => runtime
-                            .block_on(pipeline::on_recovery(store.as_ref(), r))
-                            .map(|r| (None, Some(r))),
-                        _ => Ok((None, None)),
-                    };
-                    // A store failure loses nothing silently: it is reported for
-                    // this signal and the next one is still processed.
-                    let (decisions, recorded) = match result {
-                        Ok(v) => v,
-                        Err(e) => {
-                            ok = false;
-                            println!(
-                                "{}",
-                                serde_json::json!({"input": input, "path": signal_path, "error": format!("store: {e}")})
-                            );
-                            eprintln!("error: {input}: store: {e}");
-                            continue;
-                        }
-                    };
-                    ok &= !decisions
-                        .as_ref()
-                        .is_some_and(|d| d.active.iter().any(|o| o.result.is_err()));
-                    if a.text {
-                        println!(
-                            "{}{}",
-                            text_line(&input, &signal, decisions.as_ref()),
-                            recorded_text(recorded.as_ref())
-                        );
-                    } else {
-                        println!(
-                            "{}",
-                            serde_json::json!({
-                                "input": input,
-                                "path": signal_path,
-                                "signal": signal,
-                                "decisions": decisions,
-                                "recorded": recorded,
-                                "dry-run": true,
-                            })
-                        );
-                    }
-                }
-            }
+        let signals = match read_input(&path).and_then(|b| signals_of(&b)) {
+            Ok(s) => s,
             Err(e) => {
                 ok = false;
                 println!(
                     "{}",
-                    serde_json::json!({"input": path.display().to_string(), "error": format!("{e:#}")})
+                    serde_json::json!({"input": input, "error": format!("{e:#}")})
                 );
-                eprintln!("error: {}: {e:#}", path.display());
+                eprintln!("error: {input}: {e:#}");
+                continue;
+            }
+        };
+        for (signal, signal_path) in signals {
+            let now = Utc::now();
+            let result = match &signal {
+                Signal::Incident(i) if record => runtime
+                    .block_on(pipeline.on_incident(i, &context, now))
+                    .map(|(p, r)| (p, Some(r))),
+                Signal::Incident(i) => runtime
+                    .block_on(pipeline.plan(i, &context, now))
+                    .map(|p| (Some(p), None)),
+                Signal::Recovery(r) if record => runtime
+                    .block_on(pipeline.on_recovery(r))
+                    .map(|r| (None, Some(r))),
+                _ => Ok((None, None)),
+            };
+            // A store failure loses nothing silently: it is reported for this
+            // signal and the next one is still processed.
+            let (plan, recorded) = match result {
+                Ok(v) => v,
+                Err(e) => {
+                    ok = false;
+                    println!(
+                        "{}",
+                        serde_json::json!({"input": input, "path": signal_path, "error": format!("store: {e}")})
+                    );
+                    eprintln!("error: {input}: store: {e}");
+                    continue;
+                }
+            };
+            ok &= !plan
+                .as_ref()
+                .is_some_and(|p| p.decisions.active.iter().any(|o| o.result.is_err()));
+            if a.text {
+                println!(
+                    "{}{}",
+                    text_line(&input, &signal, plan.as_ref()),
+                    recorded_text(recorded.as_ref())
+                );
+            } else {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "input": input,
+                        "path": signal_path,
+                        "signal": signal,
+                        "plan": plan,
+                        "recorded": recorded,
+                        "dry-run": true,
+                    })
+                );
             }
         }
     }

@@ -72,6 +72,15 @@ impl StoreArgs {
 pub enum StoreCommand {
     /// Create the tables (or run migrations). Idempotent.
     Init(StoreArgs),
+    /// Set the store's kill-switch flag, which every replica's governor reads:
+    /// `on` denies every mutating step, `off` lifts it.
+    KillSwitch {
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 /// `healer incidents …`.
@@ -137,11 +146,27 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Runs `store …`.
 pub fn run_store(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
-    let StoreCommand::Init(args) = cmd;
     runtime()?.block_on(async {
-        let store = args.open().await?;
-        store.init().await?;
-        println!("store ready: {:?}", args.config()?);
+        match cmd {
+            StoreCommand::Init(args) => {
+                let store = args.open().await?;
+                store.init().await?;
+                println!("store ready: {:?}", args.config()?);
+            }
+            StoreCommand::KillSwitch { state, store } => {
+                let store = store.open().await?;
+                let key = healer::safety::KILL_SWITCH_KEY;
+                // Compare-and-set until it sticks (another replica may write too).
+                for _ in 0..16 {
+                    let (_, version) = store.governor_get(key).await?;
+                    if store.governor_cas(key, &state, version).await? {
+                        println!("kill switch {state}");
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+                anyhow::bail!("could not set the kill switch: concurrent writers");
+            }
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

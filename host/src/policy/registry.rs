@@ -256,6 +256,16 @@ impl PolicyRegistry {
         self.snapshot.store(Arc::new(next));
     }
 
+    /// The metadata of a loaded version (by sha256), whatever its role now.
+    pub fn metadata(&self, id: &PolicyId) -> Option<super::PolicyMetadata> {
+        self.histories().get(&id.name).and_then(|h| {
+            h.versions
+                .iter()
+                .find(|v| v.policy.id.sha256 == id.sha256)
+                .map(|v| v.policy.metadata.clone())
+        })
+    }
+
     /// The active version of a policy.
     pub fn active(&self, name: &str) -> Option<PolicyId> {
         self.snapshot.load().active.get(name).map(|p| p.id.clone())

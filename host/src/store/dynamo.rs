@@ -413,7 +413,7 @@ impl Store for DynamoStore {
     async fn put_action(&self, action: &ActionRecord) -> Result<(), StoreError> {
         let json = to_json(action)?;
         let sk = action_sk(action.started_at, &action.incident_id, action.step);
-        let mut scopes = Vec::new();
+        let mut scopes = vec!["all".to_owned()];
         if !action.target.is_empty() {
             scopes.push(format!("r#{}", action.target));
         }
@@ -442,6 +442,7 @@ impl Store for DynamoStore {
         let key = match scope {
             Scope::Resource(id) => format!("r#{id}"),
             Scope::Group(id) => format!("g#{id}"),
+            Scope::All => "all".to_owned(),
         };
         // `#s`: `scope` may be a reserved word, so it goes through a name placeholder.
         let items = self
@@ -472,6 +473,11 @@ impl Store for DynamoStore {
         let (index, attr, key) = match scope {
             Scope::Resource(id) => ("by-resource", "resource_id", id),
             Scope::Group(id) => ("by-group", "group_id", id),
+            Scope::All => {
+                return Err(StoreError::Invalid(
+                    "incidents_of needs a resource or group; use list".into(),
+                ));
+            }
         };
         let items = self
             .query_all(

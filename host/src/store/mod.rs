@@ -76,6 +76,8 @@ pub enum Scope {
     Resource(String),
     /// A group id (service ARN, ASG name, target group ARN).
     Group(String),
+    /// Everything (only for the actions index: global rate and in-flight limits).
+    All,
 }
 
 /// Filters of `list`.

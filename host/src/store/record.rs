@@ -278,6 +278,7 @@ impl ActionRecord {
         match scope {
             Scope::Resource(id) => &self.target == id,
             Scope::Group(id) => self.group.as_ref() == Some(id),
+            Scope::All => true,
         }
     }
 }

@@ -232,13 +232,15 @@ impl Store for SqliteStore {
         scope: &Scope,
         since: DateTime<Utc>,
     ) -> Result<Vec<ActionRecord>, StoreError> {
+        // `?1 IS NULL` selects every action (Scope::All).
         let (column, key) = match scope {
-            Scope::Resource(id) => ("target", id.clone()),
-            Scope::Group(id) => ("group_id", id.clone()),
+            Scope::Resource(id) => ("target", Some(id.clone())),
+            Scope::Group(id) => ("group_id", Some(id.clone())),
+            Scope::All => ("target", None),
         };
         self.run(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT record FROM actions WHERE {column} = ?1 AND started_at >= ?2 ORDER BY started_at, incident_id, step"
+                "SELECT record FROM actions WHERE (?1 IS NULL OR {column} = ?1) AND started_at >= ?2 ORDER BY started_at, incident_id, step"
             ))?;
             let rows = stmt.query_map(params![key, ms(since)], |row| row.get::<_, String>(0))?;
             rows.map(|r| serde_json::from_str(&r?).map_err(corrupt))
@@ -251,6 +253,11 @@ impl Store for SqliteStore {
         let (column, key) = match scope {
             Scope::Resource(id) => ("resource_id", id.clone()),
             Scope::Group(id) => ("group_id", id.clone()),
+            Scope::All => {
+                return Err(StoreError::Invalid(
+                    "incidents_of needs a resource or group; use list".into(),
+                ));
+            }
         };
         self.run(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(

@@ -303,19 +303,33 @@ fn decide_turns_raw_events_into_plans_and_records_them() {
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[0]["signal"]["incident"]["kind"], "deployment-failed");
     assert_eq!(
-        lines[0]["decisions"]["active"][0]["decision"]["steps"][0]["action"],
+        lines[0]["plan"]["decisions"]["active"][0]["decision"]["steps"][0]["action"],
         "rollback-deployment"
     );
+    // Governor: the service rollback is approved (dry run).
+    assert_eq!(
+        lines[0]["plan"]["judgement"]["verdicts"][0]["verdict"],
+        "approved"
+    );
+    assert_eq!(lines[0]["plan"]["judgement"]["dry-run"], true);
     assert_eq!(lines[0]["recorded"]["new"]["state"], "decided");
     assert_eq!(lines[0]["dry-run"], true);
     assert_eq!(
         lines[1]["recorded"]["new"]["provenance"]["policy"]["name"],
         "ecs-task-restart"
     );
+    // The task restart needs the service's size for the blast radius: unknown, so
+    // the governor fails safe and denies.
+    assert_eq!(
+        lines[1]["plan"]["judgement"]["verdicts"][0]["rule"],
+        "blast-radius"
+    );
+    assert_eq!(lines[1]["recorded"]["new"]["state"], "denied");
     // SERVICE_DEPLOYMENT_COMPLETED (same sample time as the failure) heals it.
     let healed = &lines[2]["recorded"]["healed"];
     assert_eq!(healed.as_array().map(Vec::len), Some(1), "{healed}");
     assert_eq!(healed[0]["state"], "healed");
+    assert_eq!(healed[0]["verdicts"][0]["verdict"], "approved");
     assert!(healed[0]["mttr-ms"].as_i64().is_some());
 
     // Redelivery: the same events again are duplicates, not decided twice.
@@ -326,7 +340,7 @@ fn decide_turns_raw_events_into_plans_and_records_them() {
         .map(|l| serde_json::from_str(l).expect("JSON"))
         .collect();
     assert!(lines[0]["recorded"]["duplicate"].is_object());
-    assert!(lines[0]["decisions"].is_null());
+    assert!(lines[0]["plan"].is_null());
     let list = Command::new(env!("CARGO_BIN_EXE_healer"))
         .args(["incidents", "list", "--json"])
         .env("HEALER_DATA_DIR", &data)
@@ -455,4 +469,68 @@ async fn incidents_commands_read_dynamodb_through_the_standard_aws_environment()
     })
     .await
     .expect("checks");
+}
+
+#[test]
+fn plan_explains_every_verdict_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).expect("mkdir");
+    std::fs::copy(artifacts::EC2_REPLACE, policies.join("ec2.wasm")).expect("copy");
+    let facts = dir.path().join("facts.json");
+    std::fs::write(&facts, r#"{"i-abcd1111": {"tags": {"SelfHeal": "true"}}}"#).expect("write");
+    let data = dir.path().join("data");
+    let event = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/aws-events/health/ec2-instance-store-drive-degraded-issue.json");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_healer"))
+            .args(["plan", "--no-cache", "--policies"])
+            .arg(&policies)
+            .args(extra)
+            .arg(&event)
+            .env("HEALER_DATA_DIR", &data)
+            .output()
+            .expect("runs")
+    };
+    let out = run(&["--facts", facts.to_str().expect("utf-8")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let verdicts = &v["plan"]["judgement"]["verdicts"];
+    assert_eq!(verdicts[0]["action"], "replace-instance");
+    assert_eq!(verdicts[0]["verdict"], "approved");
+    assert_eq!(verdicts[1]["action"], "notify");
+    assert!(v["recorded"].is_null(), "plan writes nothing");
+
+    // The store's kill switch reaches the plan.
+    let ks = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(["store", "kill-switch", "on"])
+        .env("HEALER_DATA_DIR", &data)
+        .output()
+        .expect("runs");
+    assert!(
+        ks.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ks.stderr)
+    );
+    let out = run(&["--facts", facts.to_str().expect("utf-8"), "--text"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("replace-instance denied by kill-switch"),
+        "{text}"
+    );
+
+    // Without facts the opt-in tag is unknown: the policy itself only notifies.
+    let out = run(&["--text"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("[notify]"), "{text}");
+    let list = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(["incidents", "list", "--json"])
+        .env("HEALER_DATA_DIR", &data)
+        .output()
+        .expect("runs");
+    assert_eq!(String::from_utf8_lossy(&list.stdout).lines().count(), 0);
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod examples;
+mod governor;
 mod hot_swap;
 mod moto;
 mod sandbox;
