@@ -173,6 +173,18 @@ impl Pipeline<'_> {
         context: &PolicyContext,
         now: DateTime<Utc>,
     ) -> Result<(Option<Plan>, Recorded), StoreError> {
+        // A task stops once: a later event about the same task ARN (a higher
+        // `version`, the spot warning then the stop) is the same incident.
+        if incident.resource.kind == crate::incident::ResourceKind::EcsTask
+            && let Some(earlier) = self
+                .store
+                .incidents_of(&Scope::Resource(incident.resource.id.clone()))
+                .await?
+                .into_iter()
+                .find(|r| r.incident.id != incident.id)
+        {
+            return Ok((None, Recorded::Duplicate(Box::new(earlier))));
+        }
         let (record, created) = self.store.create_incident(incident).await?;
         if !created {
             return Ok((None, Recorded::Duplicate(Box::new(record))));

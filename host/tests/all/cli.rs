@@ -332,6 +332,25 @@ fn decide_turns_raw_events_into_plans_and_records_them() {
     assert_eq!(healed[0]["verdicts"][0]["verdict"], "approved");
     assert!(healed[0]["mttr-ms"].as_i64().is_some());
 
+    // A later event about the same task (a higher version) is the same incident.
+    let mut later: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(fixtures.join("ecs/task-stopped-essential-container-exited-fargate.json"))
+            .expect("read"),
+    )
+    .expect("JSON");
+    later["detail"]["version"] = serde_json::json!(9);
+    let later_path = dir.path().join("later.json");
+    std::fs::write(&later_path, later.to_string()).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(["decide", "--no-cache", "--policies"])
+        .arg(&policies)
+        .arg(&later_path)
+        .env("HEALER_DATA_DIR", &data)
+        .output()
+        .expect("runs");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(v["recorded"]["duplicate"].is_object(), "{v}");
+
     // Redelivery: the same events again are duplicates, not decided twice.
     let again = decide();
     let lines: Vec<serde_json::Value> = String::from_utf8(again.stdout)
