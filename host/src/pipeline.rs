@@ -61,13 +61,20 @@ pub struct Pipeline<'a> {
 }
 
 impl Pipeline<'_> {
-    /// The facts of an incident's resource, with its per-resource config from the store.
+    /// The facts of an incident's resource: its group's entry overlaid with its
+    /// own, plus its per-resource config from the store.
     async fn facts_of(&self, incident: &Incident) -> Result<Facts, StoreError> {
-        let mut facts = self
-            .facts
-            .get(&incident.resource.id)
-            .cloned()
-            .unwrap_or_default();
+        let group = incident.group.as_ref().and_then(|g| self.facts.get(&g.id));
+        let own = self.facts.get(&incident.resource.id);
+        let mut facts = group.cloned().unwrap_or_default();
+        if let Some(own) = own {
+            facts.tags = own.tags.clone().or(facts.tags);
+            facts.group_size = own.group_size.or(facts.group_size);
+            facts
+                .group_members
+                .extend(own.group_members.iter().cloned());
+            facts.resource_config = own.resource_config.clone().or(facts.resource_config);
+        }
         if facts.resource_config.is_none() {
             let configs = self.store.resource_configs().await?;
             let tags = facts.tags.clone().unwrap_or_default();

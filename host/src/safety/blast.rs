@@ -4,6 +4,9 @@
 
 use super::{Ctx, Rule, Verdict};
 
+/// How a real blast-radius trip (not a fail-safe denial) starts its reason.
+pub(crate) const STORM_PREFIX: &str = "storm mode";
+
 pub(crate) fn check(ctx: &Ctx<'_>) -> Option<Verdict> {
     ctx.incident.group.as_ref()?;
     let target = ctx.target()?;
@@ -29,7 +32,7 @@ pub(crate) fn check(ctx: &Ctx<'_>) -> Option<Verdict> {
         Verdict::deny(
             Rule::BlastRadius,
             format!(
-                "storm mode: {under} of {size} group members would be under action (limit {limit}%); notify and escalate only"
+                "{STORM_PREFIX}: {under} of {size} group members would be under action (limit {limit}%); notify and escalate only"
             ),
         )
     })

@@ -417,8 +417,9 @@ impl Governor {
                 approved_before: &approved,
             };
             let verdict = judge_step(&ctx);
-            if let Verdict::Denied { rule, .. } = &verdict {
-                storm |= *rule == Rule::BlastRadius;
+            if let Verdict::Denied { rule, reason } = &verdict {
+                // A fail-safe denial (unknown group size) is not a storm.
+                storm |= *rule == Rule::BlastRadius && reason.starts_with(blast::STORM_PREFIX);
                 escalate |= *rule == Rule::LoopBreaker;
             }
             if verdict.is_approved() {
