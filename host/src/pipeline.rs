@@ -15,8 +15,8 @@ use crate::incident::{Incident, Recovery};
 use crate::policy::{Decisions, PolicyContext, PolicyRegistry};
 use crate::safety::{Facts, Governor, History, Judgement, Verdict};
 use crate::store::{
-    ActionRecord, IncidentRecord, LifecycleState, Provenance, ResourceConfigRecord, Scope, Store,
-    StoreError, VerdictRecord,
+    ActionRecord, IncidentRecord, LifecycleState, Provenance, ResourceConfigRecord, Scope,
+    StepRecord, Store, StoreError, VerdictRecord,
 };
 
 /// Store key prefix of the storm notice sent per group (compare-and-set, so one
@@ -267,20 +267,14 @@ impl Pipeline<'_> {
                     let Some(step) = decision.steps.get(v.step) else {
                         continue;
                     };
-                    let action = ActionRecord {
-                        incident_id: id.to_string(),
-                        step: v.step,
-                        kind: step.action.kind(),
-                        target: step
-                            .action
-                            .target()
-                            .map(|(_, t)| t.to_owned())
-                            .unwrap_or_default(),
-                        group: incident.group.as_ref().map(|g| g.id.clone()),
+                    let dry = StepRecord {
+                        index: v.step,
+                        action: step.action.clone(),
                         started_at: at,
                         ended_at: Some(at),
                         result: "dry-run".into(),
                     };
+                    let action = ActionRecord::of(&record, &dry);
                     self.store.put_action(&action).await?;
                 }
             }

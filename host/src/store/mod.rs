@@ -91,15 +91,6 @@ pub struct ListFilter {
     pub since: Option<DateTime<Utc>>,
 }
 
-impl ListFilter {
-    /// Whether a record passes the filter.
-    pub fn matches(&self, r: &IncidentRecord) -> bool {
-        (!self.open || !r.state.is_terminal())
-            && self.kind.is_none_or(|k| r.incident.kind == k)
-            && self.since.is_none_or(|s| r.incident.detected_at >= s)
-    }
-}
-
 /// One page of `list`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "kebab-case")]

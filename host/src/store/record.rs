@@ -8,7 +8,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Scope, StoreError};
+use super::StoreError;
 use crate::decision::{Action, ActionKind, Decision};
 use crate::incident::Incident;
 use crate::policy::PolicyId;
@@ -221,11 +221,6 @@ impl IncidentRecord {
         Ok(())
     }
 
-    /// When it healed.
-    pub fn healed_at(&self) -> Option<DateTime<Utc>> {
-        self.timestamps.get(&LifecycleState::Healed).copied()
-    }
-
     /// The DynamoDB TTL (epoch seconds): detection + retention.
     pub fn expires_at(&self) -> i64 {
         self.incident.detected_at.timestamp() + RETENTION_SECS
@@ -270,15 +265,6 @@ impl ActionRecord {
             started_at: step.started_at,
             ended_at: step.ended_at,
             result: step.result.clone(),
-        }
-    }
-
-    /// Whether the entry belongs to a scope.
-    pub fn in_scope(&self, scope: &Scope) -> bool {
-        match scope {
-            Scope::Resource(id) => &self.target == id,
-            Scope::Group(id) => self.group.as_ref() == Some(id),
-            Scope::All => true,
         }
     }
 }
