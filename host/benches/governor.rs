@@ -79,9 +79,11 @@ fn bench(c: &mut Criterion) {
         ended_at: Some(now - chrono::Duration::minutes((i % 60) as i64 + 10)),
         result: "succeeded".into(),
     };
-    let all: Vec<ActionRecord> = (0..200)
+    // In time order, as the store returns them.
+    let mut all: Vec<ActionRecord> = (0..200)
         .map(|i| action(i, format!("i-x{i}"), "other"))
         .collect();
+    all.sort_by_key(|a| a.started_at);
     let history = History {
         resource: (0..2).map(|i| action(i, "i-1".into(), "web")).collect(),
         group: (0..20)
@@ -90,7 +92,14 @@ fn bench(c: &mut Criterion) {
         all,
         kill_switch: false,
     };
-    let governor = Governor::new(GovernorConfig::default());
+    // Limits high enough that no rule short-circuits: every rule runs per step.
+    let governor = Governor::new(GovernorConfig {
+        rate_per_kind_per_hour: 1000,
+        rate_global_per_hour: 1000,
+        max_in_flight_per_group: 100,
+        loop_breaker_count: 100,
+        ..GovernorConfig::default()
+    });
     c.bench_function("governor/5-step decision", |b| {
         b.iter(|| governor.judge(&incident, &decision, &declared, &facts, &history, now))
     });

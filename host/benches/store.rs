@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{Duration, TimeZone, Utc};
+use healer::decision::ActionKind;
 use healer::decision::Decision;
 use healer::incident::{Incident, IncidentKind, IncidentParts, ResourceKind, ResourceRef};
 use healer::policy::PolicyId;
-use healer::store::{LifecycleState, Provenance, SqliteStore, Store};
+use healer::store::{ActionRecord, LifecycleState, Provenance, SqliteStore, Store};
 
 fn incident(n: usize) -> Incident {
     let id = format!("arn:aws:ecs:us-east-1:1:task/c/{n}");
@@ -85,6 +86,50 @@ async fn lifecycles(store: Arc<dyn Store>, n: usize, concurrency: usize) -> f64 
     n as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The governor's one store read per decision, with 200 recent actions and
+/// 20 000 incidents in the group (only the window's are read).
+async fn decision_reads(store: &dyn Store) {
+    // A day after the lifecycles' incidents: they are outside the window.
+    let now = Utc
+        .timestamp_opt(1_714_557_600 + 86_400, 0)
+        .single()
+        .unwrap_or_default();
+    for i in 0..200 {
+        store
+            .put_action(&ActionRecord {
+                incident_id: format!("inc-{i}"),
+                step: 0,
+                kind: ActionKind::RestartTask,
+                target: format!("arn:aws:ecs:us-east-1:1:task/c/{i}"),
+                group: Some("arn:aws:ecs:us-east-1:1:service/c/s".into()),
+                started_at: now - Duration::minutes(i % 60),
+                ended_at: Some(now),
+                result: "succeeded".into(),
+            })
+            .await
+            .expect("action");
+    }
+    let n = 5_000;
+    let started = Instant::now();
+    for i in 0..n {
+        let state = store
+            .decision_state(
+                &format!("arn:aws:ecs:us-east-1:1:task/c/{}", i % 200),
+                Some("arn:aws:ecs:us-east-1:1:service/c/s"),
+                "kill-switch",
+                now - Duration::hours(1),
+            )
+            .await
+            .expect("state");
+        assert!(state.incidents_group.is_empty());
+        assert_eq!(state.actions.len(), 200);
+    }
+    println!(
+        "sqlite: decision_state (one read per decision) {:.1} us",
+        started.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+    );
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -98,10 +143,11 @@ fn main() {
                 .await
                 .expect("open"),
         );
-        let rate = lifecycles(store, 20_000, 4).await;
+        let rate = lifecycles(store.clone(), 20_000, 4).await;
         println!(
             "sqlite: {rate:.0} full lifecycles/s (create, decided, healed; 4 concurrent writers)"
         );
+        decision_reads(store.as_ref()).await;
 
         let moto_bin = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
         let port = std::net::TcpListener::bind("127.0.0.1:0")

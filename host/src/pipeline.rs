@@ -6,17 +6,15 @@
 //! Executors are not wired yet, so every approved step stays a plan (dry run).
 //! This is the only module that knows the order of the stages.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::incident::{Incident, Recovery};
 use crate::policy::{Decisions, PolicyContext, PolicyRegistry};
-use crate::safety::{Facts, Governor, History, Judgement, Verdict};
+use crate::safety::{FactSource, Facts, Governor, History, Judgement, KILL_SWITCH_KEY, Verdict};
 use crate::store::{
-    ActionRecord, IncidentRecord, LifecycleState, Provenance, ResourceConfigRecord, Scope,
-    StepRecord, Store, StoreError, VerdictRecord,
+    ActionRecord, DecisionState, IncidentRecord, LifecycleState, Provenance, ResourceConfigRecord,
+    Scope, StepRecord, Store, StoreError, VerdictRecord,
 };
 
 /// Store key prefix of the storm notice sent per group (compare-and-set, so one
@@ -31,6 +29,9 @@ pub struct Plan {
     pub decisions: Decisions,
     /// The governor's verdicts on the acting decision (the first active policy's).
     pub judgement: Option<Judgement>,
+    /// The resource facts the governor judged with (tags, group size, and why a
+    /// fact is unknown).
+    pub facts: Facts,
     /// This incident put its group in storm mode and is the one that tells humans.
     pub storm_notice: bool,
 }
@@ -55,46 +56,23 @@ pub struct Pipeline<'a> {
     pub registry: &'a PolicyRegistry,
     /// The limits.
     pub governor: &'a Governor,
-    /// Resource facts (tags, group size) by resource id; a resource without an
-    /// entry has unknown facts, and the rules that need them fail safe.
-    pub facts: &'a BTreeMap<String, Facts>,
+    /// Resource facts (tags, group size): from AWS and/or the operator; what
+    /// cannot be read is unknown, and the rules that need it fail safe.
+    pub facts: &'a dyn FactSource,
 }
 
 impl Pipeline<'_> {
-    /// The facts of an incident's resource: its group's entry overlaid with its
-    /// own, plus its per-resource config from the store.
-    async fn facts_of(&self, incident: &Incident) -> Result<Facts, StoreError> {
-        let group = incident.group.as_ref().and_then(|g| self.facts.get(&g.id));
-        let own = self.facts.get(&incident.resource.id);
-        let mut facts = group.cloned().unwrap_or_default();
-        if let Some(own) = own {
-            facts.tags = own.tags.clone().or(facts.tags);
-            facts.group_size = own.group_size.or(facts.group_size);
-            facts
-                .group_members
-                .extend(own.group_members.iter().cloned());
-            facts.resource_config = own.resource_config.clone().or(facts.resource_config);
-        }
-        if facts.resource_config.is_none() {
-            let configs = self.store.resource_configs().await?;
-            let tags = facts.tags.clone().unwrap_or_default();
-            facts.resource_config =
-                ResourceConfigRecord::resolve(&configs, &incident.resource.id, &tags).cloned();
-        }
-        Ok(facts)
-    }
-
     /// What the host knows for the policy: the operator's context (policy config
     /// values), completed with the resource's tags and config from the facts and
     /// its recent incidents and actions from the store.
-    async fn context_for(
-        &self,
+    fn context_for(
         incident: &Incident,
         base: &PolicyContext,
         facts: &Facts,
+        state: &DecisionState,
         history: &History,
         now: DateTime<Utc>,
-    ) -> Result<PolicyContext, StoreError> {
+    ) -> PolicyContext {
         let mut ctx = base.clone();
         if let Some(tags) = &facts.tags {
             ctx.tags.extend(tags.clone());
@@ -107,21 +85,19 @@ impl Pipeline<'_> {
             };
         }
         let since = now - chrono::Duration::hours(1);
-        let recent = |records: Vec<IncidentRecord>| {
+        let recent = |records: &[IncidentRecord]| {
             records
                 .iter()
                 .filter(|r| r.incident.id != incident.id && r.incident.detected_at > since)
                 .count() as u32
         };
-        ctx.recent_incidents_resource = ctx.recent_incidents_resource.max(recent(
-            self.store
-                .incidents_of(&Scope::Resource(incident.resource.id.clone()))
-                .await?,
-        ));
-        if let Some(g) = &incident.group {
-            ctx.recent_incidents_group = ctx.recent_incidents_group.max(recent(
-                self.store.incidents_of(&Scope::Group(g.id.clone())).await?,
-            ));
+        ctx.recent_incidents_resource = ctx
+            .recent_incidents_resource
+            .max(recent(&state.incidents_resource));
+        if incident.group.is_some() {
+            ctx.recent_incidents_group = ctx
+                .recent_incidents_group
+                .max(recent(&state.incidents_group));
         }
         let mut last: Vec<&ActionRecord> = history.resource.iter().chain(&history.group).collect();
         last.sort_by_key(|a| std::cmp::Reverse(a.started_at));
@@ -136,22 +112,40 @@ impl Pipeline<'_> {
                     outcome: a.result.clone(),
                 }),
         );
-        Ok(ctx)
+        ctx
     }
 
     /// Decides and judges an incident against the current store state, writing
-    /// nothing (this is `healer plan`).
+    /// nothing (this is `healer plan`). The store is read once (one
+    /// [`DecisionState`]), the facts are looked up concurrently with it.
     pub async fn plan(
         &self,
         incident: &Incident,
         context: &PolicyContext,
         now: DateTime<Utc>,
     ) -> Result<Plan, StoreError> {
-        let facts = self.facts_of(incident).await?;
-        let history = History::load(self.store, incident, self.governor.config(), now).await?;
-        let context = self
-            .context_for(incident, context, &facts, &history, now)
-            .await?;
+        let since = now - self.governor.config().history_window();
+        let (state, mut facts) = tokio::join!(
+            self.store.decision_state(
+                &incident.resource.id,
+                incident.group.as_ref().map(|g| g.id.as_str()),
+                KILL_SWITCH_KEY,
+                since,
+            ),
+            self.facts.facts(incident),
+        );
+        let state = state?;
+        if facts.resource_config.is_none() {
+            let tags = facts.tags.clone().unwrap_or_default();
+            facts.resource_config = ResourceConfigRecord::resolve(
+                &state.resource_configs,
+                &incident.resource.id,
+                &tags,
+            )
+            .cloned();
+        }
+        let history = History::from_state(incident, &state);
+        let context = Self::context_for(incident, context, &facts, &state, &history, now);
         let decisions = self.registry.decide(incident, &context, now);
         let judgement = decisions.active.first().and_then(|outcome| {
             let decision = outcome.result.as_ref().ok()?;
@@ -168,6 +162,7 @@ impl Pipeline<'_> {
         Ok(Plan {
             decisions,
             judgement,
+            facts,
             storm_notice: false,
         })
     }

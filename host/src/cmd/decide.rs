@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use healer::pipeline::{Pipeline, Plan, Recorded};
 use healer::policy::{PolicyContext, PolicyRegistry};
-use healer::safety::{Facts, Governor, GovernorConfig, Verdict};
+use healer::safety::{AwsFacts, Facts, Governor, GovernorConfig, Layered, StaticFacts, Verdict};
 use healer::signals::{NormalizeOptions, Signal, normalize};
 
 use super::policy::EngineArgs;
@@ -43,10 +43,16 @@ pub struct DecideArgs {
     /// Governor limits JSON (`GovernorConfig`, kebab-case; every field optional).
     #[arg(long, env = "HEALER_GOVERNOR")]
     governor: Option<PathBuf>,
-    /// Resource facts JSON: `{"<resource id>": {"tags": {...}, "group-size": 6}}`.
-    /// Without facts, rules that need them (opt-in tag, blast radius) deny.
+    /// Resource facts JSON: `{"<resource id or group id>": {"tags": {...},
+    /// "group-size": 6}}`. Its entries override what `--aws-facts` reads.
     #[arg(long)]
     facts: Option<PathBuf>,
+    /// Read resource facts (EC2 instance tags, ECS service / Auto Scaling group
+    /// / target group size) from the AWS APIs, with the standard AWS environment
+    /// (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials). Without facts, the rules
+    /// that need them (opt-in tag, blast radius) deny.
+    #[arg(long, env = "HEALER_AWS_FACTS")]
+    aws_facts: bool,
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
@@ -179,7 +185,7 @@ pub fn run(a: DecideArgs, record: bool) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("invalid context JSON in {}", p.display()))?,
         None => PolicyContext::default(),
     };
-    let facts: BTreeMap<String, Facts> = match &a.facts {
+    let operator: BTreeMap<String, Facts> = match &a.facts {
         Some(p) => serde_json::from_slice(&read_input(p)?)
             .with_context(|| format!("invalid facts JSON in {}", p.display()))?,
         None => BTreeMap::new(),
@@ -213,6 +219,14 @@ pub fn run(a: DecideArgs, record: bool) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let store = runtime.block_on(a.store.open())?;
+    let facts = Layered {
+        aws: if a.aws_facts {
+            Some(runtime.block_on(AwsFacts::from_env()))
+        } else {
+            None
+        },
+        operator: StaticFacts(operator),
+    };
     let pipeline = Pipeline {
         store: store.as_ref(),
         registry: &registry,

@@ -13,7 +13,10 @@ pub(crate) fn check(ctx: &Ctx<'_>) -> Option<Verdict> {
     let Some(size) = ctx.facts.group_size.filter(|s| *s > 0) else {
         return Some(Verdict::deny(
             Rule::BlastRadius,
-            "the group's size could not be read; failing safe",
+            format!(
+                "the group's size could not be read{}; failing safe",
+                ctx.facts.why_unknown()
+            ),
         ));
     };
     // Members already under action, plus the new ones this decision adds.

@@ -10,6 +10,7 @@
 mod allowed;
 mod blast;
 mod cooldown;
+mod facts;
 mod in_flight;
 mod loop_breaker;
 mod opt_in;
@@ -27,7 +28,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::decision::{ActionKind, Decision, Step};
 use crate::incident::Incident;
-use crate::store::{ActionRecord, ResourceConfigRecord, Scope, Store, StoreError};
+use crate::store::{ActionRecord, DecisionState};
+
+pub use facts::{AWS_FACT_ACTIONS, AwsFacts, FactSource, Facts, Layered, StaticFacts};
 
 /// Governor limits, with their defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +103,14 @@ impl Default for GovernorConfig {
 }
 
 impl GovernorConfig {
+    /// Mutating actions of `kind` per hour (its override, else the per-kind rate).
+    pub fn rate_limit(&self, kind: ActionKind) -> u32 {
+        self.rate_overrides
+            .get(&kind)
+            .copied()
+            .unwrap_or(self.rate_per_kind_per_hour)
+    }
+
     /// The longest window any rule looks back over.
     pub fn history_window(&self) -> Duration {
         let minutes = [
@@ -189,21 +200,6 @@ impl Verdict {
     }
 }
 
-/// What the governor knows about the target resource from AWS (or the operator).
-/// `None` means "could not be read": rules that need it fail safe and deny.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
-pub struct Facts {
-    /// The incident resource's tags.
-    pub tags: Option<BTreeMap<String, String>>,
-    /// Members of the incident's group.
-    pub group_size: Option<u32>,
-    /// Known members of the group (ids), for the target guard.
-    pub group_members: Vec<String>,
-    /// Operator config for the resource.
-    pub resource_config: Option<ResourceConfigRecord>,
-}
-
 /// The store state one decision is judged against, read once.
 #[derive(Debug, Clone, Default)]
 pub struct History {
@@ -221,33 +217,30 @@ pub struct History {
 pub const KILL_SWITCH_KEY: &str = "kill-switch";
 
 impl History {
-    /// Reads everything the rules need in four store calls.
-    pub async fn load(
-        store: &dyn Store,
-        incident: &Incident,
-        config: &GovernorConfig,
-        now: DateTime<Utc>,
-    ) -> Result<History, StoreError> {
-        let since = now - config.history_window();
-        let resource = store
-            .actions_since(&Scope::Resource(incident.resource.id.clone()), since)
-            .await?;
-        let group = match &incident.group {
-            Some(g) => {
-                store
-                    .actions_since(&Scope::Group(g.id.clone()), since)
-                    .await?
-            }
-            None => Vec::new(),
-        };
-        let all = store.actions_since(&Scope::All, since).await?;
-        let (flag, _) = store.governor_get(KILL_SWITCH_KEY).await?;
-        Ok(History {
-            resource,
-            group,
-            all,
-            kill_switch: flag.as_deref() == Some("on"),
-        })
+    /// The history of one incident from the store state read for its decision:
+    /// the resource's and the group's actions are the matching part of the
+    /// window's actions.
+    pub fn from_state(incident: &Incident, state: &DecisionState) -> History {
+        let group = incident.group.as_ref().map(|g| g.id.as_str());
+        History {
+            resource: state
+                .actions
+                .iter()
+                .filter(|a| a.target == incident.resource.id)
+                .cloned()
+                .collect(),
+            group: match group {
+                Some(g) => state
+                    .actions
+                    .iter()
+                    .filter(|a| a.group.as_deref() == Some(g))
+                    .cloned()
+                    .collect(),
+                None => Vec::new(),
+            },
+            all: state.actions.clone(),
+            kill_switch: state.kill_switch.as_deref() == Some("on"),
+        }
     }
 }
 
@@ -281,12 +274,8 @@ pub struct Judgement {
 /// Per-decision aggregates of the history, computed once so each rule is O(1)
 /// in the size of the history (the global action list can be long).
 pub(crate) struct Tally<'a> {
-    /// Actions per kind started in the last hour.
-    pub per_kind_hour: BTreeMap<ActionKind, usize>,
-    /// Mutating actions started in the last hour.
-    pub mutating_hour: usize,
-    /// Notify/escalate steps in the last hour.
-    pub notify_hour: usize,
+    /// The rate limits' token buckets, replayed from the actions index.
+    pub buckets: rate::Buckets,
     /// Mutating actions still running, globally and in the group.
     pub running_all: usize,
     pub running_group: usize,
@@ -305,16 +294,13 @@ impl<'a> Tally<'a> {
         config: &GovernorConfig,
         now: DateTime<Utc>,
     ) -> Self {
-        let hour = now - Duration::hours(1);
         let stale = now - Ctx::minutes(config.in_flight_minutes);
         let blast = now - Ctx::minutes(config.blast_window_minutes);
         let looped = now - Ctx::minutes(config.loop_breaker_window_minutes);
         let running =
             |a: &ActionRecord| a.ended_at.is_none() && a.kind.is_mutating() && a.started_at > stale;
         let mut t = Tally {
-            per_kind_hour: BTreeMap::new(),
-            mutating_hour: 0,
-            notify_hour: 0,
+            buckets: rate::Buckets::replay(&history.all, config, now),
             running_all: 0,
             running_group: 0,
             blast_members: std::collections::BTreeSet::new(),
@@ -322,14 +308,6 @@ impl<'a> Tally<'a> {
             cause: self_caused::cause(incident, history, config, now),
         };
         for a in &history.all {
-            if a.started_at > hour {
-                *t.per_kind_hour.entry(a.kind).or_default() += 1;
-                if a.kind.is_mutating() {
-                    t.mutating_hour += 1;
-                } else {
-                    t.notify_hour += 1;
-                }
-            }
             t.running_all += usize::from(running(a));
         }
         for a in &history.group {
@@ -551,8 +529,7 @@ pub(crate) mod testkit {
         Facts {
             tags: Some(BTreeMap::from([("SelfHeal".to_owned(), "true".to_owned())])),
             group_size: Some(6),
-            group_members: Vec::new(),
-            resource_config: None,
+            ..Facts::default()
         }
     }
 

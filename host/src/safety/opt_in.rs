@@ -27,7 +27,10 @@ pub(crate) fn check(ctx: &Ctx<'_>) -> Option<Verdict> {
         return ec2.then(|| {
             Verdict::deny(
                 Rule::OptIn,
-                "the instance's tags could not be read; failing safe",
+                format!(
+                    "the instance's tags could not be read{}; failing safe",
+                    ctx.facts.why_unknown()
+                ),
             )
         });
     };

@@ -35,10 +35,11 @@ pub(crate) fn cause<'a>(
     history.all.iter().find(|a| {
         a.started_at > since
             && a.started_at <= incident.detected_at
-            && a.incident_id != incident.id.as_str()
-            && ((disruptive(a.kind) && &a.target == resource)
+            && disruptive(a.kind)
+            && (&a.target == resource
                 // The executor records what it created ("launched i-0new…").
                 || (!resource.is_empty() && a.result.contains(resource.as_str())))
+            && a.incident_id != incident.id.as_str()
     })
 }
 

@@ -101,6 +101,24 @@ pub struct Page {
     pub next: Option<String>,
 }
 
+/// The store state one decision is judged against, read in one round trip: the
+/// SQLite backend reads it in one read transaction (a consistent snapshot);
+/// other backends issue the reads concurrently.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionState {
+    /// Every action started since the governor's history window began.
+    pub actions: Vec<ActionRecord>,
+    /// The store's kill-switch flag value, if set.
+    pub kill_switch: Option<String>,
+    /// Operator per-resource config records.
+    pub resource_configs: Vec<ResourceConfigRecord>,
+    /// Incidents of the resource detected in the window (newest first).
+    pub incidents_resource: Vec<IncidentRecord>,
+    /// Incidents of the group detected in the window (newest first), empty
+    /// without a group.
+    pub incidents_group: Vec<IncidentRecord>,
+}
+
 /// How many times a compare-and-set update retries before giving up.
 const CAS_RETRIES: usize = 16;
 
@@ -194,6 +212,48 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<(String, String, String, DateTime<Utc>)>, StoreError>;
 
     // ---- provided: the lifecycle, the same for every backend ----
+
+    /// Everything one decision reads (see [`DecisionState`]), in one round trip.
+    /// `kill_switch_key` names the governor flag; actions are those started and
+    /// incidents those detected at or after `since`.
+    async fn decision_state(
+        &self,
+        resource: &str,
+        group: Option<&str>,
+        kill_switch_key: &str,
+        since: DateTime<Utc>,
+    ) -> Result<DecisionState, StoreError> {
+        let resource = Scope::Resource(resource.to_owned());
+        let group_scope = group.map(|g| Scope::Group(g.to_owned()));
+        let group_incidents = async {
+            match &group_scope {
+                Some(scope) => self.incidents_of(scope).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let (
+            actions,
+            (kill_switch, _),
+            resource_configs,
+            mut incidents_resource,
+            mut incidents_group,
+        ) = tokio::try_join!(
+            self.actions_since(&Scope::All, since),
+            self.governor_get(kill_switch_key),
+            self.resource_configs(),
+            self.incidents_of(&resource),
+            group_incidents,
+        )?;
+        incidents_resource.retain(|r| r.incident.detected_at >= since);
+        incidents_group.retain(|r| r.incident.detected_at >= since);
+        Ok(DecisionState {
+            actions,
+            kill_switch,
+            resource_configs,
+            incidents_resource,
+            incidents_group,
+        })
+    }
 
     /// Records a newly detected incident. Idempotent: an incident whose
     /// deterministic id exists is returned as is, with `false`.

@@ -12,7 +12,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    ActionRecord, IncidentRecord, ListFilter, Page, ResourceConfigRecord, Scope, Store, StoreError,
+    ActionRecord, DecisionState, IncidentRecord, ListFilter, Page, ResourceConfigRecord, Scope,
+    Store, StoreError,
 };
 use crate::incident::IncidentId;
 
@@ -51,6 +52,12 @@ const MIGRATIONS: &[&str] = &[
         name TEXT NOT NULL, sha256 TEXT NOT NULL, version TEXT NOT NULL, uploaded_at INTEGER NOT NULL,
         PRIMARY KEY (name, sha256)
     );",
+    // 2: incidents of a resource or group within a time window (the governor's
+    // per-decision read) use one index range, however long the history.
+    "DROP INDEX incidents_resource;
+    DROP INDEX incidents_group;
+    CREATE INDEX incidents_resource ON incidents(resource_id, detected_at);
+    CREATE INDEX incidents_group ON incidents(group_id, detected_at);",
 ];
 
 /// The SQLite store.
@@ -133,6 +140,68 @@ impl SqliteStore {
 
 fn row_record(json: String) -> Result<IncidentRecord, StoreError> {
     serde_json::from_str(&json).map_err(corrupt)
+}
+
+fn actions_since(
+    conn: &Connection,
+    scope: &Scope,
+    since: DateTime<Utc>,
+) -> Result<Vec<ActionRecord>, StoreError> {
+    // `?1 IS NULL` selects every action (Scope::All).
+    let (column, key) = match scope {
+        Scope::Resource(id) => ("target", Some(id.as_str())),
+        Scope::Group(id) => ("group_id", Some(id.as_str())),
+        Scope::All => ("target", None),
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT record FROM actions WHERE (?1 IS NULL OR {column} = ?1) AND started_at >= ?2 ORDER BY started_at, incident_id, step"
+    ))?;
+    let rows = stmt.query_map(params![key, ms(since)], |row| row.get::<_, String>(0))?;
+    rows.map(|r| serde_json::from_str(&r?).map_err(corrupt))
+        .collect()
+}
+
+fn incidents_of(conn: &Connection, scope: &Scope) -> Result<Vec<IncidentRecord>, StoreError> {
+    incidents_of_since(conn, scope, None)
+}
+
+/// Incidents of a resource or group, newest first, detected at or after `since`.
+fn incidents_of_since(
+    conn: &Connection,
+    scope: &Scope,
+    since: Option<DateTime<Utc>>,
+) -> Result<Vec<IncidentRecord>, StoreError> {
+    let (column, key) = match scope {
+        Scope::Resource(id) => ("resource_id", id.as_str()),
+        Scope::Group(id) => ("group_id", id.as_str()),
+        Scope::All => {
+            return Err(StoreError::Invalid(
+                "incidents_of needs a resource or group; use list".into(),
+            ));
+        }
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT record FROM incidents WHERE {column} = ?1 AND detected_at >= ?2 ORDER BY detected_at DESC, id DESC"
+    ))?;
+    let rows = stmt.query_map(params![key, since.map_or(i64::MIN, ms)], |row| {
+        row.get::<_, String>(0)
+    })?;
+    rows.map(|r| row_record(r?)).collect()
+}
+
+fn resource_configs(conn: &Connection) -> Result<Vec<ResourceConfigRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT record FROM resource_config ORDER BY selector")?;
+    let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+    rows.map(|r| serde_json::from_str(&r?).map_err(corrupt))
+        .collect()
+}
+
+fn governor_get(conn: &Connection, key: &str) -> Result<(Option<String>, u64), StoreError> {
+    let row: Option<(String, i64)> = conn
+        .prepare_cached("SELECT value, version FROM governor_state WHERE key = ?1")?
+        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(row.map_or((None, 0), |(v, n)| (Some(v), u64::try_from(n).unwrap_or(0))))
 }
 
 #[async_trait]
@@ -232,41 +301,14 @@ impl Store for SqliteStore {
         scope: &Scope,
         since: DateTime<Utc>,
     ) -> Result<Vec<ActionRecord>, StoreError> {
-        // `?1 IS NULL` selects every action (Scope::All).
-        let (column, key) = match scope {
-            Scope::Resource(id) => ("target", Some(id.clone())),
-            Scope::Group(id) => ("group_id", Some(id.clone())),
-            Scope::All => ("target", None),
-        };
-        self.run(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT record FROM actions WHERE (?1 IS NULL OR {column} = ?1) AND started_at >= ?2 ORDER BY started_at, incident_id, step"
-            ))?;
-            let rows = stmt.query_map(params![key, ms(since)], |row| row.get::<_, String>(0))?;
-            rows.map(|r| serde_json::from_str(&r?).map_err(corrupt))
-                .collect()
-        })
-        .await
+        let scope = scope.clone();
+        self.run(move |conn| actions_since(conn, &scope, since))
+            .await
     }
 
     async fn incidents_of(&self, scope: &Scope) -> Result<Vec<IncidentRecord>, StoreError> {
-        let (column, key) = match scope {
-            Scope::Resource(id) => ("resource_id", id.clone()),
-            Scope::Group(id) => ("group_id", id.clone()),
-            Scope::All => {
-                return Err(StoreError::Invalid(
-                    "incidents_of needs a resource or group; use list".into(),
-                ));
-            }
-        };
-        self.run(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT record FROM incidents WHERE {column} = ?1 ORDER BY detected_at DESC, id DESC"
-            ))?;
-            let rows = stmt.query_map([key], |row| row.get::<_, String>(0))?;
-            rows.map(|r| row_record(r?)).collect()
-        })
-        .await
+        let scope = scope.clone();
+        self.run(move |conn| incidents_of(conn, &scope)).await
     }
 
     async fn list(
@@ -372,29 +414,12 @@ impl Store for SqliteStore {
     }
 
     async fn resource_configs(&self) -> Result<Vec<ResourceConfigRecord>, StoreError> {
-        self.run(|conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT record FROM resource_config ORDER BY selector")?;
-            let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
-            rows.map(|r| serde_json::from_str(&r?).map_err(corrupt))
-                .collect()
-        })
-        .await
+        self.run(|conn| resource_configs(conn)).await
     }
 
     async fn governor_get(&self, key: &str) -> Result<(Option<String>, u64), StoreError> {
         let key = key.to_owned();
-        self.run(move |conn| {
-            let row: Option<(String, i64)> = conn
-                .query_row(
-                    "SELECT value, version FROM governor_state WHERE key = ?1",
-                    [key],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            Ok(row.map_or((None, 0), |(v, n)| (Some(v), u64::try_from(n).unwrap_or(0))))
-        })
-        .await
+        self.run(move |conn| governor_get(conn, &key)).await
     }
 
     async fn governor_cas(
@@ -414,6 +439,37 @@ impl Store for SqliteStore {
                 )?
             };
             Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn decision_state(
+        &self,
+        resource: &str,
+        group: Option<&str>,
+        kill_switch_key: &str,
+        since: DateTime<Utc>,
+    ) -> Result<DecisionState, StoreError> {
+        let (resource, group, key) = (
+            Scope::Resource(resource.to_owned()),
+            group.map(|g| Scope::Group(g.to_owned())),
+            kill_switch_key.to_owned(),
+        );
+        // One lock and one read transaction: a consistent snapshot.
+        self.run(move |conn| {
+            let tx = conn.transaction()?;
+            let state = DecisionState {
+                actions: actions_since(&tx, &Scope::All, since)?,
+                kill_switch: governor_get(&tx, &key)?.0,
+                resource_configs: resource_configs(&tx)?,
+                incidents_resource: incidents_of_since(&tx, &resource, Some(since))?,
+                incidents_group: match &group {
+                    Some(g) => incidents_of_since(&tx, g, Some(since))?,
+                    None => Vec::new(),
+                },
+            };
+            tx.finish()?;
+            Ok(state)
         })
         .await
     }

@@ -8,7 +8,7 @@ use healer::decision::{Action, ActionKind, Decision, Step};
 use healer::incident::{Incident, IncidentKind, IncidentParts, ResourceKind, ResourceRef};
 use healer::pipeline::{Pipeline, Recorded};
 use healer::policy::{PolicyContext, PolicyRegistry, PolicyRole};
-use healer::safety::{Facts, Governor, GovernorConfig, History, Verdict};
+use healer::safety::{Facts, Governor, GovernorConfig, History, StaticFacts, Verdict};
 use healer::store::{ActionRecord, LifecycleState, SqliteStore};
 use healer_test_artifacts as artifacts;
 use proptest::prelude::*;
@@ -186,6 +186,7 @@ async fn five_of_six_tasks_failing_at_once_is_a_storm_with_one_notification() {
             )
         })
         .collect();
+    let facts = StaticFacts(facts);
     let pipeline = Pipeline {
         store: &store,
         registry: &registry,

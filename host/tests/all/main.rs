@@ -2,6 +2,7 @@
 
 mod cli;
 mod examples;
+mod facts;
 mod governor;
 mod hot_swap;
 mod moto;

@@ -68,15 +68,19 @@ pub fn start(test: &str) -> Option<Moto> {
     Some(moto)
 }
 
-/// A DynamoDB client for moto through the real SDK.
-pub async fn dynamodb(moto: &Moto) -> aws_sdk_dynamodb::Client {
-    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&moto.endpoint)
+/// The SDK configuration for moto (us-east-1, test credentials).
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "testing", "testing", None, None, "moto",
         ))
         .load()
-        .await;
-    aws_sdk_dynamodb::Client::new(&shared)
+        .await
+}
+
+/// A DynamoDB client for moto through the real SDK.
+pub async fn dynamodb(moto: &Moto) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(&sdk_config(&moto.endpoint).await)
 }
