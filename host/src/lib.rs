@@ -5,12 +5,14 @@
 //! `policy` (incident → decision), then governor, actions, verify and store
 //! (later stages). Stages talk through the plain types in `incident` and `decision`.
 
+pub mod api;
 pub mod decision;
 pub mod incident;
 pub mod pipeline;
 pub mod policy;
 pub mod safety;
 pub mod signals;
+pub mod sources;
 pub mod store;
 
 pub use decision::{Action, ActionKind, Decision, Step, VerifyMethod, VerifySpec};

@@ -34,6 +34,9 @@ enum Command {
     /// What would healer do with these events, and why? Like `decide`, against
     /// the store's current state, but writes nothing.
     Plan(cmd::decide::DecideArgs),
+    /// Run the service: long-poll SQS for events, decide, judge and record them
+    /// (dry run), and serve `/health`. Configured by flags or `HEALER_*` env.
+    Run(Box<cmd::run::RunArgs>),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Policy(c) => cmd::policy::run(c),
         Command::Decide(a) => cmd::decide::run(a, true),
         Command::Plan(a) => cmd::decide::run(a, false),
+        Command::Run(a) => cmd::run::run(*a),
         Command::Normalize(a) => cmd::normalize::run(a),
         Command::Store(c) => cmd::store::run_store(c),
         Command::Incidents(c) => cmd::store::run_incidents(c),

@@ -18,8 +18,8 @@ use healer::safety::{AwsFacts, Facts, Governor, GovernorConfig, Layered, StaticF
 use healer::signals::{NormalizeOptions, Signal, normalize};
 
 use super::policy::EngineArgs;
-use super::read_input;
 use super::store::StoreArgs;
+use super::{load_json, read_input};
 
 /// Arguments of `decide`.
 #[derive(Debug, Args)]
@@ -180,21 +180,9 @@ fn text_line(input: &str, signal: &Signal, plan: Option<&Plan>) -> String {
 /// state, writes nothing); exit 1 if any input, policy or store call failed.
 pub fn run(a: DecideArgs, record: bool) -> anyhow::Result<ExitCode> {
     let record = record && !a.no_record;
-    let context: PolicyContext = match &a.context {
-        Some(p) => serde_json::from_slice(&read_input(p)?)
-            .with_context(|| format!("invalid context JSON in {}", p.display()))?,
-        None => PolicyContext::default(),
-    };
-    let operator: BTreeMap<String, Facts> = match &a.facts {
-        Some(p) => serde_json::from_slice(&read_input(p)?)
-            .with_context(|| format!("invalid facts JSON in {}", p.display()))?,
-        None => BTreeMap::new(),
-    };
-    let governor_config: GovernorConfig = match &a.governor {
-        Some(p) => serde_json::from_slice(&read_input(p)?)
-            .with_context(|| format!("invalid governor config in {}", p.display()))?,
-        None => GovernorConfig::default(),
-    };
+    let context: PolicyContext = load_json(a.context.as_deref(), "context")?;
+    let operator: BTreeMap<String, Facts> = load_json(a.facts.as_deref(), "facts")?;
+    let governor_config: GovernorConfig = load_json(a.governor.as_deref(), "governor config")?;
     if !governor_config.dry_run {
         anyhow::bail!(
             "live mode needs the executors, which are not built yet; keep dry-run = true"

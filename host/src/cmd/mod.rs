@@ -3,6 +3,7 @@
 pub mod decide;
 pub mod normalize;
 pub mod policy;
+pub mod run;
 pub mod store;
 
 use std::io::Read;
@@ -20,6 +21,18 @@ pub fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
         Ok(buf)
     } else {
         std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    }
+}
+
+/// Parses a JSON file (kebab-case config types), or the type's default without one.
+pub fn load_json<T: serde::de::DeserializeOwned + Default>(
+    path: Option<&Path>,
+    what: &str,
+) -> anyhow::Result<T> {
+    match path {
+        Some(p) => serde_json::from_slice(&read_input(p)?)
+            .with_context(|| format!("invalid {what} JSON in {}", p.display())),
+        None => Ok(T::default()),
     }
 }
 

@@ -7,6 +7,7 @@ mod governor;
 mod hot_swap;
 mod moto;
 mod sandbox;
+mod service;
 mod signals;
 mod store;
 mod support;

@@ -1,0 +1,248 @@
+//! `healer run`: the service. Loads the policies, opens the store, serves
+//! `GET /health`, and long-polls the SQS queue the EventBridge rules deliver
+//! to; every message's signals go through the pipeline (record, decide, judge)
+//! and the message is deleted only once recorded. Dry run only until the
+//! executors land. SIGTERM / Ctrl-C stop polling, finish the batch in hand and
+//! exit 0 (ECS stops tasks with SIGTERM).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::Utc;
+use clap::Args;
+use healer::api::{Health, router};
+use healer::pipeline::Pipeline;
+use healer::policy::{PolicyContext, PolicyRegistry};
+use healer::safety::{AwsFacts, Governor, GovernorConfig, Layered, StaticFacts};
+use healer::sources::sqs::SqsSource;
+use healer::sources::{Handled, handle};
+use healer::store::Store;
+use tokio::sync::watch;
+
+use super::load_json;
+use super::policy::EngineArgs;
+use super::store::StoreArgs;
+
+/// Arguments of `run`; every one can come from the environment.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Directory of policy components (`*.wasm`).
+    #[arg(long, env = "HEALER_POLICIES")]
+    policies: PathBuf,
+    /// SQS queue URL to long-poll for events (the EventBridge rules' target).
+    /// Without it the service only serves HTTP.
+    #[arg(long, env = "HEALER_SQS_QUEUE_URL")]
+    sqs_queue_url: Option<String>,
+    /// Address of the HTTP API (`/health`).
+    #[arg(long, env = "HEALER_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Governor limits JSON (`GovernorConfig`, kebab-case; every field optional).
+    #[arg(long, env = "HEALER_GOVERNOR")]
+    governor: Option<PathBuf>,
+    /// Policy context JSON applied to every incident.
+    #[arg(long, env = "HEALER_CONTEXT")]
+    context: Option<PathBuf>,
+    /// Operator resource facts JSON (override what `--aws-facts` reads).
+    #[arg(long, env = "HEALER_FACTS")]
+    facts: Option<PathBuf>,
+    /// Read resource facts (tags, group sizes) from the AWS APIs.
+    #[arg(long, env = "HEALER_AWS_FACTS")]
+    aws_facts: bool,
+    /// Concurrent policy instances (pooling allocator slots).
+    #[arg(long, env = "HEALER_MAX_CONCURRENT", default_value_t = 16)]
+    max_concurrent: u32,
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// Everything the ingestion loop needs.
+struct Service {
+    store: Arc<dyn Store>,
+    registry: PolicyRegistry,
+    governor: Governor,
+    facts: Layered,
+    context: PolicyContext,
+    health: Arc<Health>,
+}
+
+impl Service {
+    async fn consume(&self, source: &SqsSource, mut stop: watch::Receiver<bool>) {
+        let pipeline = Pipeline {
+            store: self.store.as_ref(),
+            registry: &self.registry,
+            governor: &self.governor,
+            facts: &self.facts,
+        };
+        let mut backoff = Duration::from_secs(1);
+        while !*stop.borrow() {
+            let batch = tokio::select! {
+                r = source.receive() => r,
+                _ = stop.changed() => break,
+            };
+            let messages = match batch {
+                Ok(m) => {
+                    backoff = Duration::from_secs(1);
+                    m
+                }
+                Err(e) => {
+                    self.health.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, "receive failed; retrying in {backoff:?}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.changed() => break,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                    continue;
+                }
+            };
+            // A batch in hand is finished even when a stop arrives meanwhile.
+            for m in messages {
+                let outcome = handle(&pipeline, m.body.as_bytes(), &self.context, Utc::now()).await;
+                match outcome {
+                    Handled::Done {
+                        incidents,
+                        healed,
+                        ignored,
+                    } => {
+                        tracing::info!(message = %m.id, incidents, healed, ?ignored, "recorded");
+                        match source.delete(&m).await {
+                            Ok(()) => {
+                                self.health.processed.fetch_add(1, Ordering::Relaxed);
+                            }
+                            // Redelivered later: recording is idempotent.
+                            Err(e) => {
+                                self.health.failures.fetch_add(1, Ordering::Relaxed);
+                                tracing::error!(message = %m.id, error = %e, "delete failed");
+                            }
+                        }
+                    }
+                    Handled::Rejected(why) => {
+                        self.health.rejected.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(message = %m.id, receive_count = m.receive_count, reason = %why,
+                            "unreadable message left for the dead-letter queue");
+                    }
+                    Handled::Failed(why) => {
+                        self.health.failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(message = %m.id, receive_count = m.receive_count, reason = %why,
+                            "could not record; left for redelivery");
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Runs the service until SIGTERM / Ctrl-C.
+pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let governor_config: GovernorConfig = load_json(a.governor.as_deref(), "governor config")?;
+    if !governor_config.dry_run {
+        anyhow::bail!(
+            "live mode needs the executors, which are not built yet; keep dry-run = true"
+        );
+    }
+    let context: PolicyContext = load_json(a.context.as_deref(), "context")?;
+    let operator = load_json(a.facts.as_deref(), "facts")?;
+    let registry = PolicyRegistry::new(a.engine.engine(a.max_concurrent)?);
+    let report = registry
+        .load_dir(&a.policies)
+        .with_context(|| format!("cannot read policy directory {}", a.policies.display()))?;
+    for (path, e) in &report.failed {
+        tracing::error!(path = %path.display(), error = %e, "policy not loaded");
+    }
+    if report.loaded.is_empty() {
+        anyhow::bail!("no policy loaded from {}", a.policies.display());
+    }
+    let policies = report
+        .loaded
+        .iter()
+        .map(|p| format!("{}@{}", p.name, p.version))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let store = a.store.open().await?;
+        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let source = a
+            .sqs_queue_url
+            .as_ref()
+            .map(|url| SqsSource::new(aws_sdk_sqs::Client::new(&shared), url));
+        let health = Arc::new(Health::new(
+            policies,
+            governor_config.dry_run,
+            a.sqs_queue_url.clone(),
+        ));
+        let service = Arc::new(Service {
+            store,
+            registry,
+            governor: Governor::new(governor_config),
+            facts: Layered {
+                aws: a.aws_facts.then(|| AwsFacts::new(shared.clone())),
+                operator: StaticFacts(operator),
+            },
+            context,
+            health: health.clone(),
+        });
+        let listener = tokio::net::TcpListener::bind(a.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", a.listen))?;
+        tracing::info!(listen = %a.listen, queue = ?a.sqs_queue_url, "healer running (dry run)");
+        eprintln!("healer: listening on {}", listener.local_addr()?);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let consumer = source.map(|source| {
+            let (service, stop) = (service.clone(), stop_rx.clone());
+            tokio::spawn(async move { service.consume(&source, stop).await })
+        });
+        let mut http_stop = stop_rx.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router(health.clone()))
+                .with_graceful_shutdown(async move {
+                    let _ = http_stop.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        shutdown_signal().await;
+        tracing::info!("stopping: finishing the batch in hand");
+        service.health.stopping.store(true, Ordering::Relaxed);
+        let _ = stop_tx.send(true);
+        if let Some(c) = consumer {
+            c.await.context("ingestion loop panicked")?;
+        }
+        server
+            .await
+            .context("HTTP server panicked")?
+            .context("HTTP server failed")?;
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,190 @@
+//! `healer run` against moto: it long-polls a real SQS queue through the SDK,
+//! records what the messages carry, deletes only what it recorded, leaves an
+//! unreadable message for the dead-letter queue, serves `/health`, and stops
+//! cleanly on SIGTERM.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use healer_test_artifacts as artifacts;
+
+/// `GET path` on 127.0.0.1:port: (status, body), or `None` while nothing listens.
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let status = raw.split(' ').nth(1)?.parse().ok()?;
+    let body = raw.split_once("\r\n\r\n")?.1.to_owned();
+    Some((status, body))
+}
+
+fn fixture(rel: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/aws-events")
+            .join(rel),
+    )
+    .expect("fixture")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_consumes_sqs_records_and_stops_on_sigterm() {
+    let Some(moto) = crate::moto::start("run_consumes_sqs_records_and_stops_on_sigterm") else {
+        return;
+    };
+    let shared = crate::moto::sdk_config(&moto.endpoint).await;
+    let sqs = aws_sdk_sqs::Client::new(&shared);
+    let queue = sqs
+        .create_queue()
+        .queue_name("healer-events")
+        .send()
+        .await
+        .expect("create_queue")
+        .queue_url()
+        .expect("queue url")
+        .to_owned();
+    for body in [
+        fixture("ecs/task-stopped-essential-container-exited-fargate.json"),
+        fixture("ecs/task-running-fargate.json"),
+        "{not json".to_owned(),
+    ] {
+        sqs.send_message()
+            .queue_url(&queue)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send_message");
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).expect("mkdir");
+    std::fs::copy(artifacts::ECS_TASK_RESTART, policies.join("ecs.wasm")).expect("copy");
+    let data = dir.path().join("data");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let aws_env = [
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(["run", "--no-cache"])
+        .env("HEALER_POLICIES", &policies)
+        .env("HEALER_SQS_QUEUE_URL", &queue)
+        .env("HEALER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("HEALER_DATA_DIR", &data)
+        .envs(aws_env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("healer run starts");
+
+    // Two messages recorded and acked, the unreadable one left on the queue.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let report = loop {
+        if let Some((200, body)) = get(port, "/health") {
+            let v: serde_json::Value = serde_json::from_str(&body).expect("health JSON");
+            if v["processed"] == 2 && v["rejected"].as_u64() >= Some(1) {
+                break v;
+            }
+        }
+        if Instant::now() > deadline || child.try_wait().expect("wait").is_some() {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "healer run did not process the queue: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(report["status"], "ok");
+    assert_eq!(report["dry-run"], true);
+    assert_eq!(report["policies"][0], "ecs-task-restart@1.0.0", "{report}");
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .expect("attributes");
+    let count = |name: QueueAttributeName| {
+        attrs
+            .attributes()
+            .and_then(|a| a.get(&name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        "1",
+        "only the unreadable message is still on the queue"
+    );
+
+    // SIGTERM: a clean exit.
+    let pid = child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "healer run ignored SIGTERM");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+
+    // The stopped task is recorded as an incident, decided in dry run.
+    let list = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(["incidents", "list", "--json"])
+        .env("HEALER_DATA_DIR", &data)
+        .output()
+        .expect("runs");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["incident"]["resource"]["kind"], "ecs-task");
+}
+
+#[test]
+fn run_refuses_live_mode_and_an_empty_policy_dir() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let governor = dir.path().join("governor.json");
+    std::fs::write(&governor, r#"{"dry-run": false}"#).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(["run", "--listen", "127.0.0.1:0", "--policies"])
+        .arg(dir.path())
+        .env("HEALER_GOVERNOR", &governor)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("live mode"));
+    std::fs::remove_file(&governor).expect("rm");
+    let out = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(["run", "--listen", "127.0.0.1:0", "--policies"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no policy loaded"));
+}
