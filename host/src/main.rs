@@ -37,6 +37,8 @@ enum Command {
     /// Run the service: long-poll SQS for events, decide, judge and record them
     /// (dry run), and serve `/health`. Configured by flags or `HEALER_*` env.
     Run(Box<cmd::run::RunArgs>),
+    /// Probe a running service's `/health` (exit 0 on 200): the container health check.
+    Health(cmd::health::HealthArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Decide(a) => cmd::decide::run(a, true),
         Command::Plan(a) => cmd::decide::run(a, false),
         Command::Run(a) => cmd::run::run(*a),
+        Command::Health(a) => cmd::health::run(a),
         Command::Normalize(a) => cmd::normalize::run(a),
         Command::Store(c) => cmd::store::run_store(c),
         Command::Incidents(c) => cmd::store::run_incidents(c),

@@ -1,6 +1,7 @@
 //! One module per top-level command.
 
 pub mod decide;
+pub mod health;
 pub mod normalize;
 pub mod policy;
 pub mod run;

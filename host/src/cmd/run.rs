@@ -42,8 +42,11 @@ pub struct RunArgs {
     #[arg(long, env = "HEALER_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
     /// Governor limits JSON (`GovernorConfig`, kebab-case; every field optional).
-    #[arg(long, env = "HEALER_GOVERNOR")]
+    #[arg(long, env = "HEALER_GOVERNOR", conflicts_with = "governor_json")]
     governor: Option<PathBuf>,
+    /// Governor limits as inline JSON (for containers configured by env).
+    #[arg(long, env = "HEALER_GOVERNOR_JSON")]
+    governor_json: Option<String>,
     /// Policy context JSON applied to every incident.
     #[arg(long, env = "HEALER_CONTEXT")]
     context: Option<PathBuf>,
@@ -165,7 +168,10 @@ async fn shutdown_signal() {
 
 /// Runs the service until SIGTERM / Ctrl-C.
 pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let governor_config: GovernorConfig = load_json(a.governor.as_deref(), "governor config")?;
+    let governor_config: GovernorConfig = match &a.governor_json {
+        Some(json) => serde_json::from_str(json).context("invalid HEALER_GOVERNOR_JSON")?,
+        None => load_json(a.governor.as_deref(), "governor config")?,
+    };
     if !governor_config.dry_run {
         anyhow::bail!(
             "live mode needs the executors, which are not built yet; keep dry-run = true"

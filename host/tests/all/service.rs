@@ -113,6 +113,12 @@ async fn run_consumes_sqs_records_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(report["status"], "ok");
+    // The container health check's probe agrees.
+    let probe = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(["health", "--listen", &format!("0.0.0.0:{port}")])
+        .output()
+        .expect("runs");
+    assert!(probe.status.success(), "{probe:?}");
     assert_eq!(report["dry-run"], true);
     assert_eq!(report["policies"][0], "ecs-task-restart@1.0.0", "{report}");
     let attrs = sqs
@@ -151,6 +157,11 @@ async fn run_consumes_sqs_records_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(status.success(), "exit status {status:?}");
+    let probe = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(["health", "--listen", &format!("127.0.0.1:{port}")])
+        .output()
+        .expect("runs");
+    assert!(!probe.status.success(), "nothing listens after the stop");
 
     // The stopped task is recorded as an incident, decided in dry run.
     let list = Command::new(env!("CARGO_BIN_EXE_healer"))
@@ -179,6 +190,20 @@ fn run_refuses_live_mode_and_an_empty_policy_dir() {
         .expect("runs");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("live mode"));
+    let out = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(["run", "--listen", "127.0.0.1:0", "--policies"])
+        .arg(dir.path())
+        .env("HEALER_GOVERNOR_JSON", r#"{"dry-run": false}"#)
+        .output()
+        .expect("runs");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("live mode"));
+    let out = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(["run", "--listen", "127.0.0.1:0", "--policies"])
+        .arg(dir.path())
+        .env("HEALER_GOVERNOR_JSON", r#"{"no-such-limit": 1}"#)
+        .output()
+        .expect("runs");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid HEALER_GOVERNOR_JSON"));
     std::fs::remove_file(&governor).expect("rm");
     let out = Command::new(env!("CARGO_BIN_EXE_healer"))
         .args(["run", "--listen", "127.0.0.1:0", "--policies"])
