@@ -9,6 +9,7 @@
 3. The task role grants exactly the AWS API actions the code calls: the SDK
    operations found in host/src (client.<operation>() calls), as IAM actions,
    minus the ones only `healer store init` calls.
+4. Every HEALER_* variable the task definition sets is one the binary reads.
 
 Usage: check.py [--self-test]      exit 1 with one line per problem.
 """
@@ -282,6 +283,26 @@ def check_iam(problems: list[str]) -> tuple[set[str], set[str]]:
     return needed, granted
 
 
+# ---------------------------------------------------------------- env names
+
+# Set by the task definition but read by no code yet, with the reason.
+ENV_RESERVED = {"HEALER_ADMIN_TOKEN": "the admin API's token; the admin API is not built yet"}
+
+
+def check_env(problems: list[str]) -> set[str]:
+    """Every HEALER_* variable the task definition sets is one the binary reads."""
+    read = set()
+    for path in HOST_SRC.rglob("*.rs"):
+        read |= set(re.findall(r'"(HEALER_[A-Z0-9_]+)"', path.read_text()))
+    task = (TERRAFORM / "modules" / "service" / "main.tf").read_text()
+    set_by_task = set(re.findall(r'name\s*=\s*"(HEALER_[A-Z0-9_]+)"', task))
+    if not set_by_task:
+        problems.append("modules/service/main.tf: no HEALER_* variable found in the task definition")
+    for name in sorted(set_by_task - read - set(ENV_RESERVED)):
+        problems.append(f"the task definition sets {name}, which the healer binary does not read")
+    return set_by_task
+
+
 # ---------------------------------------------------------------- self-test
 
 
@@ -339,13 +360,15 @@ def main() -> int:
     files = sorted(TERRAFORM.rglob("*.tf"))
     check_module(TERRAFORM, problems, set())
     needed, granted = check_iam(problems)
+    env = check_env(problems)
     for p in problems:
         print(f"error: {p}")
     if problems:
         return 1
     print(
         f"terraform: {len(files)} files parse, every reference resolves; "
-        f"task role grants exactly the {len(needed)} actions the code calls: {', '.join(sorted(granted))}"
+        f"task role grants exactly the {len(needed)} actions the code calls: {', '.join(sorted(granted))}; "
+        f"the binary reads the {len(env)} HEALER_* variables the task sets"
     )
     return 0
 

@@ -44,7 +44,10 @@ pub fn run(a: HealthArgs) -> anyhow::Result<ExitCode> {
     s.take(64 * 1024).read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
     let status = text.split(' ').nth(1).unwrap_or_default();
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
     println!("{body}");
     Ok(if status == "200" {
         ExitCode::SUCCESS

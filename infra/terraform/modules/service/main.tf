@@ -13,6 +13,7 @@ locals {
       { name = "HEALER_AWS_FACTS", value = tostring(var.aws_facts) },
       { name = "HEALER_CACHE_DIR", value = "/var/cache/healer" },
       { name = "HEALER_LOG", value = "healer=info" },
+      { name = "HEALER_LOG_FORMAT", value = "json" },
     ],
     var.governor_json == "" ? [] : [{ name = "HEALER_GOVERNOR_JSON", value = var.governor_json }],
   )
