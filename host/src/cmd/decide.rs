@@ -13,13 +13,13 @@ use healer::Incident;
 use std::collections::BTreeMap;
 
 use healer::pipeline::{Pipeline, Plan, Recorded};
-use healer::policy::{PolicyContext, PolicyRegistry};
+use healer::policy::PolicyContext;
 use healer::safety::{AwsFacts, Facts, Governor, GovernorConfig, Layered, StaticFacts, Verdict};
 use healer::signals::{NormalizeOptions, Signal, normalize};
 
 use super::policy::EngineArgs;
 use super::store::StoreArgs;
-use super::{load_json, read_input};
+use super::{dry_run_only, load_json, load_policies, read_input};
 
 /// Arguments of `decide`.
 #[derive(Debug, Args)]
@@ -183,23 +183,10 @@ pub fn run(a: DecideArgs, record: bool) -> anyhow::Result<ExitCode> {
     let context: PolicyContext = load_json(a.context.as_deref(), "context")?;
     let operator: BTreeMap<String, Facts> = load_json(a.facts.as_deref(), "facts")?;
     let governor_config: GovernorConfig = load_json(a.governor.as_deref(), "governor config")?;
-    if !governor_config.dry_run {
-        anyhow::bail!(
-            "live mode needs the executors, which are not built yet; keep dry-run = true"
-        );
-    }
+    dry_run_only(&governor_config)?;
     let governor = Governor::new(governor_config);
-    let registry = PolicyRegistry::new(a.engine.engine(4)?);
-    let healer::policy::LoadReport { loaded, failed } = registry
-        .load_dir(&a.policies)
-        .with_context(|| format!("cannot read policy directory {}", a.policies.display()))?;
-    let mut ok = failed.is_empty();
-    for (path, e) in &failed {
-        eprintln!("error: {}: {e}", path.display());
-    }
-    if loaded.is_empty() {
-        anyhow::bail!("no policy loaded from {}", a.policies.display());
-    }
+    let (registry, report) = load_policies(a.engine.engine(4)?, &a.policies)?;
+    let mut ok = report.failed.is_empty();
     let mut paths = Vec::new();
     expand(&a.inputs, &mut paths)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

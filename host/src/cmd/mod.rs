@@ -37,6 +37,36 @@ pub fn load_json<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
+/// Loads a policy directory into a new registry. Each file that fails is
+/// reported on stderr (the others still load); no policy at all is an error.
+/// Returns the registry and what loaded (`failed` empty when all did).
+pub fn load_policies(
+    engine: std::sync::Arc<healer::policy::PolicyEngine>,
+    dir: &Path,
+) -> anyhow::Result<(healer::policy::PolicyRegistry, healer::policy::LoadReport)> {
+    let registry = healer::policy::PolicyRegistry::new(engine);
+    let report = registry
+        .load_dir(dir)
+        .with_context(|| format!("cannot read policy directory {}", dir.display()))?;
+    for (path, e) in &report.failed {
+        eprintln!("error: {}: {e}", path.display());
+    }
+    if report.loaded.is_empty() {
+        anyhow::bail!("no policy loaded from {}", dir.display());
+    }
+    Ok((registry, report))
+}
+
+/// Refuses live mode until the executors exist.
+pub fn dry_run_only(config: &healer::safety::GovernorConfig) -> anyhow::Result<()> {
+    if !config.dry_run {
+        anyhow::bail!(
+            "live mode needs the executors, which are not built yet; keep dry-run = true"
+        );
+    }
+    Ok(())
+}
+
 /// The default directory for precompiled policies: `$HEALER_CACHE_DIR`, else
 /// `$XDG_CACHE_HOME/healer`, else `$HOME/.cache/healer`.
 pub fn default_cache_dir() -> Option<PathBuf> {

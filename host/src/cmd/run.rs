@@ -24,9 +24,9 @@ use healer::sources::{Handled, handle};
 use healer::store::Store;
 use tokio::sync::watch;
 
-use super::load_json;
 use super::policy::EngineArgs;
 use super::store::StoreArgs;
+use super::{dry_run_only, load_json, load_policies};
 
 /// Arguments of `run`; every one can come from the environment.
 #[derive(Debug, Args)]
@@ -172,23 +172,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         Some(json) => serde_json::from_str(json).context("invalid HEALER_GOVERNOR_JSON")?,
         None => load_json(a.governor.as_deref(), "governor config")?,
     };
-    if !governor_config.dry_run {
-        anyhow::bail!(
-            "live mode needs the executors, which are not built yet; keep dry-run = true"
-        );
-    }
+    dry_run_only(&governor_config)?;
     let context: PolicyContext = load_json(a.context.as_deref(), "context")?;
     let operator = load_json(a.facts.as_deref(), "facts")?;
-    let registry = PolicyRegistry::new(a.engine.engine(a.max_concurrent)?);
-    let report = registry
-        .load_dir(&a.policies)
-        .with_context(|| format!("cannot read policy directory {}", a.policies.display()))?;
-    for (path, e) in &report.failed {
-        tracing::error!(path = %path.display(), error = %e, "policy not loaded");
-    }
-    if report.loaded.is_empty() {
-        anyhow::bail!("no policy loaded from {}", a.policies.display());
-    }
+    let (registry, report) = load_policies(a.engine.engine(a.max_concurrent)?, &a.policies)?;
     let policies = report
         .loaded
         .iter()

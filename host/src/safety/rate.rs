@@ -75,6 +75,8 @@ pub(crate) struct Buckets {
     per_kind: Vec<(ActionKind, Bucket)>,
     global: Bucket,
     notify: Bucket,
+    /// Where the replay starts (one hour back) and ends, epoch ms.
+    start_ms: i64,
     now_ms: i64,
 }
 
@@ -87,6 +89,7 @@ impl Buckets {
             per_kind: Vec::new(),
             global: Bucket::empty(config.rate_global_per_hour, start),
             notify: Bucket::empty(config.notify_per_hour, start),
+            start_ms: start,
             now_ms,
         };
         let events = all
@@ -115,7 +118,7 @@ impl Buckets {
         match self.per_kind.iter_mut().find(|(k, _)| *k == kind) {
             Some((_, bucket)) => bucket.spend(t),
             None => {
-                let mut bucket = Bucket::empty(config.rate_limit(kind), self.now_ms - 3_600_000);
+                let mut bucket = Bucket::empty(config.rate_limit(kind), self.start_ms);
                 bucket.spend(t);
                 self.per_kind.push((kind, bucket));
             }
@@ -127,10 +130,7 @@ impl Buckets {
         self.per_kind
             .iter()
             .find(|(k, _)| *k == kind)
-            .map_or(
-                Bucket::empty(per_hour, self.now_ms - 3_600_000),
-                |(_, b)| *b,
-            )
+            .map_or(Bucket::empty(per_hour, self.start_ms), |(_, b)| *b)
             .at(self.now_ms)
     }
 }

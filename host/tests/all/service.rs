@@ -1,10 +1,9 @@
 //! `healer run` against moto: it long-polls a real SQS queue through the SDK,
 //! records what the messages carry, deletes only what it recorded, leaves an
-//! unreadable message for the dead-letter queue, serves `/health`, and stops
-//! cleanly on SIGTERM.
+//! unreadable message for the dead-letter queue, serves `/health` (read here
+//! through `healer health`, the container's probe), and stops cleanly on SIGTERM.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,20 +11,16 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::types::QueueAttributeName;
 use healer_test_artifacts as artifacts;
 
-/// `GET path` on 127.0.0.1:port: (status, body), or `None` while nothing listens.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    let status = raw.split(' ').nth(1)?.parse().ok()?;
-    let body = raw.split_once("\r\n\r\n")?.1.to_owned();
-    Some((status, body))
+/// `/health` of the service on `listen`, through `healer health` (the
+/// container's probe): the report when it answers 200.
+fn health(listen: &str) -> Option<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(["health", "--listen", listen])
+        .output()
+        .expect("runs");
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).expect("health JSON"))
 }
 
 fn fixture(rel: &str) -> String {
@@ -96,11 +91,12 @@ async fn run_consumes_sqs_records_and_stops_on_sigterm() {
     // Two messages recorded and acked, the unreadable one left on the queue.
     let deadline = Instant::now() + Duration::from_secs(60);
     let report = loop {
-        if let Some((200, body)) = get(port, "/health") {
-            let v: serde_json::Value = serde_json::from_str(&body).expect("health JSON");
-            if v["processed"] == 2 && v["rejected"].as_u64() >= Some(1) {
-                break v;
-            }
+        // A wildcard listen address is probed on loopback.
+        if let Some(v) = health(&format!("0.0.0.0:{port}"))
+            && v["processed"] == 2
+            && v["rejected"].as_u64() >= Some(1)
+        {
+            break v;
         }
         if Instant::now() > deadline || child.try_wait().expect("wait").is_some() {
             let _ = child.kill();
@@ -113,12 +109,6 @@ async fn run_consumes_sqs_records_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(report["status"], "ok");
-    // The container health check's probe agrees.
-    let probe = Command::new(env!("CARGO_BIN_EXE_healer"))
-        .args(["health", "--listen", &format!("0.0.0.0:{port}")])
-        .output()
-        .expect("runs");
-    assert!(probe.status.success(), "{probe:?}");
     assert_eq!(report["dry-run"], true);
     assert_eq!(report["policies"][0], "ecs-task-restart@1.0.0", "{report}");
     let attrs = sqs
@@ -157,11 +147,10 @@ async fn run_consumes_sqs_records_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(status.success(), "exit status {status:?}");
-    let probe = Command::new(env!("CARGO_BIN_EXE_healer"))
-        .args(["health", "--listen", &format!("127.0.0.1:{port}")])
-        .output()
-        .expect("runs");
-    assert!(!probe.status.success(), "nothing listens after the stop");
+    assert!(
+        health(&format!("127.0.0.1:{port}")).is_none(),
+        "nothing listens after the stop"
+    );
 
     // The stopped task is recorded as an incident, decided in dry run.
     let list = Command::new(env!("CARGO_BIN_EXE_healer"))
