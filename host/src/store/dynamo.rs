@@ -16,7 +16,8 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::{
-    ActionRecord, IncidentRecord, ListFilter, Page, ResourceConfigRecord, Scope, Store, StoreError,
+    ActionRecord, DecisionState, IncidentRecord, ListFilter, Page, ResourceConfigRecord, Scope,
+    Store, StoreError,
 };
 use crate::incident::IncidentId;
 
@@ -219,6 +220,44 @@ impl DynamoStore {
             op: "DescribeTable",
             message: format!("table {name} did not become ACTIVE"),
         })
+    }
+
+    /// Incidents of a resource or group (newest first), detected at or after
+    /// `since` when given.
+    async fn incidents_since(
+        &self,
+        scope: &Scope,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<IncidentRecord>, StoreError> {
+        let (index, attr, key) = match scope {
+            Scope::Resource(id) => ("by-resource", "resource_id", id),
+            Scope::Group(id) => ("by-group", "group_id", id),
+            Scope::All => {
+                return Err(StoreError::Invalid(
+                    "incidents_of needs a resource or group; use list".into(),
+                ));
+            }
+        };
+        let mut values = vec![(":k", s(key))];
+        let condition = match since {
+            Some(t) => {
+                values.push((":t", n(t.timestamp_millis())));
+                "#a = :k AND detected_at >= :t"
+            }
+            None => "#a = :k",
+        };
+        let items = self
+            .query_all(
+                &self.tables.incidents,
+                Some(index),
+                condition,
+                vec![("#a", attr)],
+                values,
+            )
+            .await?;
+        let mut records = items.iter().map(record_of).collect::<Result<Vec<_>, _>>()?;
+        records.sort_by_key(|r| std::cmp::Reverse(r.incident.detected_at));
+        Ok(records)
     }
 
     async fn scan_all(&self, table: &str) -> Result<Vec<Item>, StoreError> {
@@ -470,27 +509,40 @@ impl Store for DynamoStore {
     }
 
     async fn incidents_of(&self, scope: &Scope) -> Result<Vec<IncidentRecord>, StoreError> {
-        let (index, attr, key) = match scope {
-            Scope::Resource(id) => ("by-resource", "resource_id", id),
-            Scope::Group(id) => ("by-group", "group_id", id),
-            Scope::All => {
-                return Err(StoreError::Invalid(
-                    "incidents_of needs a resource or group; use list".into(),
-                ));
+        self.incidents_since(scope, None).await
+    }
+
+    async fn decision_state(
+        &self,
+        resource: &str,
+        group: Option<&str>,
+        kill_switch_key: &str,
+        since: DateTime<Utc>,
+    ) -> Result<DecisionState, StoreError> {
+        let resource = Scope::Resource(resource.to_owned());
+        let group_scope = group.map(|g| Scope::Group(g.to_owned()));
+        let group_incidents = async {
+            match &group_scope {
+                Some(scope) => self.incidents_since(scope, Some(since)).await,
+                None => Ok(Vec::new()),
             }
         };
-        let items = self
-            .query_all(
-                &self.tables.incidents,
-                Some(index),
-                "#a = :k",
-                vec![("#a", attr)],
-                vec![(":k", s(key))],
-            )
-            .await?;
-        let mut records = items.iter().map(record_of).collect::<Result<Vec<_>, _>>()?;
-        records.sort_by_key(|r| std::cmp::Reverse(r.incident.detected_at));
-        Ok(records)
+        // Five reads at once: one round trip of latency. The incident queries
+        // read only the window, through the indexes' `detected_at` range key.
+        let (actions, (kill_switch, _), resource_configs, incidents_resource, incidents_group) = tokio::try_join!(
+            self.actions_since(&Scope::All, since),
+            self.governor_get(kill_switch_key),
+            self.resource_configs(),
+            self.incidents_since(&resource, Some(since)),
+            group_incidents,
+        )?;
+        Ok(DecisionState {
+            actions,
+            kill_switch,
+            resource_configs,
+            incidents_resource,
+            incidents_group,
+        })
     }
 
     async fn list(

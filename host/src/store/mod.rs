@@ -211,8 +211,6 @@ pub trait Store: Send + Sync {
         &self,
     ) -> Result<Vec<(String, String, String, DateTime<Utc>)>, StoreError>;
 
-    // ---- provided: the lifecycle, the same for every backend ----
-
     /// Everything one decision reads (see [`DecisionState`]), in one round trip.
     /// `kill_switch_key` names the governor flag; actions are those started and
     /// incidents those detected at or after `since`.
@@ -222,38 +220,9 @@ pub trait Store: Send + Sync {
         group: Option<&str>,
         kill_switch_key: &str,
         since: DateTime<Utc>,
-    ) -> Result<DecisionState, StoreError> {
-        let resource = Scope::Resource(resource.to_owned());
-        let group_scope = group.map(|g| Scope::Group(g.to_owned()));
-        let group_incidents = async {
-            match &group_scope {
-                Some(scope) => self.incidents_of(scope).await,
-                None => Ok(Vec::new()),
-            }
-        };
-        let (
-            actions,
-            (kill_switch, _),
-            resource_configs,
-            mut incidents_resource,
-            mut incidents_group,
-        ) = tokio::try_join!(
-            self.actions_since(&Scope::All, since),
-            self.governor_get(kill_switch_key),
-            self.resource_configs(),
-            self.incidents_of(&resource),
-            group_incidents,
-        )?;
-        incidents_resource.retain(|r| r.incident.detected_at >= since);
-        incidents_group.retain(|r| r.incident.detected_at >= since);
-        Ok(DecisionState {
-            actions,
-            kill_switch,
-            resource_configs,
-            incidents_resource,
-            incidents_group,
-        })
-    }
+    ) -> Result<DecisionState, StoreError>;
+
+    // ---- provided: the lifecycle, the same for every backend ----
 
     /// Records a newly detected incident. Idempotent: an incident whose
     /// deterministic id exists is returned as is, with `false`.

@@ -8,7 +8,7 @@ use healer::decision::{Action, Decision};
 use healer::incident::{Incident, IncidentKind, IncidentParts, ResourceKind, ResourceRef};
 use healer::policy::PolicyId;
 use healer::store::{
-    DynamoStore, DynamoTables, GroupBy, LifecycleState, ListFilter, Provenance,
+    ActionRecord, DynamoStore, DynamoTables, GroupBy, LifecycleState, ListFilter, Provenance,
     ResourceConfigRecord, ResourceSelector, Scope, SqliteStore, StepRecord, Store, StoreError,
     VerdictRecord,
 };
@@ -465,6 +465,85 @@ async fn config_governor_policies(store: &dyn Store) {
     );
 }
 
+/// The governor's one read per decision: only the window's actions and the
+/// window's incidents of the resource and its group, plus the kill switch.
+async fn decision_state_reads_the_window(store: &dyn Store) {
+    let at = |secs: i64| t(100_000 + secs);
+    let incident = |n: i64, detected: i64| {
+        Incident::new(IncidentParts {
+            kind: IncidentKind::InstanceImpaired,
+            source: "test".into(),
+            resource: ResourceRef::new(ResourceKind::Ec2Instance, "i-window"),
+            group: Some(ResourceRef::new(
+                ResourceKind::AutoscalingGroup,
+                "asg-window",
+            )),
+            reason: "test".into(),
+            detail: Default::default(),
+            detected_at: at(detected),
+            dedupe_key: format!("i-window#{n}"),
+        })
+    };
+    let (old, recent) = (incident(1, 0), incident(2, 7_200));
+    store.create_incident(&old).await.expect("create");
+    store.create_incident(&recent).await.expect("create");
+    let action = |id: &Incident, step: usize, target: &str, started: i64| ActionRecord {
+        incident_id: id.id.to_string(),
+        step,
+        kind: healer::ActionKind::RebootInstance,
+        target: target.into(),
+        group: Some("asg-window".into()),
+        started_at: at(started),
+        ended_at: None,
+        result: "dry-run".into(),
+    };
+    store
+        .put_action(&action(&old, 0, "i-window", 100))
+        .await
+        .expect("put");
+    store
+        .put_action(&action(&recent, 0, "i-window", 7_000))
+        .await
+        .expect("put");
+    store
+        .put_action(&action(&recent, 1, "i-other", 7_100))
+        .await
+        .expect("put");
+
+    let state = store
+        .decision_state("i-window", Some("asg-window"), "kill-switch", at(3_600))
+        .await
+        .expect("state");
+    let ours: Vec<(&str, DateTime<Utc>)> = state
+        .actions
+        .iter()
+        .filter(|a| a.group.as_deref() == Some("asg-window"))
+        .map(|a| (a.target.as_str(), a.started_at))
+        .collect();
+    assert_eq!(ours, [("i-window", at(7_000)), ("i-other", at(7_100))]);
+    assert!(state.actions.iter().all(|a| a.started_at >= at(3_600)));
+    let ids = |records: &[healer::store::IncidentRecord]| {
+        records
+            .iter()
+            .map(|r| r.incident.id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(&state.incidents_resource),
+        std::slice::from_ref(&recent.id)
+    );
+    assert_eq!(
+        ids(&state.incidents_group),
+        std::slice::from_ref(&recent.id)
+    );
+    assert_eq!(state.kill_switch.as_deref(), Some("off"));
+    let no_group = store
+        .decision_state("i-window", None, "kill-switch", at(3_600))
+        .await
+        .expect("state");
+    assert!(no_group.incidents_group.is_empty());
+}
+
 async fn suite(store: Arc<dyn Store>) {
     store.init().await.expect("init");
     store.init().await.expect("init is idempotent");
@@ -474,6 +553,7 @@ async fn suite(store: Arc<dyn Store>) {
     leases(store.as_ref()).await;
     stats_and_pagination(store.as_ref()).await;
     config_governor_policies(store.as_ref()).await;
+    decision_state_reads_the_window(store.as_ref()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
