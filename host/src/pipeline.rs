@@ -115,6 +115,19 @@ impl Pipeline<'_> {
         ctx
     }
 
+    /// The incident with the group AWS places its resource in, when the signal
+    /// named none (an instance's Auto Scaling group): the blast radius, the
+    /// loop breaker and the recorded actions then count over that group.
+    async fn with_discovered_group(&self, incident: &Incident) -> Option<Incident> {
+        if incident.group.is_some() {
+            return None;
+        }
+        let group = self.facts.facts(incident).await.group?;
+        let mut enriched = incident.clone();
+        enriched.group = Some(group);
+        Some(enriched)
+    }
+
     /// Decides and judges an incident against the current store state, writing
     /// nothing (this is `healer plan`). The store is read once (one
     /// [`DecisionState`]), the facts are looked up concurrently with it.
@@ -124,6 +137,8 @@ impl Pipeline<'_> {
         context: &PolicyContext,
         now: DateTime<Utc>,
     ) -> Result<Plan, StoreError> {
+        let enriched = self.with_discovered_group(incident).await;
+        let incident = enriched.as_ref().unwrap_or(incident);
         let since = now - self.governor.config().history_window();
         let (state, mut facts) = tokio::join!(
             self.store.decision_state(
@@ -187,6 +202,8 @@ impl Pipeline<'_> {
         {
             return Ok((None, Recorded::Duplicate(Box::new(earlier))));
         }
+        let enriched = self.with_discovered_group(incident).await;
+        let incident = enriched.as_ref().unwrap_or(incident);
         let (record, created) = self.store.create_incident(incident).await?;
         if !created {
             return Ok((None, Recorded::Duplicate(Box::new(record))));

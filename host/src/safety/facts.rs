@@ -27,6 +27,11 @@ pub struct Facts {
     pub group_members: Vec<String>,
     /// Operator config for the resource.
     pub resource_config: Option<ResourceConfigRecord>,
+    /// The group AWS places the resource in when the incident names none: the
+    /// Auto Scaling group of an instance (its `aws:autoscaling:groupName` tag),
+    /// so the blast radius counts over it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<ResourceRef>,
     /// Why a fact is unknown (the AWS call that failed and its error).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub lookup_errors: Vec<String>,
@@ -54,6 +59,9 @@ impl Facts {
             .extend(other.group_members.iter().cloned());
         if other.resource_config.is_some() {
             self.resource_config.clone_from(&other.resource_config);
+        }
+        if other.group.is_some() {
+            self.group.clone_from(&other.group);
         }
     }
 }
@@ -149,6 +157,9 @@ struct Found {
     size: Option<u32>,
     members: Vec<String>,
 }
+
+/// The tag Auto Scaling puts on its instances.
+const ASG_TAG: &str = "aws:autoscaling:groupName";
 
 /// The API operations [`AwsFacts`] calls, as IAM actions (the deploy's task role
 /// grants exactly these plus the executors' and the store's).
@@ -259,7 +270,7 @@ impl AwsFacts {
 impl FactSource for AwsFacts {
     async fn facts(&self, incident: &Incident) -> Facts {
         let mut facts = Facts::default();
-        let (own, group) = match &incident.group {
+        let (own, mut group) = match &incident.group {
             Some(g) => {
                 let (own, group) = tokio::join!(self.lookup(&incident.resource), self.lookup(g));
                 (own, Some(group))
@@ -270,6 +281,20 @@ impl FactSource for AwsFacts {
             Ok(Some(found)) => facts.tags = found.tags,
             Ok(None) => {}
             Err(e) => facts.lookup_errors.push(e),
+        }
+        // An instance of an Auto Scaling group belongs to it even when the
+        // signal (a status check, a Health event) did not say so.
+        if group.is_none()
+            && let Some(name) = facts.tags.as_ref().and_then(|t| t.get(ASG_TAG))
+        {
+            let asg = ResourceRef {
+                kind: ResourceKind::AutoscalingGroup,
+                id: name.clone(),
+                region: incident.resource.region.clone(),
+                account: incident.resource.account.clone(),
+            };
+            group = Some(self.lookup(&asg).await);
+            facts.group = Some(asg);
         }
         match group {
             Some(Ok(Some(found))) => {

@@ -62,6 +62,7 @@ struct World {
     untagged: String,
     service_arn: String,
     target_group_arn: String,
+    asg_member: String,
 }
 
 async fn world(shared: &aws_config::SdkConfig) -> World {
@@ -173,11 +174,23 @@ async fn world(shared: &aws_config::SdkConfig) -> World {
         .send()
         .await
         .expect("register_targets");
+    let asg_member = asgc
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("web")
+        .send()
+        .await
+        .expect("describe asg")
+        .auto_scaling_groups()[0]
+        .instances()[0]
+        .instance_id()
+        .expect("member id")
+        .to_owned();
     World {
         tagged,
         untagged,
         service_arn,
         target_group_arn,
+        asg_member,
     }
 }
 
@@ -232,6 +245,21 @@ async fn facts_are_read_from_the_aws_apis() {
         .await;
     assert_eq!(f.group_size, Some(3), "{f:?}");
     assert_eq!(f.group_members.len(), 3);
+
+    // An ASG instance in a signal without a group (a status check): the
+    // instance's aws:autoscaling:groupName tag puts it in its group.
+    let f = facts.facts(&incident(ec2_ref(&w.asg_member), None)).await;
+    assert_eq!(
+        f.group,
+        Some(ResourceRef::new(ResourceKind::AutoscalingGroup, "web")),
+        "{f:?}"
+    );
+    assert_eq!(f.group_size, Some(3));
+    assert_eq!(
+        facts.facts(&incident(ec2_ref(&w.tagged), None)).await.group,
+        None,
+        "a standalone instance has no group"
+    );
 
     // A load-balancer target: the target group's registered members.
     let target = ResourceRef::new(ResourceKind::Target, w.untagged.clone());
@@ -317,10 +345,22 @@ async fn plan_reads_the_opt_in_tag_from_ec2() {
         );
         serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
     };
-    let (tagged, untagged) = (w.tagged.clone(), w.untagged.clone());
-    let (tagged, untagged) = tokio::task::spawn_blocking(move || (plan(&tagged), plan(&untagged)))
-        .await
-        .expect("plans");
+    let (tagged, untagged, member) = (w.tagged.clone(), w.untagged.clone(), w.asg_member.clone());
+    let (tagged, untagged, member) =
+        tokio::task::spawn_blocking(move || (plan(&tagged), plan(&untagged), plan(&member)))
+            .await
+            .expect("plans");
+    // The instance's Auto Scaling group is discovered: the policy sees it (and
+    // lets the group replace the instance), the blast radius counts over its 3
+    // members.
+    let step = &member["plan"]["decisions"]["active"][0]["decision"]["steps"][0];
+    assert_eq!(step["action"], "set-instance-unhealthy", "{member}");
+    assert_eq!(step["group"], "web", "{member}");
+    assert_eq!(member["plan"]["facts"]["group-size"], 3, "{member}");
+    assert_eq!(
+        member["plan"]["judgement"]["verdicts"][0]["verdict"], "approved",
+        "{member}"
+    );
     let verdicts = &tagged["plan"]["judgement"]["verdicts"];
     assert_eq!(verdicts[0]["action"], "replace-instance", "{tagged}");
     assert_eq!(verdicts[0]["verdict"], "approved", "{tagged}");
