@@ -115,17 +115,24 @@ impl Pipeline<'_> {
         ctx
     }
 
-    /// The incident with the group AWS places its resource in, when the signal
-    /// named none (an instance's Auto Scaling group): the blast radius, the
-    /// loop breaker and the recorded actions then count over that group.
-    async fn with_discovered_group(&self, incident: &Incident) -> Option<Incident> {
+    /// The incident as judged: with the group AWS places its resource in when
+    /// the signal named none (an instance's Auto Scaling group), so the blast
+    /// radius, the loop breaker and the recorded actions count over that group.
+    /// Also returns the facts it read when they are the judged incident's own
+    /// (no group was added), so they are not read again.
+    async fn discover_group(&self, incident: &Incident) -> (Option<Incident>, Option<Facts>) {
         if incident.group.is_some() {
-            return None;
+            return (None, None);
         }
-        let group = self.facts.facts(incident).await.group?;
-        let mut enriched = incident.clone();
-        enriched.group = Some(group);
-        Some(enriched)
+        let facts = self.facts.facts(incident).await;
+        match &facts.group {
+            Some(group) => {
+                let mut enriched = incident.clone();
+                enriched.group = Some(group.clone());
+                (Some(enriched), None)
+            }
+            None => (None, Some(facts)),
+        }
     }
 
     /// Decides and judges an incident against the current store state, writing
@@ -137,18 +144,30 @@ impl Pipeline<'_> {
         context: &PolicyContext,
         now: DateTime<Utc>,
     ) -> Result<Plan, StoreError> {
-        let enriched = self.with_discovered_group(incident).await;
-        let incident = enriched.as_ref().unwrap_or(incident);
+        let (enriched, facts) = self.discover_group(incident).await;
+        self.plan_judged(enriched.as_ref().unwrap_or(incident), facts, context, now)
+            .await
+    }
+
+    /// `plan` of an incident whose group is settled; `facts`, when given, are its own.
+    async fn plan_judged(
+        &self,
+        incident: &Incident,
+        facts: Option<Facts>,
+        context: &PolicyContext,
+        now: DateTime<Utc>,
+    ) -> Result<Plan, StoreError> {
         let since = now - self.governor.config().history_window();
-        let (state, mut facts) = tokio::join!(
-            self.store.decision_state(
-                &incident.resource.id,
-                incident.group.as_ref().map(|g| g.id.as_str()),
-                KILL_SWITCH_KEY,
-                since,
-            ),
-            self.facts.facts(incident),
+        let state = self.store.decision_state(
+            &incident.resource.id,
+            incident.group.as_ref().map(|g| g.id.as_str()),
+            KILL_SWITCH_KEY,
+            since,
         );
+        let (state, mut facts) = match facts {
+            Some(facts) => (state.await, facts),
+            None => tokio::join!(state, self.facts.facts(incident)),
+        };
         let state = state?;
         if facts.resource_config.is_none() {
             let tags = facts.tags.clone().unwrap_or_default();
@@ -202,13 +221,13 @@ impl Pipeline<'_> {
         {
             return Ok((None, Recorded::Duplicate(Box::new(earlier))));
         }
-        let enriched = self.with_discovered_group(incident).await;
+        let (enriched, facts) = self.discover_group(incident).await;
         let incident = enriched.as_ref().unwrap_or(incident);
         let (record, created) = self.store.create_incident(incident).await?;
         if !created {
             return Ok((None, Recorded::Duplicate(Box::new(record))));
         }
-        let mut plan = self.plan(incident, context, now).await?;
+        let mut plan = self.plan_judged(incident, facts, context, now).await?;
         let at = now.max(incident.detected_at);
         let id = &incident.id;
         let Some(outcome) = plan.decisions.active.first() else {
