@@ -40,11 +40,17 @@ fn main() {
     // OUT_DIR = <target>/[<triple>/]<profile>/build/<pkg>-<hash>/out: share one
     // guest build across profiles by going up to the target directory.
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
-    let target_dir = out_dir
-        .ancestors()
-        .nth(4)
-        .expect("OUT_DIR has the usual depth")
-        .join("wasm-guests");
+    // HEALER_WASM_TARGET_DIR overrides it, so two checkouts sharing one
+    // CARGO_TARGET_DIR never overwrite each other's guests.
+    println!("cargo:rerun-if-env-changed=HEALER_WASM_TARGET_DIR");
+    let target_dir = match std::env::var_os("HEALER_WASM_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => out_dir
+            .ancestors()
+            .nth(4)
+            .expect("OUT_DIR has the usual depth")
+            .join("wasm-guests"),
+    };
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
