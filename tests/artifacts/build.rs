@@ -14,6 +14,11 @@ const CRATES: &[(&str, &str, &str)] = &[
         "lambda_failure_rate",
     ),
     ("HOSTILE", "guest-hostile", "guest_hostile"),
+    (
+        "METADATA_BOMB",
+        "guest-metadata-bomb",
+        "guest_metadata_bomb",
+    ),
     ("OTHER_WORLD", "guest-other-world", "guest_other_world"),
     ("SWAP_V1", "guest-swap-v1", "guest_swap_v1"),
     ("SWAP_V2", "guest-swap-v2", "guest_swap_v2"),

@@ -18,6 +18,7 @@ use super::cache::PrecompileCache;
 use super::context::PolicyContext;
 use super::limits::{EPOCH_TICK_MS, PolicyLimits};
 use super::state::DecisionState;
+use super::wasi::{Sandbox, SandboxLimit, SandboxStop};
 use super::{DecisionOutcome, PolicyError, PolicyId, PolicyMetadata};
 use crate::decision::Decision;
 use crate::incident::Incident;
@@ -25,6 +26,11 @@ use crate::incident::Incident;
 /// Core instances a policy component may contain (a Rust wasip2 component has a
 /// handful: the program, libc shims, fix-ups).
 const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+/// Bounds on what `metadata()` may return (it is stored and listed by the API).
+const MAX_METADATA_KINDS: usize = 64;
+const MAX_CONFIG_FIELDS: usize = 64;
+const MAX_CONFIG_NAME_BYTES: usize = 128;
+const MAX_CONFIG_TEXT_BYTES: usize = 1024;
 /// Bytes of each memory and table slot kept resident between decisions.
 const KEEP_RESIDENT_BYTES: usize = 256 << 10;
 /// Memories / tables per component.
@@ -68,6 +74,11 @@ impl std::fmt::Debug for PolicyEngine {
     }
 }
 
+/// Where the sandbox lives in the store data.
+fn sandbox_of(state: &mut DecisionState) -> &mut Sandbox {
+    &mut state.sandbox
+}
+
 /// sha256 of bytes, hex.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -89,7 +100,6 @@ impl PolicyEngine {
             .total_core_instances(n.saturating_mul(MAX_CORE_INSTANCES_PER_COMPONENT))
             .total_memories(n.saturating_mul(MAX_MEMORIES_PER_COMPONENT))
             .total_tables(n.saturating_mul(MAX_TABLES_PER_COMPONENT))
-            .total_stacks(n)
             .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
             .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
             .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
@@ -109,7 +119,7 @@ impl PolicyEngine {
         let engine = Engine::new(&config).map_err(host_err)?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(host_err)?;
+        super::wasi::add_to_linker(&mut linker, sandbox_of).map_err(host_err)?;
         HealingPolicy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(host_err)?;
 
         spawn_epoch_ticker(&engine);
@@ -147,8 +157,16 @@ impl PolicyEngine {
                 c
             }
         };
-        let instance_pre = self
-            .linker
+        // The WASI imports outside the sandbox's surface link to denying stubs,
+        // defined for this component on its own copy of the linker.
+        let mut linker = self.linker.clone();
+        let denied =
+            super::wasi::deny::link_denied(&mut linker, &self.engine, &component, sandbox_of)
+                .map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))?;
+        if !denied.is_empty() {
+            tracing::debug!(interfaces = ?denied, "Policy imports WASI interfaces the sandbox denies.");
+        }
+        let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))?;
         let pre = HealingPolicyPre::new(instance_pre)
@@ -158,9 +176,19 @@ impl PolicyEngine {
         let instance = pre
             .instantiate(&mut store)
             .map_err(|e| self.classify(&store, e))?;
-        let metadata = instance
-            .call_metadata(&mut store)
-            .map_err(|e| self.classify(&store, e))?;
+        let metadata =
+            instance
+                .call_metadata(&mut store)
+                .map_err(|e| match self.classify(&store, e) {
+                    PolicyError::SandboxLimit {
+                        limit: SandboxLimit::HostcallData,
+                        ..
+                    } => PolicyError::InvalidMetadata(format!(
+                        "metadata is larger than {} bytes",
+                        self.limits.hostcall_bytes()
+                    )),
+                    other => other,
+                })?;
         let metadata = bindings::metadata(metadata);
         validate_metadata(&metadata)?;
         Ok(LoadedPolicy {
@@ -182,6 +210,8 @@ impl PolicyEngine {
         // Fuel is enabled in the engine config, so this cannot fail.
         let _ = store.set_fuel(self.limits.fuel);
         store.set_epoch_deadline(self.limits.deadline_ticks());
+        store.set_hostcall_fuel(self.limits.hostcall_bytes());
+        store.set_max_component_handles(self.limits.component_handles());
         store
     }
 
@@ -266,8 +296,35 @@ impl PolicyEngine {
 
     /// Turns a wasmtime error into the precise `PolicyError`.
     fn classify(&self, store: &Store<DecisionState>, e: wasmtime::Error) -> PolicyError {
+        if let Some(stop) = &store.data().sandbox.stop {
+            return match stop {
+                SandboxStop::Limit(limit, detail) => PolicyError::SandboxLimit {
+                    limit: *limit,
+                    detail: detail.clone(),
+                },
+                SandboxStop::Deadline => PolicyError::Timeout(self.limits.deadline_ms),
+                SandboxStop::Exit(code) => PolicyError::Trap(format!("policy called exit({code})")),
+                SandboxStop::Misuse(what) => PolicyError::Trap(format!("WASI misuse: {what}")),
+                SandboxStop::Denied(func) => {
+                    PolicyError::Trap(format!("policy called `{func}`, which the sandbox denies"))
+                }
+            };
+        }
         if let Some((limit, requested)) = store.data().memory_exceeded {
             return PolicyError::MemoryLimit { limit, requested };
+        }
+        // wasmtime's own host-side budgets: data copied out of the guest in one
+        // call, and live component handles. Their error types are private, so
+        // they are told apart by message (pinned by the sandbox tests).
+        let chain = format!("{e:#}");
+        if chain.contains("fuel allocated for hostcalls has been exhausted") {
+            return PolicyError::SandboxLimit {
+                limit: SandboxLimit::HostcallData,
+                detail: format!(
+                    "more than {} bytes copied from the policy in one call",
+                    self.limits.hostcall_bytes()
+                ),
+            };
         }
         match e.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => PolicyError::OutOfFuel(self.limits.fuel),
@@ -348,6 +405,32 @@ fn validate_metadata(m: &PolicyMetadata) -> Result<(), PolicyError> {
         return Err(PolicyError::InvalidMetadata(
             "version must be 1-64 characters".into(),
         ));
+    }
+    if m.handles.len() > MAX_METADATA_KINDS || m.proposes.len() > MAX_METADATA_KINDS {
+        return Err(PolicyError::InvalidMetadata(format!(
+            "`handles` and `proposes` list at most {MAX_METADATA_KINDS} kinds each"
+        )));
+    }
+    if m.config_schema.len() > MAX_CONFIG_FIELDS {
+        return Err(PolicyError::InvalidMetadata(format!(
+            "{} config fields, more than {MAX_CONFIG_FIELDS}",
+            m.config_schema.len()
+        )));
+    }
+    for f in &m.config_schema {
+        let long = f.name.is_empty()
+            || f.name.len() > MAX_CONFIG_NAME_BYTES
+            || f.description.len() > MAX_CONFIG_TEXT_BYTES
+            || f.default_value
+                .as_ref()
+                .is_some_and(|d| d.len() > MAX_CONFIG_TEXT_BYTES);
+        if long {
+            return Err(PolicyError::InvalidMetadata(format!(
+                "config field {:?}: names are 1-{MAX_CONFIG_NAME_BYTES} bytes, descriptions \
+                 and defaults at most {MAX_CONFIG_TEXT_BYTES}",
+                truncate_chars(&f.name, 80)
+            )));
+        }
     }
     if m.handles.is_empty() {
         return Err(PolicyError::InvalidMetadata(

@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::LogLevel;
+
 /// Limits applied to every policy call. All fields have documented defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -34,6 +36,16 @@ pub struct PolicyLimits {
     pub max_concurrent: u32,
     /// Largest Wasm stack in bytes. Default 512 KiB.
     pub max_wasm_stack: usize,
+    /// Most WASI handles (streams, pollables) a decision may hold at once.
+    /// Default 256; an interpreter holds a handful.
+    pub max_handles: usize,
+    /// Most bytes a decision may write to stdout and stderr together; the
+    /// first 4 KiB of stderr are kept to explain a trap. Default 1 MiB.
+    pub max_stdio_bytes: u64,
+    /// Highest level at which policy log lines reach the host's log (the
+    /// recorded line keeps the policy's own level). Default `info`, so a
+    /// policy cannot raise host alerts through error logs.
+    pub max_log_level: LogLevel,
 }
 
 impl Default for PolicyLimits {
@@ -48,6 +60,9 @@ impl Default for PolicyLimits {
             max_log_line_bytes: 2 << 10,
             max_concurrent: 64,
             max_wasm_stack: 512 << 10,
+            max_handles: 256,
+            max_stdio_bytes: 1 << 20,
+            max_log_level: LogLevel::Info,
         }
     }
 }
@@ -59,6 +74,24 @@ impl PolicyLimits {
     /// The deadline expressed in epoch ticks (at least one).
     pub(crate) fn deadline_ticks(&self) -> u64 {
         self.deadline_ms.div_ceil(EPOCH_TICK_MS).max(1)
+    }
+
+    /// Bytes the guest may hand the host in one call (a host import's
+    /// arguments, or the lifted result of `decide` / `metadata`): twice the
+    /// output cap plus room for the records around the strings. Without it a
+    /// guest returning many strings that alias one buffer makes the host copy
+    /// each of them (wasmtime's default budget is 128 MiB per call).
+    pub(crate) fn hostcall_bytes(&self) -> usize {
+        self.max_output_bytes
+            .saturating_mul(2)
+            .saturating_add(64 << 10)
+    }
+
+    /// Live component-model handles a decision's store may hold (wasmtime's
+    /// default is 100 000); the host's own WASI handles are capped lower by
+    /// `max-handles`.
+    pub(crate) fn component_handles(&self) -> usize {
+        self.max_handles.saturating_mul(4).max(1024)
     }
 
     /// Checks the limits make sense.
@@ -74,6 +107,9 @@ impl PolicyLimits {
         }
         if self.max_concurrent == 0 {
             return Err("policy limit `max-concurrent` must be > 0".into());
+        }
+        if self.max_handles < 8 {
+            return Err("policy limit `max-handles` must be at least 8".into());
         }
         if self.max_wasm_stack < (64 << 10) {
             return Err("policy limit `max-wasm-stack` must be at least 64 KiB".into());

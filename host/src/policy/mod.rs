@@ -10,6 +10,7 @@ mod engine;
 mod limits;
 mod registry;
 mod state;
+mod wasi;
 
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ pub use limits::PolicyLimits;
 pub use registry::{
     Decisions, LoadReport, PolicyRegistry, PolicyRole, PolicyVersionInfo, RegistryEntry,
 };
+pub use wasi::SandboxLimit;
 
 /// Identity of one policy version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -65,8 +67,8 @@ pub struct PolicyMetadata {
     pub config_schema: Vec<ConfigField>,
 }
 
-/// Severity of a policy log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Severity of a policy log line, least severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LogLevel {
     /// Trace.
@@ -126,6 +128,15 @@ pub enum PolicyError {
     /// The decision is too large or malformed.
     #[error("invalid decision: {0}")]
     InvalidDecision(String),
+    /// The policy ran into a host-side sandbox limit (handles, stdio, data
+    /// copied to the host).
+    #[error("policy exceeded the sandbox limit `{limit}`: {detail}")]
+    SandboxLimit {
+        /// Which limit.
+        limit: SandboxLimit,
+        /// What the policy did.
+        detail: String,
+    },
     /// The host could not run the policy (pool exhausted, cache I/O, …).
     #[error("host error: {0}")]
     Host(String),
@@ -144,6 +155,7 @@ impl PolicyError {
             PolicyError::MemoryLimit { .. } => "memory-limit",
             PolicyError::Rejected(_) => "rejected",
             PolicyError::InvalidDecision(_) => "invalid-decision",
+            PolicyError::SandboxLimit { .. } => "sandbox-limit",
             PolicyError::Host(_) => "host",
         }
     }

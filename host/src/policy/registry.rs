@@ -329,9 +329,22 @@ impl PolicyRegistry {
                 .map(|p| self.engine.decide(p, incident, context, now))
                 .collect::<Vec<_>>()
         };
-        Decisions {
+        off_async_worker(|| Decisions {
             active: run(&snapshot.active),
             shadow: run(&snapshot.shadow),
-        }
+        })
+    }
+}
+
+/// Runs policy calls, which are CPU-bound up to their deadline, without
+/// stalling an async worker: on a multi-threaded tokio runtime the worker hands
+/// its other tasks off first (`block_in_place`); elsewhere (the CLI, a
+/// current-thread runtime) it runs inline. No sandbox call blocks either way:
+/// the sandbox's WASI never waits (see `policy/wasi`).
+fn off_async_worker<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }

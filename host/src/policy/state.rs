@@ -5,53 +5,23 @@
 //! decision: nothing a policy does can leak into the next incident.
 
 use wasmtime::ResourceLimiter;
-use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{
-    Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView,
-    WasiView,
-};
 
 use super::bindings::{Host, Level, TypesHost};
 use super::limits::PolicyLimits;
+use super::wasi::Sandbox;
 use super::{LogLevel, LogLine};
-
-/// Bytes of guest stderr kept to explain a trap (a Rust panic message lands there).
-const STDERR_CAPTURE_BYTES: usize = 4096;
-
-/// A wall clock frozen at the decision's virtual time.
-struct FrozenWallClock(std::time::Duration);
-
-impl HostWallClock for FrozenWallClock {
-    fn resolution(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(1)
-    }
-    fn now(&self) -> std::time::Duration {
-        self.0
-    }
-}
-
-/// A monotonic clock that never moves.
-struct FrozenMonotonicClock;
-
-impl HostMonotonicClock for FrozenMonotonicClock {
-    fn resolution(&self) -> u64 {
-        1_000_000
-    }
-    fn now(&self) -> u64 {
-        0
-    }
-}
 
 /// Store data for one decision.
 pub(crate) struct DecisionState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    stderr: MemoryOutputPipe,
+    /// The decision's WASI surface (virtual clocks, seeded random, stdio).
+    pub(crate) sandbox: Sandbox,
     now_ms: u64,
     memory_cap: usize,
+    /// Bytes of linear memory across every memory of the decision's instances.
+    memory_total: usize,
     max_log_lines: usize,
     max_log_line_bytes: usize,
+    max_log_level: LogLevel,
     /// Set when the policy tried to grow memory past the cap: (cap, requested).
     pub(crate) memory_exceeded: Option<(usize, usize)>,
     pub(crate) logs: Vec<LogLine>,
@@ -61,36 +31,17 @@ pub(crate) struct DecisionState {
 
 impl DecisionState {
     /// A fresh state: no preopens, no env, no args, no sockets, closed stdin,
-    /// frozen clocks at `now_ms` and randomness seeded from `seed`, so a decision
-    /// replays exactly.
+    /// virtual clocks at `now_ms` and randomness seeded from `seed`, so a
+    /// decision replays exactly.
     pub(crate) fn new(limits: &PolicyLimits, now_ms: u64, seed: &[u8], policy_name: &str) -> Self {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
-        let seed = if seed.is_empty() {
-            vec![0]
-        } else {
-            seed.to_vec()
-        };
-        let mut builder = WasiCtxBuilder::new();
-        builder
-            .stderr(stderr.clone())
-            .wall_clock(FrozenWallClock(std::time::Duration::from_millis(now_ms)))
-            .monotonic_clock(FrozenMonotonicClock)
-            .secure_random(Deterministic::new(seed.clone()))
-            .insecure_random(Deterministic::new(seed))
-            .insecure_random_seed(0)
-            .max_random_size(4096)
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .socket_addr_check(|_, _| Box::pin(async { false }));
         DecisionState {
-            wasi: builder.build(),
-            table: ResourceTable::new(),
-            stderr,
+            sandbox: Sandbox::new(limits, now_ms, seed),
             now_ms,
             memory_cap: limits.memory_bytes,
+            memory_total: 0,
             max_log_lines: limits.max_log_lines,
             max_log_line_bytes: limits.max_log_line_bytes,
+            max_log_level: limits.max_log_level,
             memory_exceeded: None,
             logs: Vec::new(),
             logs_dropped: 0,
@@ -100,31 +51,28 @@ impl DecisionState {
 
     /// What the guest wrote to stderr (e.g. a panic message), trimmed.
     pub(crate) fn stderr_text(&self) -> String {
-        let bytes = self.stderr.contents();
-        String::from_utf8_lossy(&bytes).trim().to_owned()
-    }
-}
-
-impl WasiView for DecisionState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        self.sandbox.stderr_text()
     }
 }
 
 impl ResourceLimiter for DecisionState {
+    /// The cap holds for the sum of every memory of the decision (a component
+    /// may hold several core instances, each with its own memory).
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_cap {
-            self.memory_exceeded = Some((self.memory_cap, desired));
+        let total = self
+            .memory_total
+            .saturating_sub(current)
+            .saturating_add(desired);
+        if total > self.memory_cap {
+            self.memory_exceeded = Some((self.memory_cap, total));
             wasmtime::bail!("memory limit of {} bytes exceeded", self.memory_cap);
         }
+        self.memory_total = total;
         Ok(true)
     }
 
@@ -152,40 +100,74 @@ fn truncate(mut s: String, max: usize) -> String {
 
 impl TypesHost for DecisionState {}
 
+/// Escapes control characters (newlines, ANSI escapes, NUL) so a policy's log
+/// line cannot forge host log lines or drive the operator's terminal.
+fn escape_controls(message: String) -> String {
+    if !message.chars().any(char::is_control) {
+        return message;
+    }
+    let mut out = String::with_capacity(message.len() + 8);
+    for c in message.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 impl Host for DecisionState {
+    /// Keeps the line (bounded, escaped) at the level the policy chose, and
+    /// emits it to the host's log at most at `max-log-level` (default info),
+    /// so a policy cannot page anyone through the host's error logs.
     fn log(&mut self, level: Level, message: String) {
         if self.logs.len() >= self.max_log_lines {
             self.logs_dropped = self.logs_dropped.saturating_add(1);
             return;
         }
-        let message = truncate(message, self.max_log_line_bytes);
-        let policy = self.policy_name.as_str();
+        let message = escape_controls(truncate(message, self.max_log_line_bytes));
         let level = match level {
-            Level::Trace => {
-                tracing::trace!(policy, message = %message, "Policy log.");
-                LogLevel::Trace
-            }
-            Level::Debug => {
-                tracing::debug!(policy, message = %message, "Policy log.");
-                LogLevel::Debug
-            }
-            Level::Info => {
-                tracing::info!(policy, message = %message, "Policy log.");
-                LogLevel::Info
-            }
-            Level::Warn => {
-                tracing::warn!(policy, message = %message, "Policy log.");
-                LogLevel::Warn
-            }
-            Level::Error => {
-                tracing::error!(policy, message = %message, "Policy log.");
-                LogLevel::Error
-            }
+            Level::Trace => LogLevel::Trace,
+            Level::Debug => LogLevel::Debug,
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
         };
+        let policy = self.policy_name.as_str();
+        match level.min(self.max_log_level) {
+            LogLevel::Trace => tracing::trace!(policy, message = %message, "Policy log."),
+            LogLevel::Debug => tracing::debug!(policy, message = %message, "Policy log."),
+            LogLevel::Info => tracing::info!(policy, message = %message, "Policy log."),
+            LogLevel::Warn => tracing::warn!(policy, message = %message, "Policy log."),
+            LogLevel::Error => tracing::error!(policy, message = %message, "Policy log."),
+        }
         self.logs.push(LogLine { level, message });
     }
 
     fn now(&mut self) -> u64 {
         self.now_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_log_lines_cannot_forge_host_lines() {
+        assert_eq!(
+            escape_controls("ok\n2026-01-01 ERROR forged\u{1b}[31m".to_owned()),
+            "ok\\n2026-01-01 ERROR forged\\u{1b}[31m"
+        );
+        assert_eq!(escape_controls("plain".into()), "plain");
+    }
+
+    #[test]
+    fn guest_log_level_is_clamped_to_info_by_default() {
+        let mut s = DecisionState::new(&PolicyLimits::default(), 0, b"", "p");
+        s.log(Level::Error, "boom".into());
+        assert_eq!(s.logs[0].level, LogLevel::Error);
+        assert_eq!(LogLevel::Error.min(s.max_log_level), LogLevel::Info);
     }
 }

@@ -127,7 +127,8 @@ fn eval_failures_are_one_clear_line_and_a_non_zero_exit() {
     assert_one_line_error(&hostile("panic"), "policy trapped");
     assert_one_line_error(&hostile("loop"), "ran out of fuel");
     assert_one_line_error(&hostile("alloc"), "memory limit");
-    assert_one_line_error(&hostile("huge"), "invalid decision");
+    assert_one_line_error(&hostile("huge"), "sandbox limit `max-output-bytes`");
+    assert_one_line_error(&hostile("sleep"), "deadline of 100 ms");
     let trap = hostile("panic");
     let v: serde_json::Value =
         serde_json::from_slice(&trap.stdout).expect("outcome JSON still printed");
@@ -552,4 +553,62 @@ fn plan_explains_every_verdict_and_writes_nothing() {
         .output()
         .expect("runs");
     assert_eq!(String::from_utf8_lossy(&list.stdout).lines().count(), 0);
+}
+
+/// Issue 11: the hostile set through `healer decide` (a tokio runtime is
+/// current there): each signal gets its named error, nothing panics the host
+/// or holds it past the deadline, and the last, calm incident is decided.
+#[test]
+fn decide_survives_the_hostile_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).expect("mkdir");
+    std::fs::copy(artifacts::HOSTILE, policies.join("hostile.wasm")).expect("copy");
+    let reasons = [
+        "panic",
+        "sleep",
+        "poll",
+        "handles",
+        "stderr-flood",
+        "alias",
+        "calm",
+    ];
+    let mut inputs = Vec::new();
+    for (i, reason) in reasons.iter().enumerate() {
+        let path = dir.path().join(format!("{i}-{reason}.json"));
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"kind":"alarm","source":"test","reason":"{reason}",
+                    "resource":{{"kind":"alarm","id":"arn:aws:cloudwatch:us-east-1:1:alarm:{reason}"}},
+                    "detected-at":"2024-05-01T10:00:00Z"}}"#
+            ),
+        )
+        .expect("write");
+        inputs.push(path);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(["decide", "--no-cache", "--no-record", "--policies"])
+        .arg(&policies)
+        .args(&inputs)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(lines.len(), reasons.len(), "{stderr}");
+    let kind = |i: usize| lines[i]["plan"]["decisions"]["active"][0]["error"]["kind"].clone();
+    assert_eq!(kind(0), "trap");
+    assert_eq!(kind(1), "timeout");
+    assert_eq!(kind(2), "timeout");
+    assert_eq!(kind(3), "sandbox-limit");
+    assert_eq!(kind(4), "sandbox-limit");
+    assert_eq!(kind(5), "sandbox-limit");
+    assert_eq!(
+        lines[6]["plan"]["decisions"]["active"][0]["decision"]["summary"],
+        "fine: calm"
+    );
 }

@@ -17,6 +17,7 @@ components!(
     EC2_REPLACE,
     LAMBDA_FAILURE_RATE,
     HOSTILE,
+    METADATA_BOMB,
     OTHER_WORLD,
     SWAP_V1,
     SWAP_V2,

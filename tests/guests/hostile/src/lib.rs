@@ -21,6 +21,26 @@ fn recurse(n: u64) -> u64 {
     black_box(recurse(black_box(n + 1))) + 1
 }
 
+/// A decision whose 16 step reasons all alias one 8 MiB buffer: 8 MiB of guest
+/// memory that lifting would copy 16 times into the host.
+fn alias() -> Result<Decision, String> {
+    let len = 8 << 20;
+    let buffer = std::mem::ManuallyDrop::new(vec![b'a'; len]);
+    let ptr = buffer.as_ptr().cast_mut();
+    let mut d = Decision::new("aliased");
+    for _ in 0..16 {
+        // SAFETY: deliberately not: every String shares one buffer. The guest
+        // never frees them before the host has lifted the result; the point is
+        // what the host does with the aliased strings.
+        let reason = unsafe { String::from_raw_parts(ptr, len, len) };
+        d.steps.push(Step {
+            action: Action::NoOp,
+            reason,
+        });
+    }
+    Ok(d)
+}
+
 impl Policy for Hostile {
     fn metadata() -> Metadata {
         Metadata::new("hostile", "0.0.1")
@@ -101,6 +121,33 @@ impl Policy for Hostile {
                 println!("{}", "o".repeat(1 << 16));
                 summary("printed".to_owned())
             }
+            // Issue 11: a sleep or poll must not hold the host in real time.
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(30));
+                summary("slept".to_owned())
+            }
+            #[cfg(target_arch = "wasm32")]
+            "poll" => {
+                let hour = wasip2::clocks::monotonic_clock::subscribe_duration(3_600_000_000_000);
+                let ready = wasip2::io::poll::poll(&[&hour]);
+                summary(format!("polled {ready:?}"))
+            }
+            "nap" => {
+                // A short sleep inside the deadline moves the virtual clock only.
+                let t0 = std::time::Instant::now();
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                summary(format!("napped {} ms", t0.elapsed().as_millis()))
+            }
+            // Issue 11: host-side memory is bounded, not only guest memory.
+            #[cfg(target_arch = "wasm32")]
+            "handles" => loop {
+                std::mem::forget(black_box(wasip2::cli::stderr::get_stderr()));
+            },
+            "stderr-flood" => loop {
+                eprintln!("{}", "e".repeat(4096));
+            },
+            "alias" => alias(),
+            "exit" => std::process::exit(3),
             other => summary(format!("fine: {other}")),
         }
     }
