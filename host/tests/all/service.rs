@@ -2,13 +2,21 @@
 //! records what the messages carry, deletes only what it recorded, leaves an
 //! unreadable message for the dead-letter queue, serves `/health` (read here
 //! through `healer health`, the container's probe), and stops cleanly on SIGTERM.
+//! Also: one payload's signals are capped.
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
+use healer::pipeline::Pipeline;
+use healer::policy::{PolicyContext, PolicyRegistry, PolicyRole};
+use healer::safety::{Governor, GovernorConfig, StaticFacts};
+use healer::signals::NormalizeOptions;
+use healer::sources::{Handled, handle};
+use healer::store::{ListFilter, SqliteStore, Store as _};
 use healer_test_artifacts as artifacts;
 
 /// `/health` of the service on `listen`, through `healer health` (the
@@ -201,4 +209,77 @@ fn run_refuses_live_mode_and_an_empty_policy_dir() {
         .expect("runs");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no policy loaded"));
+}
+
+/// Issue 11, item 13: one payload became as many incidents as it held, and the
+/// log line listed every ignore reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_over_the_signal_cap_records_the_cap_and_reports_the_rest_truncated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("healer.db"))
+        .await
+        .expect("open");
+    let registry = PolicyRegistry::new(crate::support::engine());
+    registry
+        .swap(
+            &artifacts::bytes(artifacts::ECS_TASK_RESTART),
+            PolicyRole::Active,
+        )
+        .expect("policy");
+    let governor = Governor::new(GovernorConfig::default());
+    let facts = StaticFacts(BTreeMap::new());
+    let pipeline = Pipeline {
+        store: &store,
+        registry: &registry,
+        governor: &governor,
+        facts: &facts,
+    };
+    // Five ignored records (four distinct reasons), then twenty crashed tasks.
+    let event = fixture("ecs/task-stopped-essential-container-exited-fargate.json");
+    let mut bodies: Vec<String> = [
+        "plain",
+        "plain again",
+        r#"{"foo":1}"#,
+        r#"{"bar":1}"#,
+        r#"{"baz":1}"#,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    bodies.extend(
+        (0..20).map(|i| event.replace("a6eaf0150a4248dAA1bcbd688121014e", &format!("{i:032x}"))),
+    );
+    let records: Vec<_> = bodies
+        .iter()
+        .map(|b| serde_json::json!({"eventSource": "aws:sqs", "body": b}))
+        .collect();
+    let payload = serde_json::to_vec(&serde_json::json!({ "Records": records })).expect("json");
+    let mut opts = NormalizeOptions::new(crate::support::now());
+    opts.max_signals = 10;
+
+    let expected = |incidents| Handled::Done {
+        incidents,
+        healed: 0,
+        ignored: 5,
+        reasons: vec![
+            "non-JSON message".to_owned(),
+            "unrecognized shape: keys foo".to_owned(),
+            "unrecognized shape: keys bar".to_owned(),
+        ],
+        truncated: 15,
+    };
+    let context = PolicyContext::default();
+    assert_eq!(
+        handle(&pipeline, &payload, &context, &opts).await,
+        expected(5)
+    );
+    let page = store
+        .list(&ListFilter::default(), None, 100)
+        .await
+        .expect("list");
+    assert_eq!(page.items.len(), 5, "only the kept signals are recorded");
+    // A redelivery is cut at the same place: nothing new, the same report.
+    assert_eq!(
+        handle(&pipeline, &payload, &context, &opts).await,
+        expected(0)
+    );
 }

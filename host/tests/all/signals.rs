@@ -432,6 +432,64 @@ fn every_fixture_yields_signals_and_redelivery_gives_the_same_ids() {
     assert!(count >= 58, "only {count} fixtures");
 }
 
+/// Issue 11, item 13: a payload of any size became as many signals, each a
+/// store write and a decision.
+#[test]
+fn a_batch_over_the_signal_cap_keeps_the_cap_and_reports_the_rest() {
+    let event = std::fs::read_to_string(fixture_path(
+        "ecs/task-stopped-essential-container-exited-fargate",
+    ))
+    .expect("read");
+    let records: Vec<_> = (0..130)
+        .map(|i| {
+            let body = event.replace("a6eaf0150a4248dAA1bcbd688121014e", &format!("{i:032x}"));
+            serde_json::json!({"eventSource": "aws:sqs", "body": body})
+        })
+        .collect();
+    let payload = serde_json::to_vec(&serde_json::json!({ "Records": records })).expect("json");
+    let out = normalize(&payload, &NormalizeOptions::new(received())).expect("json");
+    assert_eq!(out.len(), 101, "100 kept, one marker");
+    assert!(out[..100].iter().all(|n| n.incident().is_some()));
+    assert_eq!(
+        out[100].signal,
+        Signal::Truncated {
+            dropped: 30,
+            limit: 100
+        }
+    );
+    let json = serde_json::to_value(&out[100]).expect("serializes");
+    assert_eq!(
+        json,
+        serde_json::json!({"truncated": {"dropped": 30, "limit": 100}, "path": "Records[100].body>"})
+    );
+}
+
+#[test]
+fn healer_normalize_reports_the_signals_past_the_cap() {
+    let normalize_with = |cap: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_healer"))
+            .args(["normalize", "--max-signals-per-payload", cap])
+            .arg(fixture_path("elbv2/describe-target-health-all-healthy"))
+            .output()
+            .expect("runs")
+    };
+    let out = normalize_with("1");
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].get("recovery").is_some());
+    assert_eq!(
+        lines[1]["truncated"],
+        serde_json::json!({"dropped": 1, "limit": 1})
+    );
+    let zero = normalize_with("0");
+    assert!(!zero.status.success());
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("at least 1"));
+}
+
 #[test]
 fn whole_input_errors_are_clear() {
     let opts = NormalizeOptions::new(received());
