@@ -39,8 +39,10 @@ pub struct RunArgs {
     /// Without it the service only serves HTTP.
     #[arg(long, env = "HEALER_SQS_QUEUE_URL")]
     sqs_queue_url: Option<String>,
-    /// Address of the HTTP API (`/health`).
-    #[arg(long, env = "HEALER_LISTEN", default_value = "0.0.0.0:8080")]
+    /// Address of the HTTP API (`/health`). Loopback by default, so a laptop
+    /// or a shared host exposes nothing; a container sets 0.0.0.0:8080 (the
+    /// Dockerfile and the Fargate task definition do).
+    #[arg(long, env = "HEALER_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Most signals one SQS message yields; the rest are counted as truncated,
     /// not recorded, and the message is still deleted once the kept ones are.

@@ -2,9 +2,11 @@
 //! records what the messages carry, deletes only what it recorded, leaves an
 //! unreadable message for the dead-letter queue, serves `/health` (read here
 //! through `healer health`, the container's probe), and stops cleanly on SIGTERM.
-//! Also: one payload's signals are capped.
+//! Also: one payload's signals are capped, and the service listens on loopback
+//! unless told otherwise.
 
 use std::collections::BTreeMap;
+use std::io::BufRead as _;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -282,4 +284,45 @@ async fn a_payload_over_the_signal_cap_records_the_cap_and_reports_the_rest_trun
         handle(&pipeline, &payload, &context, &opts).await,
         expected(0)
     );
+}
+
+/// Issue 11, item 15: `healer run` listened on every interface unless told
+/// otherwise; now only a container (which sets HEALER_LISTEN) does.
+#[test]
+fn run_listens_on_loopback_by_default() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).expect("mkdir");
+    std::fs::copy(artifacts::ECS_TASK_RESTART, policies.join("ecs.wasm")).expect("copy");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(["run", "--no-cache", "--policies"])
+        .arg(&policies)
+        .env_remove("HEALER_LISTEN")
+        .env_remove("HEALER_SQS_QUEUE_URL")
+        .env("HEALER_DATA_DIR", dir.path().join("data"))
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("healer run starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("listening on") || line.contains("cannot listen on") {
+                let _ = tx.send(line);
+                return;
+            }
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(60));
+    let _ = child.kill();
+    let _ = child.wait();
+    // Bound, or refused because the port is taken: either way, loopback.
+    let line = line.expect("healer run says where it listens");
+    assert!(line.contains("127.0.0.1:8080"), "{line}");
 }
