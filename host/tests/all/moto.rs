@@ -4,7 +4,6 @@
 //! explicit `HEALER_SKIP_MOTO=1` skips them, outside CI, with a line per
 //! skipped test written past the test harness's output capture.
 
-use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -60,18 +59,23 @@ pub fn start(test: &str) -> Option<Moto> {
     let env = MotoEnv::from_process();
     // Skipping is decided before looking for moto: a skip means "do not run".
     let bin = if env.skip { None } else { binary() };
-    start_with(test, bin, &env)
+    // Straight to stderr: libtest captures `eprintln!` of passing tests.
+    start_with(test, bin, &env, &mut std::io::stderr().lock())
 }
 
-fn start_with(test: &str, bin: Option<String>, env: &MotoEnv) -> Option<Moto> {
+fn start_with(
+    test: &str,
+    bin: Option<String>,
+    env: &MotoEnv,
+    say: &mut dyn std::io::Write,
+) -> Option<Moto> {
     if env.skip {
         assert!(
             !env.ci,
             "{test}: HEALER_SKIP_MOTO=1 is refused under CI=true: CI must run the moto tests"
         );
-        // Straight to stderr: libtest captures `eprintln!` of passing tests.
         let _ = writeln!(
-            std::io::stderr().lock(),
+            say,
             "SKIPPED (HEALER_SKIP_MOTO=1) {test}: this moto test did not run; unset HEALER_SKIP_MOTO to run it"
         );
         return None;
@@ -129,7 +133,7 @@ pub async fn dynamodb(moto: &Moto) -> aws_sdk_dynamodb::Client {
 #[test]
 #[should_panic(expected = "moto_server not found")]
 fn a_missing_moto_fails_the_test_outside_ci() {
-    start_with("t", None, &MotoEnv::default());
+    start_with("t", None, &MotoEnv::default(), &mut Vec::new());
 }
 
 #[test]
@@ -139,7 +143,7 @@ fn a_missing_moto_fails_the_test_under_ci() {
         ci: true,
         skip: false,
     };
-    start_with("t", None, &env);
+    start_with("t", None, &env, &mut Vec::new());
 }
 
 #[test]
@@ -149,7 +153,12 @@ fn healer_skip_moto_skips_the_test_loudly() {
         skip: true,
     };
     // Even with a binary at hand: the skip was asked for.
-    assert!(start_with("t", Some("moto_server".into()), &env).is_none());
+    let mut said = Vec::new();
+    assert!(start_with("some_test", Some("moto_server".into()), &env, &mut said).is_none());
+    assert_eq!(
+        String::from_utf8_lossy(&said),
+        "SKIPPED (HEALER_SKIP_MOTO=1) some_test: this moto test did not run; unset HEALER_SKIP_MOTO to run it\n"
+    );
 }
 
 #[test]
@@ -159,5 +168,5 @@ fn healer_skip_moto_is_refused_under_ci() {
         ci: true,
         skip: true,
     };
-    start_with("t", None, &env);
+    start_with("t", None, &env, &mut Vec::new());
 }
