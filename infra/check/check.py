@@ -9,13 +9,20 @@
 3. The task role grants exactly the AWS API actions the code calls: the SDK
    operations found in host/src (client.<operation>() calls), as IAM actions,
    minus the ones only `healer store init` calls.
-4. Every HEALER_* variable the task definition sets is one the binary reads.
+4. Every HEALER_* variable the task definition sets is one the binary reads,
+   and the container listens on 0.0.0.0 explicitly (the binary's default is
+   127.0.0.1).
+5. The EventBridge rules route what the normalizer acts on: every raw
+   EventBridge event in tests/fixtures/aws-events matches exactly one rule, or
+   is listed in NOT_ROUTED with the reason; every rule target retries and has
+   a dead-letter queue.
 
 Usage: check.py [--self-test]      exit 1 with one line per problem.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import tempfile
@@ -26,6 +33,8 @@ import hcl2
 ROOT = Path(__file__).resolve().parents[2]
 TERRAFORM = ROOT / "infra" / "terraform"
 HOST_SRC = ROOT / "host" / "src"
+FIXTURES = ROOT / "tests" / "fixtures" / "aws-events"
+DOCKERFILE = ROOT / "infra" / "Dockerfile"
 
 # SDK client receivers in host/src and the IAM service prefix of each; a plain
 # `client` takes the one aws_sdk_* crate its file uses.
@@ -303,6 +312,158 @@ def check_env(problems: list[str]) -> set[str]:
     return set_by_task
 
 
+# ---------------------------------------------------------------- listen address
+
+
+def check_listen(problems: list[str]) -> None:
+    """The binary listens on 127.0.0.1 unless told otherwise; the container must
+    say 0.0.0.0, or nothing outside the task (the ECS health check aside) reaches it."""
+    task = (TERRAFORM / "modules" / "service" / "main.tf").read_text()
+    m = re.search(r'name\s*=\s*"HEALER_LISTEN",\s*value\s*=\s*"([^"]*)"', task)
+    if not m or not m.group(1).startswith("0.0.0.0:"):
+        problems.append("modules/service/main.tf: the task definition must set HEALER_LISTEN to 0.0.0.0:<port>")
+    docker = DOCKERFILE.read_text()
+    if not re.search(r"\bHEALER_LISTEN=0\.0\.0\.0:\d+", docker):
+        problems.append("infra/Dockerfile: ENV must set HEALER_LISTEN=0.0.0.0:<port>")
+
+
+# ---------------------------------------------------------------- routing
+
+# Raw EventBridge fixtures no rule routes, with the reason. The normalizer
+# ignores each of these shapes, so delivering them would only cost messages.
+NOT_ROUTED = {
+    "autoscaling/instance-refresh-failed-docs-placeholder.json": "instance refresh is ignored",
+    "autoscaling/launch-lifecycle-action.json": "lifecycle hooks are ignored",
+    "autoscaling/terminate-lifecycle-action-kops.json": "lifecycle hooks are ignored",
+    "autoscaling/terminate-successful.json": "successful activity is not a failure",
+    "cloudwatch/eventbridge-alarm-configuration-change-update.json": "configuration changes are ignored",
+    "ec2/instance-state-change-pending.json": "instance state is context, not a failure",
+    "ec2/instance-state-change-shutting-down.json": "instance state is context, not a failure",
+    "ecs/container-instance-state-change.json": "container instance state is context",
+    "ecs/task-running-fargate.json": "a running task that is not being stopped",
+    "ecs/task-running-with-stopped-container.json": "a running task that is not being stopped",
+}
+
+
+class PatternError(ValueError):
+    """A pattern this matcher does not understand (so it cannot vouch for it)."""
+
+
+def clean(node):
+    """A parsed value without python-hcl2's line markers."""
+    if isinstance(node, dict):
+        return {k: clean(v) for k, v in node.items() if k not in MARKERS}
+    if isinstance(node, list):
+        return [clean(v) for v in node]
+    return node
+
+
+def value_matches(want, value) -> bool:
+    if isinstance(want, dict):
+        if set(want) == {"anything-but"}:
+            but = want["anything-but"]
+            return value not in (but if isinstance(but, list) else [but])
+        if set(want) == {"prefix"}:
+            return isinstance(value, str) and value.startswith(want["prefix"])
+        raise PatternError(f"unsupported operator {sorted(want)}")
+    return want == value
+
+
+def matches(pattern: dict, event) -> bool:
+    """EventBridge pattern matching: every key must be present; a list matches
+    when any of its values equals the event's value (or any element of an event
+    array); an object recurses. Supports `anything-but` and `prefix`."""
+    for key, want in pattern.items():
+        if not isinstance(event, dict) or key not in event:
+            return False
+        got = event[key]
+        if isinstance(want, dict):
+            if not matches(want, got):
+                return False
+        elif isinstance(want, list):
+            values = got if isinstance(got, list) else [got]
+            if not any(value_matches(w, v) for w in want for v in values):
+                return False
+        else:
+            raise PatternError(f"{key}: a pattern value must be a list or an object, not {want!r}")
+    return True
+
+
+def event_rules(problems: list[str], directory: Path | None = None) -> dict[str, dict]:
+    """The events module's `local.rules`: name -> event pattern."""
+    doc = load_module(directory or TERRAFORM / "modules" / "events", problems)
+    for block in doc.get("locals", []):
+        if "rules" in block:
+            return {name: clean(body)["pattern"] for name, body in first(block["rules"]).items() if name not in MARKERS}
+    problems.append("modules/events: no local.rules")
+    return {}
+
+
+def eventbridge_fixtures(root: Path) -> dict[str, dict]:
+    """Fixtures that are raw EventBridge events (what a rule delivers), by path."""
+    found = {}
+    for path in sorted(root.rglob("*.json")):
+        event = json.loads(path.read_text())
+        if isinstance(event, dict) and {"source", "detail-type", "detail"} <= set(event):
+            found[path.relative_to(root).as_posix()] = event
+    return found
+
+
+def check_routing(
+    problems: list[str],
+    rules: dict[str, dict],
+    fixtures: dict[str, dict],
+    not_routed: dict[str, str],
+) -> int:
+    """Every EventBridge fixture reaches the queue through exactly one rule,
+    unless it is listed as not routed (and then no rule may route it)."""
+    routed = 0
+    for name, event in fixtures.items():
+        try:
+            hits = sorted(r for r, pattern in rules.items() if matches(pattern, event))
+        except PatternError as e:
+            problems.append(f"modules/events: {e}")
+            continue
+        if name in not_routed:
+            if hits:
+                problems.append(f"{name} is listed as not routed ({not_routed[name]}) but rule {', '.join(hits)} routes it")
+            continue
+        if not hits:
+            problems.append(
+                f"no EventBridge rule routes {name} ({event['source']} {event['detail-type']!r}); "
+                "add a rule, or list it in NOT_ROUTED with the reason"
+            )
+        elif len(hits) > 1:
+            problems.append(f"{name} matches rules {', '.join(hits)}: it would be delivered {len(hits)} times")
+        else:
+            routed += 1
+    for name in sorted(set(not_routed) - set(fixtures)):
+        problems.append(f"NOT_ROUTED lists {name}, which is not an EventBridge fixture")
+    return routed
+
+
+def check_targets(problems: list[str], directory: Path | None = None) -> int:
+    """Every EventBridge target retries and keeps undeliverable events in a DLQ."""
+    directory = directory or TERRAFORM / "modules" / "events"
+    doc = load_module(directory, problems)
+    count = 0
+    for block in doc.get("resource", []):
+        for name, body in block.get("aws_cloudwatch_event_target", {}).items():
+            if name in MARKERS:
+                continue
+            count += 1
+            dlq = first(body.get("dead_letter_config", [{}])) or {}
+            if not first(dlq.get("arn", [""])):
+                problems.append(f"{rel(directory)}: aws_cloudwatch_event_target.{name} has no dead_letter_config arn")
+            retry = first(body.get("retry_policy", [{}])) or {}
+            for field in ("maximum_retry_attempts", "maximum_event_age_in_seconds"):
+                if field not in retry:
+                    problems.append(f"{rel(directory)}: aws_cloudwatch_event_target.{name} retry_policy lacks {field}")
+    if not count:
+        problems.append(f"{rel(directory)}: no aws_cloudwatch_event_target")
+    return count
+
+
 # ---------------------------------------------------------------- self-test
 
 
@@ -350,6 +511,65 @@ def self_test() -> None:
         found = code_actions(src, problems)
         assert set(found) == {"sqs:ReceiveMessage"} and not problems, (found, problems)
         assert pascal("describe_target_health") == "DescribeTargetHealth"
+
+        # Routing: the spot warning of a running task, an Auto Scaling failure
+        # and an alarm contributor event each need their rule.
+        rules = {
+            "stopped": {"source": ["aws.ecs"], "detail": {"lastStatus": ["STOPPED"]}},
+            "notice": {"detail": {"lastStatus": [{"anything-but": "STOPPED"}], "stopCode": ["TerminationNotice"]}},
+            "alarm": {"detail-type": ["CloudWatch Alarm State Change"], "resources": [{"prefix": "arn:aws:cloudwatch:"}]},
+        }
+        ecs = {"source": "aws.ecs", "detail-type": "ECS Task State Change"}
+        fixtures = {
+            "stopped.json": {**ecs, "detail": {"lastStatus": "STOPPED", "stopCode": "TerminationNotice"}},
+            "notice.json": {**ecs, "detail": {"lastStatus": "RUNNING", "stopCode": "TerminationNotice"}},
+            "asg.json": {"source": "aws.autoscaling", "detail-type": "EC2 Instance Launch Unsuccessful", "detail": {}},
+            "contributor.json": {
+                "source": "aws.cloudwatch",
+                "detail-type": "CloudWatch Alarm Contributor State Change",
+                "resources": ["arn:aws:cloudwatch:us-east-1:1:alarm:a"],
+                "detail": {},
+            },
+            "running.json": {**ecs, "detail": {"lastStatus": "RUNNING"}},
+        }
+        problems = []
+        routed = check_routing(problems, rules, fixtures, {"running.json": "x", "gone.json": "x"})
+        text = "\n".join(problems)
+        assert routed == 2, (routed, text)
+        for expected in [
+            "no EventBridge rule routes asg.json (aws.autoscaling 'EC2 Instance Launch Unsuccessful')",
+            "no EventBridge rule routes contributor.json",
+            "NOT_ROUTED lists gone.json",
+        ]:
+            assert expected in text, f"self-test: expected {expected!r} in:\n{text}"
+        assert not any("notice.json" in p or "running.json" in p for p in problems), text
+        rules["notice"] = {"detail": {"stopCode": ["TerminationNotice"]}}
+        problems = []
+        check_routing(problems, rules, {"stopped.json": fixtures["stopped.json"]}, {})
+        assert problems == ["stopped.json matches rules notice, stopped: it would be delivered 2 times"], problems
+        problems = []
+        check_routing(problems, {"r": {"source": "aws.ecs"}}, {"notice.json": fixtures["notice.json"]}, {})
+        assert problems and "must be a list or an object" in problems[0], problems
+
+        # Targets: without retry policy and dead-letter queue, a finding each.
+        t = d / "targets"
+        t.mkdir()
+        (t / "main.tf").write_text(
+            'resource "aws_cloudwatch_event_target" "bare" {\n  rule = "r"\n  arn = "a"\n}\n'
+            'resource "aws_cloudwatch_event_target" "safe" {\n  rule = "r"\n  arn = "a"\n'
+            '  retry_policy {\n    maximum_retry_attempts = 3\n    maximum_event_age_in_seconds = 60\n  }\n'
+            '  dead_letter_config {\n    arn = "dlq"\n  }\n}\n'
+        )
+        saved, ROOT = ROOT, d
+        try:
+            problems = []
+            assert check_targets(problems, t) == 2
+        finally:
+            ROOT = saved
+        text = "\n".join(problems)
+        assert "aws_cloudwatch_event_target.bare has no dead_letter_config arn" in text, text
+        assert "aws_cloudwatch_event_target.bare retry_policy lacks maximum_retry_attempts" in text, text
+        assert "safe" not in text, text
     print("self-test: ok")
 
 
@@ -361,6 +581,11 @@ def main() -> int:
     check_module(TERRAFORM, problems, set())
     needed, granted = check_iam(problems)
     env = check_env(problems)
+    check_listen(problems)
+    rules = event_rules(problems)
+    fixtures = eventbridge_fixtures(FIXTURES)
+    routed = check_routing(problems, rules, fixtures, NOT_ROUTED)
+    targets = check_targets(problems)
     for p in problems:
         print(f"error: {p}")
     if problems:
@@ -368,7 +593,9 @@ def main() -> int:
     print(
         f"terraform: {len(files)} files parse, every reference resolves; "
         f"task role grants exactly the {len(needed)} actions the code calls: {', '.join(sorted(granted))}; "
-        f"the binary reads the {len(env)} HEALER_* variables the task sets"
+        f"the binary reads the {len(env)} HEALER_* variables the task sets; "
+        f"{len(rules)} rules route {routed} of {len(fixtures)} EventBridge fixtures "
+        f"({len(NOT_ROUTED)} not routed, with reasons); {targets} target(s) retry into a dead-letter queue"
     )
     return 0
 

@@ -13,8 +13,10 @@ module "store" {
 module "events" {
   source = "./modules/events"
 
-  name              = var.name
-  max_receive_count = var.max_receive_count
+  name                           = var.name
+  max_receive_count              = var.max_receive_count
+  delivery_retry_attempts        = var.delivery_retry_attempts
+  delivery_max_event_age_seconds = var.delivery_max_event_age_seconds
 }
 
 resource "aws_sns_topic" "notifications" {

@@ -18,6 +18,11 @@ output "dead_letter_queue_url" {
   value       = module.events.dead_letter_queue_url
 }
 
+output "delivery_dead_letter_queue_url" {
+  description = "Delivery dead-letter queue: events EventBridge could not deliver to the queue within its retry policy."
+  value       = module.events.delivery_dead_letter_queue_url
+}
+
 output "table_prefix" {
   description = "DynamoDB table prefix (HEALER_TABLE_PREFIX)."
   value       = var.name

@@ -127,6 +127,28 @@ variable "max_receive_count" {
   }
 }
 
+variable "delivery_retry_attempts" {
+  description = "EventBridge retries of an event it could not deliver to the queue (0-185) before the event goes to the delivery dead-letter queue."
+  type        = number
+  default     = 185
+
+  validation {
+    condition     = var.delivery_retry_attempts >= 0 && var.delivery_retry_attempts <= 185
+    error_message = "delivery_retry_attempts must be between 0 and 185."
+  }
+}
+
+variable "delivery_max_event_age_seconds" {
+  description = "How long EventBridge keeps retrying one event, seconds (60-86400). One hour by default: an older event goes to the delivery dead-letter queue for a human rather than triggering a late heal."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.delivery_max_event_age_seconds >= 60 && var.delivery_max_event_age_seconds <= 86400
+    error_message = "delivery_max_event_age_seconds must be between 60 and 86400."
+  }
+}
+
 variable "notification_email" {
   description = "Email address subscribed to the notification topic (confirm the subscription email). Empty: no subscription."
   type        = string

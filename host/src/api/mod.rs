@@ -30,6 +30,8 @@ pub struct Health {
     pub rejected: AtomicU64,
     /// Failed receives or records (store or SQS unavailable).
     pub failures: AtomicU64,
+    /// Signals dropped past the per-payload cap (`HEALER_MAX_SIGNALS_PER_PAYLOAD`).
+    pub truncated: AtomicU64,
     /// Set when shutdown began.
     pub stopping: AtomicBool,
 }
@@ -45,6 +47,7 @@ impl Health {
             processed: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            truncated: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
         }
     }
@@ -61,6 +64,7 @@ struct Report<'a> {
     processed: u64,
     rejected: u64,
     failures: u64,
+    truncated: u64,
 }
 
 async fn health(State(h): State<Arc<Health>>) -> impl IntoResponse {
@@ -74,6 +78,7 @@ async fn health(State(h): State<Arc<Health>>) -> impl IntoResponse {
         processed: h.processed.load(Ordering::Relaxed),
         rejected: h.rejected.load(Ordering::Relaxed),
         failures: h.failures.load(Ordering::Relaxed),
+        truncated: h.truncated.load(Ordering::Relaxed),
     };
     let code = if stopping {
         StatusCode::SERVICE_UNAVAILABLE

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use healer::pipeline::{Pipeline, Plan, Recorded};
 use healer::policy::PolicyContext;
 use healer::safety::{AwsFacts, Facts, Governor, GovernorConfig, Layered, StaticFacts, Verdict};
-use healer::signals::{NormalizeOptions, Signal, normalize};
+use healer::signals::{DEFAULT_MAX_SIGNALS, NormalizeOptions, Signal, normalize};
 
 use super::policy::EngineArgs;
 use super::store::StoreArgs;
@@ -53,6 +53,11 @@ pub struct DecideArgs {
     /// that need them (opt-in tag, blast radius) deny.
     #[arg(long, env = "HEALER_AWS_FACTS")]
     aws_facts: bool,
+    /// Most signals one input yields; the rest are reported as truncated (one
+    /// line and a warning on stderr), not decided.
+    #[arg(long, env = "HEALER_MAX_SIGNALS_PER_PAYLOAD", default_value_t = DEFAULT_MAX_SIGNALS,
+        value_parser = super::signal_cap)]
+    max_signals_per_payload: usize,
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
@@ -78,7 +83,7 @@ fn expand(inputs: &[PathBuf], out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 
 /// Incident JSON (has `kind` and `resource`) is taken as is; anything else is a
 /// raw payload for the normalizer.
-fn signals_of(bytes: &[u8]) -> anyhow::Result<Vec<(Signal, String)>> {
+fn signals_of(bytes: &[u8], max_signals: usize) -> anyhow::Result<Vec<(Signal, String)>> {
     let looks_like_incident = serde_json::from_slice::<serde_json::Value>(bytes)
         .ok()
         .is_some_and(|v| v.get("kind").is_some() && v.get("resource").is_some());
@@ -88,7 +93,9 @@ fn signals_of(bytes: &[u8]) -> anyhow::Result<Vec<(Signal, String)>> {
             String::new(),
         )]);
     }
-    Ok(normalize(bytes, &NormalizeOptions::new(Utc::now()))?
+    let mut opts = NormalizeOptions::new(Utc::now());
+    opts.max_signals = max_signals;
+    Ok(normalize(bytes, &opts)?
         .into_iter()
         .map(|n| (n.signal, n.path))
         .collect())
@@ -172,6 +179,11 @@ fn text_line(input: &str, signal: &Signal, plan: Option<&Plan>) -> String {
         }
         (Signal::Subscription(s), _) => format!("{input}: SNS {} for {}", s.kind, s.topic_arn),
         (Signal::Ignored { reason }, _) => format!("{input}: ignored: {reason}"),
+        (Signal::Truncated { dropped, limit }, _) => {
+            format!(
+                "{input}: truncated: {dropped} more signals past the limit of {limit}, not decided"
+            )
+        }
         (Signal::Incident(i), None) => format!("{input}: {} {}", i.kind, i.resource.id),
     }
 }
@@ -210,19 +222,25 @@ pub fn run(a: DecideArgs, record: bool) -> anyhow::Result<ExitCode> {
     };
     for path in paths {
         let input = path.display().to_string();
-        let signals = match read_input(&path).and_then(|b| signals_of(&b)) {
-            Ok(s) => s,
-            Err(e) => {
-                ok = false;
-                println!(
-                    "{}",
-                    serde_json::json!({"input": input, "error": format!("{e:#}")})
-                );
-                eprintln!("error: {input}: {e:#}");
-                continue;
-            }
-        };
+        let signals =
+            match read_input(&path).and_then(|b| signals_of(&b, a.max_signals_per_payload)) {
+                Ok(s) => s,
+                Err(e) => {
+                    ok = false;
+                    println!(
+                        "{}",
+                        serde_json::json!({"input": input, "error": format!("{e:#}")})
+                    );
+                    eprintln!("error: {input}: {e:#}");
+                    continue;
+                }
+            };
         for (signal, signal_path) in signals {
+            if let Signal::Truncated { dropped, limit } = signal {
+                eprintln!(
+                    "warning: {input}: {dropped} signals past the limit of {limit} were not decided (--max-signals-per-payload)"
+                );
+            }
             let now = Utc::now();
             let result = match &signal {
                 Signal::Incident(i) if record => runtime

@@ -13,8 +13,9 @@ use clap::Args;
 /// Arguments of `health`.
 #[derive(Debug, Args)]
 pub struct HealthArgs {
-    /// The service's listen address; a wildcard host is probed on loopback.
-    #[arg(long, env = "HEALER_LISTEN", default_value = "0.0.0.0:8080")]
+    /// The service's listen address (the same default as `healer run`); a
+    /// wildcard host is probed on loopback.
+    #[arg(long, env = "HEALER_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 3)]

@@ -57,6 +57,16 @@ pub fn load_policies(
     Ok((registry, report))
 }
 
+/// Parses `--max-signals-per-payload`: a whole number, at least 1.
+pub fn signal_cap(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "{s:?} is not a whole number of signals, at least 1"
+        )),
+    }
+}
+
 /// Refuses live mode until the executors exist.
 pub fn dry_run_only(config: &healer::safety::GovernorConfig) -> anyhow::Result<()> {
     if !config.dry_run {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use clap::Args;
-use healer::signals::{NormalizeOptions, normalize};
+use healer::signals::{DEFAULT_MAX_SIGNALS, NormalizeOptions, normalize};
 
 use super::read_input;
 
@@ -26,6 +26,11 @@ pub struct NormalizeArgs {
     /// Most nested JSON-in-string decodes.
     #[arg(long, default_value_t = 4)]
     max_depth: u32,
+    /// Most signals one input yields; the rest are counted in one final
+    /// `{"truncated":{"dropped":N,"limit":…}}` line.
+    #[arg(long, default_value_t = DEFAULT_MAX_SIGNALS,
+        value_parser = super::signal_cap)]
+    max_signals_per_payload: usize,
 }
 
 /// Runs `normalize`: exit 1 if any input errored, 0 otherwise.
@@ -34,6 +39,7 @@ pub fn run(a: NormalizeArgs) -> anyhow::Result<ExitCode> {
     opts.target_group = a.target_group;
     opts.max_input_bytes = a.max_input_bytes;
     opts.max_depth = a.max_depth;
+    opts.max_signals = a.max_signals_per_payload;
     let inputs = if a.inputs.is_empty() {
         vec![PathBuf::from("-")]
     } else {

@@ -19,6 +19,7 @@ use healer::api::{Health, router};
 use healer::pipeline::Pipeline;
 use healer::policy::{PolicyContext, PolicyRegistry};
 use healer::safety::{AwsFacts, Governor, GovernorConfig, Layered, StaticFacts};
+use healer::signals::{DEFAULT_MAX_SIGNALS, NormalizeOptions};
 use healer::sources::sqs::SqsSource;
 use healer::sources::{Handled, handle};
 use healer::store::Store;
@@ -38,9 +39,16 @@ pub struct RunArgs {
     /// Without it the service only serves HTTP.
     #[arg(long, env = "HEALER_SQS_QUEUE_URL")]
     sqs_queue_url: Option<String>,
-    /// Address of the HTTP API (`/health`).
-    #[arg(long, env = "HEALER_LISTEN", default_value = "0.0.0.0:8080")]
+    /// Address of the HTTP API (`/health`). Loopback by default, so a laptop
+    /// or a shared host exposes nothing; a container sets 0.0.0.0:8080 (the
+    /// Dockerfile and the Fargate task definition do).
+    #[arg(long, env = "HEALER_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Most signals one SQS message yields; the rest are counted as truncated,
+    /// not recorded, and the message is still deleted once the kept ones are.
+    #[arg(long, env = "HEALER_MAX_SIGNALS_PER_PAYLOAD", default_value_t = DEFAULT_MAX_SIGNALS,
+        value_parser = super::signal_cap)]
+    max_signals_per_payload: usize,
     /// Governor limits JSON (`GovernorConfig`, kebab-case; every field optional).
     #[arg(long, env = "HEALER_GOVERNOR", conflicts_with = "governor_json")]
     governor: Option<PathBuf>,
@@ -72,6 +80,7 @@ struct Service {
     governor: Governor,
     facts: Layered,
     context: PolicyContext,
+    max_signals: usize,
     health: Arc<Health>,
 }
 
@@ -107,14 +116,26 @@ impl Service {
             };
             // A batch in hand is finished even when a stop arrives meanwhile.
             for m in messages {
-                let outcome = handle(&pipeline, m.body.as_bytes(), &self.context, Utc::now()).await;
+                let mut opts = NormalizeOptions::new(Utc::now());
+                opts.max_signals = self.max_signals;
+                let outcome = handle(&pipeline, m.body.as_bytes(), &self.context, &opts).await;
                 match outcome {
                     Handled::Done {
                         incidents,
                         healed,
                         ignored,
+                        reasons,
+                        truncated,
                     } => {
-                        tracing::info!(message = %m.id, incidents, healed, ?ignored, "recorded");
+                        if truncated > 0 {
+                            self.health
+                                .truncated
+                                .fetch_add(truncated as u64, Ordering::Relaxed);
+                            tracing::warn!(message = %m.id, truncated, limit = self.max_signals,
+                                "Payload over the signal cap: the signals past it were not recorded.");
+                        }
+                        tracing::info!(message = %m.id, incidents, healed, ignored,
+                            first_reasons = ?reasons, truncated, "Recorded.");
                         match source.delete(&m).await {
                             Ok(()) => {
                                 self.health.processed.fetch_add(1, Ordering::Relaxed);
@@ -205,6 +226,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                 operator: StaticFacts(operator),
             },
             context,
+            max_signals: a.max_signals_per_payload,
             health: health.clone(),
         });
         let listener = tokio::net::TcpListener::bind(a.listen)

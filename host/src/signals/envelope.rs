@@ -39,10 +39,21 @@ impl Ctx<'_> {
     }
 }
 
+/// The signals of one input: at most `max_signals`; past that they are only
+/// counted, so a hostile batch costs no memory per item.
+#[derive(Debug, Default)]
+pub(crate) struct Collected {
+    pub signals: Vec<Normalized>,
+    /// Signals past the limit.
+    pub dropped: usize,
+    /// Where the first dropped signal was.
+    pub first_dropped: Option<String>,
+}
+
 /// Collects the signals of one payload.
 pub(crate) struct Sink<'a, 'o> {
     pub ctx: Ctx<'o>,
-    out: &'a mut Vec<Normalized>,
+    out: &'a mut Collected,
 }
 
 impl<'o> Sink<'_, 'o> {
@@ -55,7 +66,14 @@ impl<'o> Sink<'_, 'o> {
     }
 
     pub fn push(&mut self, signal: Signal) {
-        self.out.push(Normalized {
+        if self.out.signals.len() >= self.ctx.opts.max_signals {
+            self.out.dropped += 1;
+            if self.out.first_dropped.is_none() {
+                self.out.first_dropped = Some(self.ctx.path.clone());
+            }
+            return;
+        }
+        self.out.signals.push(Normalized {
             signal,
             path: self.ctx.path.clone(),
         });
@@ -69,7 +87,7 @@ impl<'o> Sink<'_, 'o> {
 }
 
 /// Entry point: unwraps a parsed input.
-pub(crate) fn unwrap(v: &Value, opts: &NormalizeOptions, out: &mut Vec<Normalized>) {
+pub(crate) fn unwrap(v: &Value, opts: &NormalizeOptions, out: &mut Collected) {
     let ctx = Ctx {
         opts,
         envelope_time: None,
@@ -80,7 +98,7 @@ pub(crate) fn unwrap(v: &Value, opts: &NormalizeOptions, out: &mut Vec<Normalize
 }
 
 /// Decodes a JSON-in-string and walks it, or explains why not.
-fn decode(raw: &Value, ctx: Ctx<'_>, out: &mut Vec<Normalized>) {
+fn decode(raw: &Value, ctx: Ctx<'_>, out: &mut Collected) {
     let mut sink = Sink { ctx, out };
     let Some(s) = raw.as_str() else {
         // Raw delivery or an already-decoded body: walk it as is.
@@ -118,7 +136,7 @@ fn decode(raw: &Value, ctx: Ctx<'_>, out: &mut Vec<Normalized>) {
     }
 }
 
-fn walk(v: &Value, ctx: Ctx<'_>, out: &mut Vec<Normalized>) {
+fn walk(v: &Value, ctx: Ctx<'_>, out: &mut Collected) {
     if let Value::Array(items) = v {
         for (i, item) in items.iter().enumerate() {
             walk(item, ctx.child(&format!("[{i}]"), None), out);
@@ -156,7 +174,7 @@ fn walk(v: &Value, ctx: Ctx<'_>, out: &mut Vec<Normalized>) {
     Sink { ctx, out }.ignore(format!("unrecognized shape: keys {}", keys.join(", ")))
 }
 
-fn lambda_records(records: &Value, ctx: Ctx<'_>, out: &mut Vec<Normalized>) {
+fn lambda_records(records: &Value, ctx: Ctx<'_>, out: &mut Collected) {
     let Some(items) = records.as_array() else {
         return Sink { ctx, out }.ignore("`Records` is not a list");
     };
@@ -183,7 +201,7 @@ fn lambda_records(records: &Value, ctx: Ctx<'_>, out: &mut Vec<Normalized>) {
     }
 }
 
-fn sqs_messages(messages: &Value, ctx: Ctx<'_>, out: &mut Vec<Normalized>) {
+fn sqs_messages(messages: &Value, ctx: Ctx<'_>, out: &mut Collected) {
     let Some(items) = messages.as_array() else {
         return Sink { ctx, out }.ignore("`Messages` is not a list");
     };
@@ -196,7 +214,7 @@ fn sqs_messages(messages: &Value, ctx: Ctx<'_>, out: &mut Vec<Normalized>) {
     }
 }
 
-fn sns(v: &Value, ctx: Ctx<'_>, out: &mut Vec<Normalized>) {
+fn sns(v: &Value, ctx: Ctx<'_>, out: &mut Collected) {
     let kind = get_ci(v, "Type").and_then(Value::as_str).unwrap_or("");
     let text = |k: &str| get_ci(v, k).and_then(Value::as_str).map(str::to_owned);
     match kind {

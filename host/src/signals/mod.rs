@@ -4,7 +4,9 @@
 //!
 //! Pure: no I/O, no clock (the caller passes `received_at`), no AWS client, no
 //! tokio. Bad input never panics: the whole input is either a list of signals or
-//! one `SignalError`, and each batch item is judged on its own.
+//! one `SignalError`, and each batch item is judged on its own. One input yields
+//! at most `max_signals` signals; the rest are counted in one final
+//! [`Signal::Truncated`], never silently dropped.
 
 mod alarm;
 mod autoscaling;
@@ -37,6 +39,15 @@ pub enum Signal {
     Ignored {
         /// Why the input was not an incident or a recovery.
         reason: String,
+    },
+    /// The input held more than `max_signals` signals: the first `limit` are
+    /// the entries before this one; these `dropped` were not kept. Always last;
+    /// its `path` is where the first dropped signal was.
+    Truncated {
+        /// Signals past the limit.
+        dropped: usize,
+        /// The limit (`NormalizeOptions::max_signals`).
+        limit: usize,
     },
 }
 
@@ -90,7 +101,17 @@ impl Normalized {
             _ => None,
         }
     }
+    /// How many signals were dropped past the limit, if this is the marker.
+    pub fn truncated(&self) -> Option<usize> {
+        match self.signal {
+            Signal::Truncated { dropped, .. } => Some(dropped),
+            _ => None,
+        }
+    }
 }
+
+/// Default of [`NormalizeOptions::max_signals`].
+pub const DEFAULT_MAX_SIGNALS: usize = 100;
 
 /// Limits and caller-supplied facts for one normalization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +125,11 @@ pub struct NormalizeOptions {
     pub max_string_bytes: usize,
     /// Most JSON-in-string decodes on one path. Default 4.
     pub max_depth: u32,
+    /// Most signals one input yields. Default 100 ([`DEFAULT_MAX_SIGNALS`]): an
+    /// EventBridge event is one signal and a Lambda batch at most ten, so more
+    /// is a flood (or an attack) that would otherwise cost a store write and a
+    /// decision each. The rest are reported in one [`Signal::Truncated`].
+    pub max_signals: usize,
     /// Target group ARN for ELBv2 DescribeTargetHealth responses (the response has none).
     pub target_group: Option<String>,
 }
@@ -116,6 +142,7 @@ impl NormalizeOptions {
             max_input_bytes: 6 << 20,
             max_string_bytes: 1 << 20,
             max_depth: 4,
+            max_signals: DEFAULT_MAX_SIGNALS,
             target_group: None,
         }
     }
@@ -137,7 +164,8 @@ pub enum SignalError {
     NotJson(String),
 }
 
-/// Normalizes one input (a raw event, an envelope or a batch).
+/// Normalizes one input (a raw event, an envelope or a batch): at least one
+/// signal, at most `max_signals` of them plus a final [`Signal::Truncated`].
 pub fn normalize(bytes: &[u8], opts: &NormalizeOptions) -> Result<Vec<Normalized>, SignalError> {
     if bytes.len() > opts.max_input_bytes {
         return Err(SignalError::Oversized {
@@ -149,9 +177,18 @@ pub fn normalize(bytes: &[u8], opts: &NormalizeOptions) -> Result<Vec<Normalized
     // per-string check (a tenth of the normalizer's time).
     let text = std::str::from_utf8(bytes).map_err(|e| SignalError::NotJson(e.to_string()))?;
     let value = json::Json::parse(text).map_err(|e| SignalError::NotJson(e.to_string()))?;
-    let mut out = Vec::new();
-    envelope::unwrap(&value, opts, &mut out);
-    if out.is_empty() {
+    let mut collected = envelope::Collected::default();
+    envelope::unwrap(&value, opts, &mut collected);
+    let mut out = collected.signals;
+    if collected.dropped > 0 {
+        out.push(Normalized {
+            signal: Signal::Truncated {
+                dropped: collected.dropped,
+                limit: opts.max_signals,
+            },
+            path: collected.first_dropped.unwrap_or_default(),
+        });
+    } else if out.is_empty() {
         out.push(Normalized {
             signal: Signal::Ignored {
                 reason: "empty batch".into(),
@@ -160,4 +197,47 @@ pub fn normalize(bytes: &[u8], opts: &NormalizeOptions) -> Result<Vec<Normalized
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(n: usize) -> Vec<u8> {
+        let records: Vec<_> = (0..n)
+            .map(|i| serde_json::json!({"eventSource": "aws:sqs", "body": format!("plain {i}")}))
+            .collect();
+        serde_json::to_vec(&serde_json::json!({ "Records": records })).expect("serializes")
+    }
+
+    /// Issue 11, item 13: a payload of 150 signals kept every one.
+    #[test]
+    fn a_payload_over_max_signals_keeps_the_limit_and_reports_the_rest_truncated() {
+        let opts = NormalizeOptions::new(Utc::now());
+        let out = normalize(&batch(150), &opts).expect("json");
+        assert_eq!(out.len(), DEFAULT_MAX_SIGNALS + 1);
+        assert!(out[..100].iter().all(|n| n.ignored().is_some()));
+        assert_eq!(out[99].path, "Records[99].body");
+        assert_eq!(
+            out[100].signal,
+            Signal::Truncated {
+                dropped: 50,
+                limit: 100
+            }
+        );
+        assert_eq!(
+            out[100].path, "Records[100].body",
+            "where the first dropped one was"
+        );
+
+        let at_limit = normalize(&batch(100), &opts).expect("json");
+        assert_eq!(at_limit.len(), 100);
+        assert!(at_limit.iter().all(|n| n.truncated().is_none()));
+
+        let mut small = opts.clone();
+        small.max_signals = 2;
+        let out = normalize(&batch(3), &small).expect("json");
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[2].truncated(), Some(1));
+    }
 }

@@ -6,26 +6,37 @@
 //! `Done`, and leaves `Rejected` (not an AWS event healer can read) and `Failed`
 //! (the store could not record it) on the queue, so they are retried and, past
 //! the queue's `maxReceiveCount`, kept in its dead-letter queue: nothing is lost.
+//!
+//! A payload yields at most `NormalizeOptions::max_signals` signals (default
+//! 100). The ones past the cap are counted in `Done::truncated`, not recorded:
+//! the message is still acked once every kept signal is recorded, since a
+//! redelivery would be cut at the same place. Only counts and the first few
+//! ignore reasons are kept, so one flooding payload cannot flood the logs.
 
 pub mod sqs;
-
-use chrono::{DateTime, Utc};
 
 use crate::pipeline::{Pipeline, Recorded};
 use crate::policy::PolicyContext;
 use crate::signals::{NormalizeOptions, Signal, normalize};
 
+/// How many distinct ignore reasons [`Handled::Done`] keeps.
+pub const FIRST_REASONS: usize = 3;
+
 /// What handling one payload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handled {
-    /// Every signal in it was recorded (or explained as ignored): ack it.
+    /// Every signal kept from it was recorded (or explained as ignored): ack it.
     Done {
         /// Incidents recorded new (duplicates are not counted).
         incidents: usize,
         /// Incidents healed by recoveries in it.
         healed: usize,
-        /// Signals ignored, with their reasons.
-        ignored: Vec<String>,
+        /// Signals ignored (SNS subscription messages included).
+        ignored: usize,
+        /// The first [`FIRST_REASONS`] distinct reasons among them.
+        reasons: Vec<String>,
+        /// Signals past the cap, not recorded.
+        truncated: usize,
     },
     /// Not a payload healer can read (malformed JSON, oversized, too deep):
     /// leave it for the dead-letter queue.
@@ -34,31 +45,44 @@ pub enum Handled {
     Failed(String),
 }
 
-/// Normalizes one payload and runs every signal through the pipeline.
+/// Normalizes one payload with `opts` (its `received_at` is the decision time)
+/// and runs every kept signal through the pipeline.
 pub async fn handle(
     pipeline: &Pipeline<'_>,
     payload: &[u8],
     context: &PolicyContext,
-    now: DateTime<Utc>,
+    opts: &NormalizeOptions,
 ) -> Handled {
-    let signals = match normalize(payload, &NormalizeOptions::new(now)) {
+    let now = opts.received_at;
+    let signals = match normalize(payload, opts) {
         Ok(s) => s,
         Err(e) => return Handled::Rejected(e.to_string()),
     };
-    let (mut incidents, mut healed, mut ignored) = (0, 0, Vec::new());
+    let (mut incidents, mut healed, mut ignored, mut truncated) = (0, 0, 0, 0);
+    let mut reasons: Vec<String> = Vec::new();
+    let mut note = |reason: String| {
+        ignored += 1;
+        if reasons.len() < FIRST_REASONS && !reasons.contains(&reason) {
+            reasons.push(reason);
+        }
+    };
     for n in signals {
         let result = match &n.signal {
             Signal::Incident(i) => pipeline.on_incident(i, context, now).await.map(|(_, r)| r),
             Signal::Recovery(r) => pipeline.on_recovery(r).await,
             Signal::Ignored { reason } => {
-                ignored.push(reason.clone());
+                note(reason.clone());
                 continue;
             }
             Signal::Subscription(s) => {
-                ignored.push(format!(
+                note(format!(
                     "SNS {} for {} (confirm subscriptions over HTTPS, not SQS)",
                     s.kind, s.topic_arn
                 ));
+                continue;
+            }
+            Signal::Truncated { dropped, .. } => {
+                truncated += dropped;
                 continue;
             }
         };
@@ -73,5 +97,7 @@ pub async fn handle(
         incidents,
         healed,
         ignored,
+        reasons,
+        truncated,
     }
 }

@@ -2,13 +2,23 @@
 //! records what the messages carry, deletes only what it recorded, leaves an
 //! unreadable message for the dead-letter queue, serves `/health` (read here
 //! through `healer health`, the container's probe), and stops cleanly on SIGTERM.
+//! Also: one payload's signals are capped, and the service listens on loopback
+//! unless told otherwise.
 
+use std::collections::BTreeMap;
+use std::io::BufRead as _;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
+use healer::pipeline::Pipeline;
+use healer::policy::{PolicyContext, PolicyRegistry, PolicyRole};
+use healer::safety::{Governor, GovernorConfig, StaticFacts};
+use healer::signals::NormalizeOptions;
+use healer::sources::{Handled, handle};
+use healer::store::{ListFilter, SqliteStore, Store as _};
 use healer_test_artifacts as artifacts;
 
 /// `/health` of the service on `listen`, through `healer health` (the
@@ -201,4 +211,118 @@ fn run_refuses_live_mode_and_an_empty_policy_dir() {
         .expect("runs");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no policy loaded"));
+}
+
+/// Issue 11, item 13: one payload became as many incidents as it held, and the
+/// log line listed every ignore reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_over_the_signal_cap_records_the_cap_and_reports_the_rest_truncated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("healer.db"))
+        .await
+        .expect("open");
+    let registry = PolicyRegistry::new(crate::support::engine());
+    registry
+        .swap(
+            &artifacts::bytes(artifacts::ECS_TASK_RESTART),
+            PolicyRole::Active,
+        )
+        .expect("policy");
+    let governor = Governor::new(GovernorConfig::default());
+    let facts = StaticFacts(BTreeMap::new());
+    let pipeline = Pipeline {
+        store: &store,
+        registry: &registry,
+        governor: &governor,
+        facts: &facts,
+    };
+    // Five ignored records (four distinct reasons), then twenty crashed tasks.
+    let event = fixture("ecs/task-stopped-essential-container-exited-fargate.json");
+    let mut bodies: Vec<String> = [
+        "plain",
+        "plain again",
+        r#"{"foo":1}"#,
+        r#"{"bar":1}"#,
+        r#"{"baz":1}"#,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    bodies.extend(
+        (0..20).map(|i| event.replace("a6eaf0150a4248dAA1bcbd688121014e", &format!("{i:032x}"))),
+    );
+    let records: Vec<_> = bodies
+        .iter()
+        .map(|b| serde_json::json!({"eventSource": "aws:sqs", "body": b}))
+        .collect();
+    let payload = serde_json::to_vec(&serde_json::json!({ "Records": records })).expect("json");
+    let mut opts = NormalizeOptions::new(crate::support::now());
+    opts.max_signals = 10;
+
+    let expected = |incidents| Handled::Done {
+        incidents,
+        healed: 0,
+        ignored: 5,
+        reasons: vec![
+            "non-JSON message".to_owned(),
+            "unrecognized shape: keys foo".to_owned(),
+            "unrecognized shape: keys bar".to_owned(),
+        ],
+        truncated: 15,
+    };
+    let context = PolicyContext::default();
+    assert_eq!(
+        handle(&pipeline, &payload, &context, &opts).await,
+        expected(5)
+    );
+    let page = store
+        .list(&ListFilter::default(), None, 100)
+        .await
+        .expect("list");
+    assert_eq!(page.items.len(), 5, "only the kept signals are recorded");
+    // A redelivery is cut at the same place: nothing new, the same report.
+    assert_eq!(
+        handle(&pipeline, &payload, &context, &opts).await,
+        expected(0)
+    );
+}
+
+/// Issue 11, item 15: `healer run` listened on every interface unless told
+/// otherwise; now only a container (which sets HEALER_LISTEN) does.
+#[test]
+fn run_listens_on_loopback_by_default() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).expect("mkdir");
+    std::fs::copy(artifacts::ECS_TASK_RESTART, policies.join("ecs.wasm")).expect("copy");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(["run", "--no-cache", "--policies"])
+        .arg(&policies)
+        .env_remove("HEALER_LISTEN")
+        .env_remove("HEALER_SQS_QUEUE_URL")
+        .env("HEALER_DATA_DIR", dir.path().join("data"))
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("healer run starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("listening on") || line.contains("cannot listen on") {
+                let _ = tx.send(line);
+                return;
+            }
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(60));
+    let _ = child.kill();
+    let _ = child.wait();
+    // Bound, or refused because the port is taken: either way, loopback.
+    let line = line.expect("healer run says where it listens");
+    assert!(line.contains("127.0.0.1:8080"), "{line}");
 }

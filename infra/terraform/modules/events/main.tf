@@ -1,6 +1,8 @@
 # The event path: EventBridge rules for the signals healer normalizes
 # (README "Signals") → one SQS queue, with a dead-letter queue and a queue
-# policy that admits only these rules.
+# policy that admits only these rules. Each rule's target retries delivery and
+# keeps what it still cannot deliver in a second dead-letter queue, so an event
+# EventBridge could not hand to SQS is not lost either.
 
 variable "name" {
   description = "Name prefix."
@@ -12,6 +14,16 @@ variable "max_receive_count" {
   type        = number
 }
 
+variable "delivery_retry_attempts" {
+  description = "EventBridge retries of a failed delivery to the queue before the event goes to the delivery dead-letter queue."
+  type        = number
+}
+
+variable "delivery_max_event_age_seconds" {
+  description = "How long EventBridge keeps retrying one event, seconds (60-86400)."
+  type        = number
+}
+
 locals {
   rules = {
     ecs-task-stopped = {
@@ -20,6 +32,21 @@ locals {
         source        = ["aws.ecs"]
         "detail-type" = ["ECS Task State Change"]
         detail        = { lastStatus = ["STOPPED"] }
+      }
+    }
+    # The Fargate Spot two-minute warning arrives while the task still runs
+    # (lastStatus RUNNING, desiredStatus STOPPED); the STOPPED rule above would
+    # see the task only once it is gone. Not STOPPED, so no event matches both.
+    ecs-task-spot-notice = {
+      description = "Fargate Spot termination notices for still-running tasks."
+      pattern = {
+        source        = ["aws.ecs"]
+        "detail-type" = ["ECS Task State Change"]
+        detail = {
+          lastStatus    = [{ "anything-but" = "STOPPED" }]
+          desiredStatus = ["STOPPED"]
+          stopCode      = ["TerminationNotice", "SpotInterruption"]
+        }
       }
     }
     ecs-service-action = {
@@ -37,10 +64,10 @@ locals {
       }
     }
     cloudwatch-alarm = {
-      description = "CloudWatch alarm state changes (ALARM opens incidents, OK recovers them)."
+      description = "CloudWatch alarm and alarm contributor state changes (ALARM opens incidents, OK recovers them)."
       pattern = {
         source        = ["aws.cloudwatch"]
-        "detail-type" = ["CloudWatch Alarm State Change"]
+        "detail-type" = ["CloudWatch Alarm State Change", "CloudWatch Alarm Contributor State Change"]
       }
     }
     ec2-spot = {
@@ -48,6 +75,13 @@ locals {
       pattern = {
         source        = ["aws.ec2"]
         "detail-type" = ["EC2 Spot Instance Interruption Warning", "EC2 Instance Rebalance Recommendation"]
+      }
+    }
+    autoscaling-failure = {
+      description = "Auto Scaling launches and terminations that failed."
+      pattern = {
+        source        = ["aws.autoscaling"]
+        "detail-type" = ["EC2 Instance Launch Unsuccessful", "EC2 Instance Terminate Unsuccessful"]
       }
     }
     health-ec2 = {
@@ -81,6 +115,15 @@ resource "aws_sqs_queue" "events" {
   })
 }
 
+# Events EventBridge could not deliver to the events queue after its retries
+# (queue deleted, policy wrong, KMS or throttling trouble): kept, with the error
+# in the message attributes, for an operator to redrive.
+resource "aws_sqs_queue" "delivery_dead_letter" {
+  name                      = "${var.name}-events-delivery-dlq"
+  message_retention_seconds = 1209600
+  sqs_managed_sse_enabled   = true
+}
+
 resource "aws_sqs_queue_redrive_allow_policy" "dead_letter" {
   queue_url = aws_sqs_queue.dead_letter.id
 
@@ -104,6 +147,15 @@ resource "aws_cloudwatch_event_target" "queue" {
   rule      = aws_cloudwatch_event_rule.signal[each.key].name
   target_id = "healer-queue"
   arn       = aws_sqs_queue.events.arn
+
+  retry_policy {
+    maximum_retry_attempts       = var.delivery_retry_attempts
+    maximum_event_age_in_seconds = var.delivery_max_event_age_seconds
+  }
+
+  dead_letter_config {
+    arn = aws_sqs_queue.delivery_dead_letter.arn
+  }
 }
 
 data "aws_iam_policy_document" "queue" {
@@ -131,6 +183,31 @@ resource "aws_sqs_queue_policy" "events" {
   policy    = data.aws_iam_policy_document.queue.json
 }
 
+data "aws_iam_policy_document" "delivery_dead_letter" {
+  statement {
+    sid       = "OnlyHealerRulesDeadLetters"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.delivery_dead_letter.arn]
+
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = [for r in aws_cloudwatch_event_rule.signal : r.arn]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "delivery_dead_letter" {
+  queue_url = aws_sqs_queue.delivery_dead_letter.id
+  policy    = data.aws_iam_policy_document.delivery_dead_letter.json
+}
+
 output "queue_url" {
   description = "The events queue URL."
   value       = aws_sqs_queue.events.id
@@ -144,4 +221,9 @@ output "queue_arn" {
 output "dead_letter_queue_url" {
   description = "The dead-letter queue URL."
   value       = aws_sqs_queue.dead_letter.id
+}
+
+output "delivery_dead_letter_queue_url" {
+  description = "The queue of events EventBridge could not deliver to the events queue."
+  value       = aws_sqs_queue.delivery_dead_letter.id
 }

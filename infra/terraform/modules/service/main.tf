@@ -9,6 +9,7 @@ locals {
       { name = "HEALER_STORE", value = "dynamodb" },
       { name = "HEALER_TABLE_PREFIX", value = var.table_prefix },
       { name = "HEALER_SQS_QUEUE_URL", value = var.queue_url },
+      # The binary's default is 127.0.0.1; the task listens on its ENI.
       { name = "HEALER_LISTEN", value = "0.0.0.0:${local.port}" },
       { name = "HEALER_AWS_FACTS", value = tostring(var.aws_facts) },
       { name = "HEALER_CACHE_DIR", value = "/var/cache/healer" },
