@@ -64,6 +64,10 @@ pub struct RunArgs {
     /// Read resource facts (tags, group sizes) from the AWS APIs.
     #[arg(long, env = "HEALER_AWS_FACTS")]
     aws_facts: bool,
+    /// Seconds without a completed queue poll after which `/health` answers
+    /// 503 `stuck` (ECS then replaces the task).
+    #[arg(long, env = "HEALER_STUCK_AFTER_SECS", default_value_t = 120)]
+    stuck_after_secs: u64,
     /// Concurrent policy instances (pooling allocator slots).
     #[arg(long, env = "HEALER_MAX_CONCURRENT", default_value_t = 16)]
     max_concurrent: u32,
@@ -101,6 +105,7 @@ impl Service {
             let messages = match batch {
                 Ok(m) => {
                     backoff = Duration::from_secs(1);
+                    self.health.polled(Utc::now());
                     m
                 }
                 Err(e) => {
@@ -212,11 +217,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             .sqs_queue_url
             .as_ref()
             .map(|url| SqsSource::new(aws_sdk_sqs::Client::new(&shared), url));
-        let health = Arc::new(Health::new(
-            policies,
-            governor_config.dry_run,
-            a.sqs_queue_url.clone(),
-        ));
+        let mut health = Health::new(policies, governor_config.dry_run, a.sqs_queue_url.clone());
+        health.stuck_after = Duration::from_secs(a.stuck_after_secs.max(1));
+        let health = Arc::new(health);
         let service = Arc::new(Service {
             store,
             registry,
@@ -247,17 +250,78 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                 })
                 .await
         });
-        shutdown_signal().await;
-        tracing::info!("stopping: finishing the batch in hand");
+        // A dead consumer is a dead service: if ingestion ends before a stop
+        // was asked for (a panic, or the loop returning), the service exits
+        // non-zero so its supervisor (ECS) replaces it.
+        let ingestion = supervise(consumer, shutdown_signal()).await;
         service.health.stopping.store(true, Ordering::Relaxed);
         let _ = stop_tx.send(true);
-        if let Some(c) = consumer {
-            c.await.context("ingestion loop panicked")?;
-        }
+        let code = match ingestion {
+            Ingestion::Running(consumer) => {
+                tracing::info!("Stopping: finishing the batch in hand.");
+                consumer.await.context("ingestion loop panicked")?;
+                ExitCode::SUCCESS
+            }
+            Ingestion::Ended(panic) => {
+                service.health.ingestion_ended.store(true, Ordering::Relaxed);
+                match panic {
+                    Some(error) => tracing::error!(error = %error, "Ingestion loop panicked; stopping the service."),
+                    None => tracing::error!("Ingestion loop ended; stopping the service."),
+                }
+                ExitCode::FAILURE
+            }
+            Ingestion::Off => ExitCode::SUCCESS,
+        };
         server
             .await
             .context("HTTP server panicked")?
             .context("HTTP server failed")?;
-        Ok(ExitCode::SUCCESS)
+        Ok(code)
     })
+}
+
+/// Waits for a stop request or for the ingestion loop to end, whichever
+/// comes first.
+async fn supervise(
+    consumer: Option<tokio::task::JoinHandle<()>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Ingestion {
+    match consumer {
+        Some(mut consumer) => tokio::select! {
+            _ = shutdown => Ingestion::Running(consumer),
+            ended = &mut consumer => Ingestion::Ended(ended.err()),
+        },
+        None => {
+            shutdown.await;
+            Ingestion::Off
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_dead_consumer_stops_the_service() {
+        let panicked = tokio::spawn(async { panic!("ingestion bug") });
+        let r = supervise(Some(panicked), std::future::pending()).await;
+        assert!(matches!(r, Ingestion::Ended(Some(e)) if e.is_panic()));
+        let returned = tokio::spawn(async {});
+        let r = supervise(Some(returned), std::future::pending()).await;
+        assert!(matches!(r, Ingestion::Ended(None)));
+        let polling = tokio::spawn(std::future::pending::<()>());
+        let r = supervise(Some(polling), async {}).await;
+        assert!(matches!(r, Ingestion::Running(_)));
+    }
+}
+
+/// How the ingestion loop stood when the service began to stop.
+enum Ingestion {
+    /// Still polling: asked to stop, it finishes the batch in hand.
+    Running(tokio::task::JoinHandle<()>),
+    /// It ended on its own (with the panic, if it panicked).
+    Ended(Option<tokio::task::JoinError>),
+    /// No queue configured.
+    Off,
 }

@@ -119,6 +119,7 @@ async fn run_consumes_sqs_records_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(report["status"], "ok");
+    assert!(report["last-poll"].is_string(), "{report}");
     assert_eq!(report["dry-run"], true);
     assert_eq!(report["policies"][0], "ecs-task-restart@1.0.0", "{report}");
     let attrs = sqs
