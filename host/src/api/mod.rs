@@ -154,6 +154,13 @@ async fn health(State(h): State<Arc<Health>>) -> impl IntoResponse {
     (code, Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
+/// The router.
+pub fn router(health_state: Arc<Health>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .with_state(health_state)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,11 +205,4 @@ mod tests {
             HealthStatus::Ok
         );
     }
-}
-
-/// The router.
-pub fn router(health_state: Arc<Health>) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .with_state(health_state)
 }
