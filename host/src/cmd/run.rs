@@ -298,6 +298,16 @@ async fn supervise(
     }
 }
 
+/// How the ingestion loop stood when the service began to stop.
+enum Ingestion {
+    /// Still polling: asked to stop, it finishes the batch in hand.
+    Running(tokio::task::JoinHandle<()>),
+    /// It ended on its own (with the panic, if it panicked).
+    Ended(Option<tokio::task::JoinError>),
+    /// No queue configured.
+    Off,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,14 +324,4 @@ mod tests {
         let r = supervise(Some(polling), async {}).await;
         assert!(matches!(r, Ingestion::Running(_)));
     }
-}
-
-/// How the ingestion loop stood when the service began to stop.
-enum Ingestion {
-    /// Still polling: asked to stop, it finishes the batch in hand.
-    Running(tokio::task::JoinHandle<()>),
-    /// It ended on its own (with the panic, if it panicked).
-    Ended(Option<tokio::task::JoinError>),
-    /// No queue configured.
-    Off,
 }
