@@ -7,6 +7,7 @@ mod bindings;
 mod cache;
 mod context;
 mod engine;
+mod input;
 mod limits;
 mod registry;
 mod state;
@@ -21,6 +22,7 @@ use crate::incident::IncidentKind;
 
 pub use context::{PastAction, PolicyContext, ResourceConfig};
 pub use engine::{LoadedPolicy, PolicyEngine};
+pub use input::PolicyInput;
 pub use limits::PolicyLimits;
 pub use registry::{
     Decisions, LoadReport, PolicyRegistry, PolicyRole, PolicyVersionInfo, RegistryEntry,

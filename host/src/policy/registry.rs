@@ -33,6 +33,29 @@ pub enum PolicyRole {
 struct ActiveSet {
     active: BTreeMap<String, Arc<LoadedPolicy>>,
     shadow: BTreeMap<String, Arc<LoadedPolicy>>,
+    /// Routing order of active policies: these names first, in this order,
+    /// then every other one by name.
+    priority: Vec<String>,
+}
+
+impl ActiveSet {
+    /// The active policies handling `kind`, in routing order.
+    fn routed(&self, kind: crate::incident::IncidentKind) -> Vec<&Arc<LoadedPolicy>> {
+        let mut routed: Vec<&Arc<LoadedPolicy>> = self
+            .active
+            .values()
+            .filter(|p| p.metadata.handles.contains(&kind))
+            .collect();
+        let rank = |name: &str| {
+            self.priority
+                .iter()
+                .position(|p| p == name)
+                .unwrap_or(usize::MAX)
+        };
+        // Stable: unlisted policies keep their name order.
+        routed.sort_by_key(|p| rank(&p.id.name));
+        routed
+    }
 }
 
 struct Version {
@@ -86,6 +109,18 @@ pub struct Decisions {
     /// Outcomes of shadow versions: recorded, never executed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shadow: Vec<DecisionOutcome>,
+}
+
+impl Decisions {
+    /// The decision that acts: the first active outcome (in routing order)
+    /// that proposes steps; when none does, the first one, so its no-op or
+    /// error is what the incident records. The others are recorded beside it.
+    pub fn acting(&self) -> Option<&DecisionOutcome> {
+        self.active
+            .iter()
+            .find(|o| o.result.as_ref().is_ok_and(|d| !d.steps.is_empty()))
+            .or_else(|| self.active.first())
+    }
 }
 
 /// What `load_dir` loaded and what it could not.
@@ -236,6 +271,14 @@ impl PolicyRegistry {
         Ok(id)
     }
 
+    /// Sets the routing order: when several active policies handle an
+    /// incident's kind, they decide in this order (names not listed follow,
+    /// by name), and the first whose decision proposes steps acts.
+    pub fn set_priority(&self, names: Vec<String>) {
+        let _guard = self.histories();
+        self.publish(|set| set.priority = names);
+    }
+
     /// Stops running the shadow version of `name`, if any.
     pub fn clear_shadow(&self, name: &str) {
         let _guard = self.histories();
@@ -251,6 +294,7 @@ impl PolicyRegistry {
         let mut next = ActiveSet {
             active: current.active.clone(),
             shadow: current.shadow.clone(),
+            priority: current.priority.clone(),
         };
         change(&mut next);
         self.snapshot.store(Arc::new(next));
@@ -314,8 +358,9 @@ impl PolicyRegistry {
             .collect()
     }
 
-    /// Runs every active policy that handles the incident's kind (in name order),
-    /// plus every shadow version that does, on one snapshot of the registry.
+    /// Runs every active policy that handles the incident's kind (in routing
+    /// order, see [`PolicyRegistry::set_priority`]), plus every shadow version
+    /// that does, on one snapshot of the registry.
     pub fn decide(
         &self,
         incident: &Incident,
@@ -323,15 +368,19 @@ impl PolicyRegistry {
         now: DateTime<Utc>,
     ) -> Decisions {
         let snapshot = self.snapshot.load_full();
-        let run = |set: &BTreeMap<String, Arc<LoadedPolicy>>| {
-            set.values()
-                .filter(|p| p.metadata.handles.contains(&incident.kind))
-                .map(|p| self.engine.decide(p, incident, context, now))
-                .collect::<Vec<_>>()
-        };
+        let decide = |p: &Arc<LoadedPolicy>| self.engine.decide(p, incident, context, now);
         off_async_worker(|| Decisions {
-            active: run(&snapshot.active),
-            shadow: run(&snapshot.shadow),
+            active: snapshot
+                .routed(incident.kind)
+                .into_iter()
+                .map(decide)
+                .collect(),
+            shadow: snapshot
+                .shadow
+                .values()
+                .filter(|p| p.metadata.handles.contains(&incident.kind))
+                .map(decide)
+                .collect(),
         })
     }
 }

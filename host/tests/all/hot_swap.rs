@@ -150,3 +150,45 @@ fn load_dir_reports_bad_files_and_keeps_good_ones() {
     assert_eq!(failed.len(), 1);
     assert!(failed[0].0.ends_with("broken.wasm"));
 }
+
+/// Issue 11: several active policies handle one kind. They decide in the
+/// configured priority order (unlisted ones by name after it), and the first
+/// that proposes steps acts; every outcome is kept, none dropped.
+#[test]
+fn routing_follows_the_configured_priority_and_the_first_plan_acts() {
+    let registry = PolicyRegistry::new(engine());
+    registry
+        .swap(&artifacts::bytes(artifacts::HOSTILE), PolicyRole::Active)
+        .expect("hostile");
+    registry
+        .swap(&artifacts::bytes(artifacts::SWAP_V1), PolicyRole::Active)
+        .expect("swap");
+    let names = |d: &healer::policy::Decisions| {
+        d.active
+            .iter()
+            .map(|o| o.policy.name.clone())
+            .collect::<Vec<_>>()
+    };
+    // By name: hostile decides first but proposes nothing; swap-test acts.
+    let d = registry.decide(&alarm("calm"), &PolicyContext::default(), now());
+    assert_eq!(names(&d), ["hostile", "swap-test"]);
+    assert_eq!(
+        d.acting().map(|o| o.policy.name.as_str()),
+        Some("swap-test")
+    );
+    // A policy error does not hide the next policy's plan either.
+    let d = registry.decide(&alarm("err"), &PolicyContext::default(), now());
+    assert!(d.active[0].result.is_err());
+    assert_eq!(
+        d.acting().map(|o| o.policy.name.as_str()),
+        Some("swap-test")
+    );
+    // Configured order.
+    registry.set_priority(vec!["swap-test".into(), "hostile".into()]);
+    let d = registry.decide(&alarm("calm"), &PolicyContext::default(), now());
+    assert_eq!(names(&d), ["swap-test", "hostile"]);
+    assert_eq!(
+        d.acting().map(|o| o.policy.name.as_str()),
+        Some("swap-test")
+    );
+}
