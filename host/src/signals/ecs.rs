@@ -158,12 +158,10 @@ pub(crate) fn task_state_change(v: &Value, mut sink: Sink<'_, '_>) {
         }
     }
 
-    let version = d.get("version").and_then(Value::as_i64);
-    let dedupe_key = match (spot, version) {
-        (true, _) => format!("{}#spot", task.id),
-        (false, Some(n)) => format!("{}#{n}", task.id),
-        (false, None) => format!("{}#{last}/{desired}/{stop_code}", task.id),
-    };
+    // A task stops once: every event about one task ARN (a later `version`,
+    // the spot notice then the stop) is one incident, so the store's
+    // conditional create dedupes it across replicas (issue 11).
+    let dedupe_key = format!("{}#task", task.id);
     let detected_at = first_time([d.get("stoppedAt"), d.get("stoppingAt"), d.get("updatedAt")])
         .unwrap_or_else(|| sink.ctx.fallback_time());
     let source = str_of(v, "source").unwrap_or("aws.ecs").to_owned();

@@ -595,3 +595,27 @@ proptest! {
         }
     }
 }
+
+/// Issue 11 item 10: a task stops once. A later event about the same task ARN
+/// (a higher `version`, a later time) is the same incident id, so the store's
+/// conditional create dedupes it across replicas.
+#[test]
+fn a_task_stops_once_one_incident_id_per_task_arn() {
+    let path = fixture_path("ecs/task-stopped-essential-container-exited-fargate.json");
+    let first: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("JSON");
+    let mut later = first.clone();
+    let version = first["detail"]["version"].as_i64().unwrap_or(1);
+    later["detail"]["version"] = (version + 1).into();
+    later["id"] = "another-event-id".into();
+    let ids = |v: &serde_json::Value| {
+        normalize(v.to_string().as_bytes(), &NormalizeOptions::new(received()))
+            .expect("json")
+            .iter()
+            .filter_map(|n| n.incident().map(|i| i.id.clone()))
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (ids(&first), ids(&later));
+    assert_eq!(a.len(), 1);
+    assert_eq!(a, b, "one task, one incident");
+}
