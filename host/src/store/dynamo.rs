@@ -11,13 +11,15 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification,
+    TransactWriteItem,
 };
 use chrono::{DateTime, TimeZone, Utc};
 
+use super::slots::{self, SlotSet};
 use super::{
-    ActionRecord, DecisionState, IncidentRecord, ListFilter, Page, ResourceConfigRecord, Scope,
-    Store, StoreError,
+    ActionRecord, DecisionState, IncidentRecord, ListFilter, Page, Reservation,
+    ResourceConfigRecord, Scope, SlotClaim, Store, StoreError,
 };
 use crate::incident::IncidentId;
 
@@ -687,6 +689,50 @@ impl Store for DynamoStore {
             ),
             None => (None, 0),
         })
+    }
+
+    async fn reserve(
+        &self,
+        claims: &[SlotClaim],
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, StoreError> {
+        let grouped = slots::by_limit(claims);
+        for _ in 0..super::CAS_RETRIES {
+            let mut tx = self.client.transact_write_items();
+            for (limit, cs) in &grouped {
+                let key = limit.key();
+                // Strongly consistent: the version read is the one the put
+                // is conditioned on.
+                let (value, version) = self.governor_get(&key).await?;
+                let taken = SlotSet::parse(value.as_deref())
+                    .map(|mut set| (slots::take_all(&mut set, cs, now), set));
+                let Some((true, set)) = taken else {
+                    return Ok(Reservation::Full(limit.clone()));
+                };
+                let mut put = Put::builder()
+                    .table_name(&self.tables.governor)
+                    .item("pk", s(&key))
+                    .item("value", s(set.to_json()))
+                    .item("version", n(version as i64 + 1));
+                put = if version == 0 {
+                    put.condition_expression("attribute_not_exists(pk)")
+                } else {
+                    put.condition_expression("version = :v")
+                        .expression_attribute_values(":v", n(version as i64))
+                };
+                let put = put.build().map_err(build_err("TransactWriteItems"))?;
+                tx = tx.transact_items(TransactWriteItem::builder().put(put).build());
+            }
+            match tx.send().await {
+                Ok(_) => return Ok(Reservation::Held),
+                // Another writer changed a record since it was read: read again.
+                Err(e)
+                    if e.as_service_error().and_then(|se| se.code())
+                        == Some("TransactionCanceledException") => {}
+                Err(e) => return Err(err("TransactWriteItems")(e)),
+            }
+        }
+        Err(StoreError::Contention("governor reservations".into()))
     }
 
     async fn governor_cas(

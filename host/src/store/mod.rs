@@ -8,6 +8,7 @@
 
 mod dynamo;
 mod record;
+mod slots;
 mod sqlite;
 mod stats;
 
@@ -22,6 +23,7 @@ pub use record::{
     ActionRecord, IncidentRecord, LifecycleState, Provenance, ResourceConfigRecord,
     ResourceSelector, StepRecord, VerdictRecord,
 };
+pub use slots::{Reservation, SlotClaim, SlotLimit};
 pub use sqlite::SqliteStore;
 pub use stats::{GroupBy, Stats, StatsRow};
 
@@ -210,6 +212,15 @@ pub trait Store: Send + Sync {
     async fn policy_versions(
         &self,
     ) -> Result<Vec<(String, String, String, DateTime<Utc>)>, StoreError>;
+
+    /// Takes a place under every limit the claims name, all or nothing (see
+    /// the `slots` module): `Held`, or `Full` with the first limit that had
+    /// no free place. Exactly one of two racing replicas gets the last place.
+    async fn reserve(
+        &self,
+        claims: &[SlotClaim],
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, StoreError>;
 
     /// Everything one decision reads (see [`DecisionState`]), in one round trip.
     /// `kill_switch_key` names the governor flag; actions are those started and

@@ -11,9 +11,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::slots::{self, SlotSet};
 use super::{
-    ActionRecord, DecisionState, IncidentRecord, ListFilter, Page, ResourceConfigRecord, Scope,
-    Store, StoreError,
+    ActionRecord, DecisionState, IncidentRecord, ListFilter, Page, Reservation,
+    ResourceConfigRecord, Scope, SlotClaim, Store, StoreError,
 };
 use crate::incident::IncidentId;
 
@@ -415,6 +416,37 @@ impl Store for SqliteStore {
 
     async fn resource_configs(&self) -> Result<Vec<ResourceConfigRecord>, StoreError> {
         self.run(|conn| resource_configs(conn)).await
+    }
+
+    async fn reserve(
+        &self,
+        claims: &[SlotClaim],
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, StoreError> {
+        let claims = claims.to_vec();
+        self.run(move |conn| {
+            // IMMEDIATE: the write lock is taken before the reads, so two
+            // connections (two replicas on one file) serialize here.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            for (limit, cs) in slots::by_limit(&claims) {
+                let key = limit.key();
+                let (value, version) = governor_get(&tx, &key)?;
+                let taken = SlotSet::parse(value.as_deref())
+                    .map(|mut set| (slots::take_all(&mut set, &cs, now), set));
+                let Some((true, set)) = taken else {
+                    // Dropping the transaction rolls back what it took.
+                    return Ok(Reservation::Full(limit));
+                };
+                tx.prepare_cached(
+                    "INSERT INTO governor_state (key, value, version) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version",
+                )?
+                .execute(params![key, set.to_json(), version as i64 + 1])?;
+            }
+            tx.commit()?;
+            Ok(Reservation::Held)
+        })
+        .await
     }
 
     async fn governor_get(&self, key: &str) -> Result<(Option<String>, u64), StoreError> {

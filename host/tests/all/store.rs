@@ -621,3 +621,92 @@ async fn dynamodb_backend_passes_the_suite_on_moto() {
         .map(|m| m.as_str().to_owned());
     assert_eq!(mode.as_deref(), Some("PAY_PER_REQUEST"));
 }
+
+/// Issue 11 item 9: places under counted limits are reserved atomically.
+/// Two store handles (two replicas) race 50 claims on a limit of 2: exactly
+/// 2 are held. A claim that fails on one limit takes nothing on the others.
+async fn reservations_race(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    use healer::store::{Reservation, SlotClaim, SlotLimit};
+    let claim = |limit: SlotLimit, capacity: u32, holder: String| SlotClaim {
+        limit,
+        capacity,
+        holder,
+        ttl: Duration::from_secs(900),
+    };
+    let blast = SlotLimit::BlastRadius("arn:aws:ecs:us-east-1:1:service/c/race".into());
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let c = claim(blast.clone(), 2, format!("member-{i}"));
+        tasks.push(tokio::spawn(async move {
+            store.reserve(&[c], t(0)).await.expect("reserve")
+        }));
+    }
+    let mut held = 0;
+    for task in tasks {
+        if task.await.expect("task") == Reservation::Held {
+            held += 1;
+        }
+    }
+    assert_eq!(held, 2, "never more than the limit");
+    // A holder keeps its place; expired places free up.
+    assert_eq!(
+        a.reserve(&[claim(blast.clone(), 2, "member-x".into())], t(0))
+            .await
+            .expect("reserve"),
+        Reservation::Full(blast.clone())
+    );
+    assert_eq!(
+        b.reserve(&[claim(blast.clone(), 2, "member-x".into())], t(901))
+            .await
+            .expect("reserve"),
+        Reservation::Held
+    );
+    // All or nothing across limits.
+    let wide = SlotLimit::BlastRadius("wide".into());
+    let one = SlotLimit::InFlight;
+    let both = |holder: &str| {
+        vec![
+            claim(wide.clone(), 10, holder.into()),
+            claim(one.clone(), 1, holder.into()),
+        ]
+    };
+    assert_eq!(
+        a.reserve(&both("s-1"), t(0)).await.expect("reserve"),
+        Reservation::Held
+    );
+    assert_eq!(
+        b.reserve(&both("s-2"), t(0)).await.expect("reserve"),
+        Reservation::Full(one.clone())
+    );
+    let after = (2..=10)
+        .map(|i| claim(wide.clone(), 10, format!("w-{i}")))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        a.reserve(&after, t(0)).await.expect("reserve"),
+        Reservation::Held,
+        "the failed claim took no place on the wide limit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_reservations_hold_across_two_connections() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("healer.db");
+    let a = SqliteStore::open(&path).await.expect("open");
+    let b = SqliteStore::open(&path).await.expect("open again");
+    reservations_race(Arc::new(a), Arc::new(b)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_reservations_hold_across_two_clients_on_moto() {
+    let Some(moto) = crate::moto::start("dynamodb_reservations_hold_across_two_clients_on_moto")
+    else {
+        return;
+    };
+    let tables = DynamoTables::with_prefix("race");
+    let a = DynamoStore::new(crate::moto::dynamodb(&moto).await, tables.clone());
+    a.init().await.expect("init");
+    let b = DynamoStore::new(crate::moto::dynamodb(&moto).await, tables);
+    reservations_race(Arc::new(a), Arc::new(b)).await;
+}
