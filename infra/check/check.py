@@ -226,6 +226,12 @@ def pascal(snake: str) -> str:
     return "".join(part.capitalize() for part in snake.split("_"))
 
 
+# SDK operations authorised by other IAM actions.
+IAM_OF_OPERATION = {
+    "dynamodb:TransactWriteItems": ["dynamodb:PutItem"],
+}
+
+
 def code_actions(src: Path, problems: list[str]) -> dict[str, list[str]]:
     """IAM action -> files whose code calls that SDK operation."""
     found: dict[str, list[str]] = {}
@@ -244,7 +250,12 @@ def code_actions(src: Path, problems: list[str]) -> dict[str, list[str]]:
                 service = crates[0]
             else:
                 service = RECEIVERS[receiver]
-            found.setdefault(f"{service}:{pascal(op)}", []).append(rel(path))
+            action = f"{service}:{pascal(op)}"
+            # IAM has no action of its own for some operations: a transaction's
+            # puts are authorised as PutItem (DynamoDB "Using IAM with
+            # transactions").
+            for granted in IAM_OF_OPERATION.get(action, [action]):
+                found.setdefault(granted, []).append(rel(path))
     return found
 
 

@@ -36,11 +36,14 @@ pub struct DynamoTables {
     pub policies: String,
     /// Per-resource config.
     pub resource_config: String,
+    /// Exact decision inputs by hash.
+    pub inputs: String,
 }
 
 impl DynamoTables {
     /// `<prefix>-incidents`, `<prefix>-actions`, `<prefix>-governor`,
-    /// `<prefix>-policy-versions`, `<prefix>-resource-config`.
+    /// `<prefix>-policy-versions`, `<prefix>-resource-config`,
+    /// `<prefix>-policy-inputs`.
     pub fn with_prefix(prefix: &str) -> Self {
         DynamoTables {
             incidents: format!("{prefix}-incidents"),
@@ -48,6 +51,7 @@ impl DynamoTables {
             governor: format!("{prefix}-governor"),
             policies: format!("{prefix}-policy-versions"),
             resource_config: format!("{prefix}-resource-config"),
+            inputs: format!("{prefix}-policy-inputs"),
         }
     }
 }
@@ -349,6 +353,8 @@ impl Store for DynamoStore {
         )
         .await?;
         self.create_table(&t.resource_config, &[("pk", S, Hash)], &[], &[])
+            .await?;
+        self.create_table(&t.inputs, &[("hash", S, Hash)], &[], &[])
             .await?;
         let ttl = TimeToLiveSpecification::builder()
             .enabled(true)
@@ -689,6 +695,34 @@ impl Store for DynamoStore {
             ),
             None => (None, 0),
         })
+    }
+
+    async fn put_policy_input(&self, hash: &str, input: &str) -> Result<(), StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.tables.inputs)
+            .item("hash", s(hash))
+            .item("input", s(input))
+            .condition_expression("attribute_not_exists(#h)")
+            .expression_attribute_names("#h", "hash");
+        // Already there: the same hash is the same input.
+        condition_met("PutItem", put.send().await).map(drop)
+    }
+
+    async fn policy_input(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.inputs)
+            .key("hash", s(hash))
+            .send()
+            .await
+            .map_err(err("GetItem"))?;
+        Ok(out
+            .item()
+            .and_then(|i| get_s(i, "input"))
+            .map(str::to_owned))
     }
 
     async fn reserve(

@@ -213,6 +213,14 @@ pub trait Store: Send + Sync {
         &self,
     ) -> Result<Vec<(String, String, String, DateTime<Utc>)>, StoreError>;
 
+    /// Records a decision's exact input (canonical JSON) under its hash.
+    /// Idempotent: one hash is one input, stored once however many
+    /// decisions share it.
+    async fn put_policy_input(&self, hash: &str, input: &str) -> Result<(), StoreError>;
+
+    /// The input recorded under `hash`.
+    async fn policy_input(&self, hash: &str) -> Result<Option<String>, StoreError>;
+
     /// Takes a place under every limit the claims name, all or nothing (see
     /// the `slots` module): `Held`, or `Full` with the first limit that had
     /// no free place. Exactly one of two racing replicas gets the last place.

@@ -59,6 +59,8 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX incidents_group;
     CREATE INDEX incidents_resource ON incidents(resource_id, detected_at);
     CREATE INDEX incidents_group ON incidents(group_id, detected_at);",
+    // 3: the exact input of every decision, by hash (replay reads it back).
+    "CREATE TABLE policy_inputs (hash TEXT PRIMARY KEY, input TEXT NOT NULL);",
 ];
 
 /// The SQLite store.
@@ -416,6 +418,29 @@ impl Store for SqliteStore {
 
     async fn resource_configs(&self) -> Result<Vec<ResourceConfigRecord>, StoreError> {
         self.run(|conn| resource_configs(conn)).await
+    }
+
+    async fn put_policy_input(&self, hash: &str, input: &str) -> Result<(), StoreError> {
+        let (hash, input) = (hash.to_owned(), input.to_owned());
+        self.run(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO policy_inputs (hash, input) VALUES (?1, ?2) ON CONFLICT(hash) DO NOTHING",
+            )?
+            .execute(params![hash, input])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn policy_input(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        let hash = hash.to_owned();
+        self.run(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT input FROM policy_inputs WHERE hash = ?1")?
+                .query_row([hash], |r| r.get(0))
+                .optional()?)
+        })
+        .await
     }
 
     async fn reserve(

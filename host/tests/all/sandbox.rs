@@ -323,6 +323,17 @@ fn metadata_bomb_is_refused_at_load() {
     still_serving(&engine);
 }
 
+/// componentize-py's `_socket.getaddrinfo` passes the inert network handle to
+/// the denied `resolve-addresses`: the stub releases it and denies, instead
+/// of trapping with "borrow handles still remain".
+#[test]
+fn denied_socket_calls_answer_access_denied() {
+    let engine = engine();
+    let text = summary(&engine, "resolve");
+    assert_eq!(text.matches("\"access-denied\"").count(), 2, "{text}");
+    still_serving(&engine);
+}
+
 #[test]
 fn exit_is_a_trap_that_names_it() {
     let engine = engine();

@@ -554,6 +554,7 @@ async fn suite(store: Arc<dyn Store>) {
     stats_and_pagination(store.as_ref()).await;
     config_governor_policies(store.as_ref()).await;
     decision_state_reads_the_window(store.as_ref()).await;
+    policy_inputs(store.as_ref()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -709,4 +710,21 @@ async fn dynamodb_reservations_hold_across_two_clients_on_moto() {
     a.init().await.expect("init");
     let b = DynamoStore::new(crate::moto::dynamodb(&moto).await, tables);
     reservations_race(Arc::new(a), Arc::new(b)).await;
+}
+
+/// Issue 11: the exact input of a decision is stored once under its hash.
+async fn policy_inputs(store: &dyn Store) {
+    assert_eq!(store.policy_input("h-1").await.expect("read"), None);
+    store
+        .put_policy_input("h-1", r#"{"a":1}"#)
+        .await
+        .expect("put");
+    store
+        .put_policy_input("h-1", r#"{"a":1}"#)
+        .await
+        .expect("put is idempotent");
+    assert_eq!(
+        store.policy_input("h-1").await.expect("read").as_deref(),
+        Some(r#"{"a":1}"#)
+    );
 }

@@ -91,7 +91,15 @@ pub(crate) fn link_denied<T: 'static>(
             match export.ty {
                 ComponentItem::ComponentFunc(_) => {
                     let qualified = format!("{name}#{item}");
-                    li.func_new(item, move |mut store, ty, _params, results| {
+                    li.func_new(item, move |mut store, ty, params, results| {
+                        // Handles passed in (the inert `network` of
+                        // `instance-network()`, borrowed) must be released
+                        // before the call returns.
+                        for p in params {
+                            if let Val::Resource(r) = p {
+                                r.clone().resource_drop(&mut store)?;
+                            }
+                        }
                         match denial(&mut store, &ty, results) {
                             Some(()) => Ok(()),
                             None => {

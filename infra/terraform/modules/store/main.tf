@@ -12,6 +12,7 @@ locals {
   simple_tables = {
     actions         = { hash = "scope", range = "sk" }
     governor        = { hash = "pk", range = null }
+    policy-inputs   = { hash = "hash", range = null }
     policy-versions = { hash = "name", range = "sha256" }
     resource-config = { hash = "pk", range = null }
   }

@@ -143,6 +143,19 @@ impl Policy for Hostile {
             "handles" => loop {
                 std::mem::forget(black_box(wasip2::cli::stderr::get_stderr()));
             },
+            // Sockets are denied, not trapped: a name lookup and a TCP socket
+            // (componentize-py's `_socket` does both) get `access-denied`.
+            #[cfg(target_arch = "wasm32")]
+            "resolve" => {
+                use wasip2::sockets::{
+                    instance_network, ip_name_lookup, network, tcp_create_socket,
+                };
+                let net = instance_network::instance_network();
+                let lookup = ip_name_lookup::resolve_addresses(&net, "example.com").err();
+                let tcp =
+                    tcp_create_socket::create_tcp_socket(network::IpAddressFamily::Ipv4).err();
+                summary(format!("resolve {lookup:?}, tcp {tcp:?}"))
+            }
             "stderr-flood" => loop {
                 eprintln!("{}", "e".repeat(4096));
             },
