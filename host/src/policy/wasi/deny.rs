@@ -97,7 +97,7 @@ pub(crate) fn link_denied<T: 'static>(
                         // before the call returns.
                         for p in params {
                             if let Val::Resource(r) = p {
-                                r.clone().resource_drop(&mut store)?;
+                                (*r).resource_drop(&mut store)?;
                             }
                         }
                         match denial(&mut store, &ty, results) {
