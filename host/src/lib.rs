@@ -4,8 +4,11 @@
 //! Stages, one module each, data flowing one way: `signals` (bytes → incidents),
 //! `policy` (incident → decision), then governor, actions, verify and store
 //! (later stages). Stages talk through the plain types in `incident` and `decision`.
+//! `aws` is the SDK edge the AWS clients share: one configuration with per-call
+//! timeouts, and the classification of SDK errors.
 
 pub mod api;
+pub mod aws;
 pub mod decision;
 pub mod incident;
 pub mod pipeline;

@@ -208,7 +208,8 @@ pub fn run(a: DecideArgs, record: bool) -> anyhow::Result<ExitCode> {
     let store = runtime.block_on(a.store.open())?;
     let facts = Layered {
         aws: if a.aws_facts {
-            Some(runtime.block_on(AwsFacts::from_env()))
+            // The shared config: per-call timeouts on every facts client.
+            Some(AwsFacts::new(runtime.block_on(healer::aws::sdk_config())))
         } else {
             None
         },

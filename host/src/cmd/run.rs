@@ -212,7 +212,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(async move {
         let store = a.store.open().await?;
-        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let shared = healer::aws::sdk_config().await;
         let source = a
             .sqs_queue_url
             .as_ref()

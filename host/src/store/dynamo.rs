@@ -8,7 +8,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::{
+    create_table::CreateTableError, describe_table::DescribeTableError, get_item::GetItemError,
+    put_item::PutItemError, query::QueryError, scan::ScanError, update_item::UpdateItemError,
+    update_time_to_live::UpdateTimeToLiveError,
+};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification,
@@ -21,6 +26,7 @@ use super::{
     ActionRecord, DecisionState, IncidentRecord, ListFilter, Page, Reservation,
     ResourceConfigRecord, Scope, SlotClaim, Store, StoreError,
 };
+use crate::aws::{AwsErrorClass, classify};
 use crate::incident::IncidentId;
 
 /// Table names.
@@ -65,26 +71,163 @@ pub struct DynamoStore {
 
 type Item = HashMap<String, AttributeValue>;
 
-fn err<E, R>(op: &'static str) -> impl FnOnce(SdkError<E, R>) -> StoreError
-where
-    E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    move |e| StoreError::Dynamo {
-        op,
-        message: DisplayErrorContext(&e).to_string(),
+/// A failed DynamoDB call, named by operation. The SDK's error is the
+/// `#[source]`, with its [`AwsErrorClass`] (throttled, timed out, access
+/// denied, …) computed once, when the call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DynamoError {
+    /// `CreateTable` failed (`healer store init`).
+    #[error("dynamodb CreateTable ({class}): {}", DisplayErrorContext(.source))]
+    CreateTable {
+        /// What the error means for a retry.
+        class: AwsErrorClass,
+        /// The SDK's error.
+        #[source]
+        source: Box<SdkError<CreateTableError>>,
+    },
+    /// `DescribeTable` failed (`healer store init`).
+    #[error("dynamodb DescribeTable ({class}): {}", DisplayErrorContext(.source))]
+    DescribeTable {
+        /// What the error means for a retry.
+        class: AwsErrorClass,
+        /// The SDK's error.
+        #[source]
+        source: Box<SdkError<DescribeTableError>>,
+    },
+    /// `UpdateTimeToLive` failed (`healer store init`).
+    #[error("dynamodb UpdateTimeToLive ({class}): {}", DisplayErrorContext(.source))]
+    UpdateTimeToLive {
+        /// What the error means for a retry.
+        class: AwsErrorClass,
+        /// The SDK's error.
+        #[source]
+        source: Box<SdkError<UpdateTimeToLiveError>>,
+    },
+    /// `GetItem` failed.
+    #[error("dynamodb GetItem ({class}): {}", DisplayErrorContext(.source))]
+    GetItem {
+        /// What the error means for a retry.
+        class: AwsErrorClass,
+        /// The SDK's error.
+        #[source]
+        source: Box<SdkError<GetItemError>>,
+    },
+    /// `PutItem` failed (other than by its condition).
+    #[error("dynamodb PutItem ({class}): {}", DisplayErrorContext(.source))]
+    PutItem {
+        /// What the error means for a retry.
+        class: AwsErrorClass,
+        /// The SDK's error.
+        #[source]
+        source: Box<SdkError<PutItemError>>,
+    },
+    /// `UpdateItem` failed (other than by its condition).
+    #[error("dynamodb UpdateItem ({class}): {}", DisplayErrorContext(.source))]
+    UpdateItem {
+        /// What the error means for a retry.
+        class: AwsErrorClass,
+        /// The SDK's error.
+        #[source]
+        source: Box<SdkError<UpdateItemError>>,
+    },
+    /// `Query` failed.
+    #[error("dynamodb Query ({class}): {}", DisplayErrorContext(.source))]
+    Query {
+        /// What the error means for a retry.
+        class: AwsErrorClass,
+        /// The SDK's error.
+        #[source]
+        source: Box<SdkError<QueryError>>,
+    },
+    /// `Scan` failed.
+    #[error("dynamodb Scan ({class}): {}", DisplayErrorContext(.source))]
+    Scan {
+        /// What the error means for a retry.
+        class: AwsErrorClass,
+        /// The SDK's error.
+        #[source]
+        source: Box<SdkError<ScanError>>,
+    },
+    /// A request of `op` could not be built (a required field missing).
+    #[error("dynamodb {op}: invalid request: {source}")]
+    Build {
+        /// The operation.
+        op: &'static str,
+        /// The SDK's builder error.
+        #[source]
+        source: BuildError,
+    },
+    /// A created table did not become `ACTIVE` in time (`healer store init`).
+    #[error("dynamodb DescribeTable: table {table} did not become ACTIVE")]
+    NotActive {
+        /// The table.
+        table: String,
+    },
+}
+
+impl DynamoError {
+    /// What the error means for a retry. A request that could not be built is
+    /// `Permanent`; a table still not active is `Retryable` (it may become so).
+    pub fn class(&self) -> AwsErrorClass {
+        match self {
+            DynamoError::CreateTable { class, .. }
+            | DynamoError::DescribeTable { class, .. }
+            | DynamoError::UpdateTimeToLive { class, .. }
+            | DynamoError::GetItem { class, .. }
+            | DynamoError::PutItem { class, .. }
+            | DynamoError::UpdateItem { class, .. }
+            | DynamoError::Query { class, .. }
+            | DynamoError::Scan { class, .. } => *class,
+            DynamoError::Build { .. } => AwsErrorClass::Permanent,
+            DynamoError::NotActive { .. } => AwsErrorClass::Retryable,
+        }
     }
+
+    /// Whether retrying the call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.class().is_retryable()
+    }
+}
+
+/// `From` each operation's `SdkError`: classified, then boxed.
+macro_rules! from_sdk_error {
+    ($($op:ident($err:ty)),* $(,)?) => {$(
+        impl From<SdkError<$err>> for DynamoError {
+            fn from(e: SdkError<$err>) -> Self {
+                DynamoError::$op {
+                    class: classify(&e),
+                    source: Box::new(e),
+                }
+            }
+        }
+    )*};
+}
+
+from_sdk_error!(
+    CreateTable(CreateTableError),
+    DescribeTable(DescribeTableError),
+    UpdateTimeToLive(UpdateTimeToLiveError),
+    GetItem(GetItemError),
+    PutItem(PutItemError),
+    UpdateItem(UpdateItemError),
+    Query(QueryError),
+    Scan(ScanError),
+);
+
+/// The store error of a failed SDK call.
+fn err<E>(e: SdkError<E>) -> StoreError
+where
+    DynamoError: From<SdkError<E>>,
+{
+    StoreError::Dynamo(DynamoError::from(e))
 }
 
 /// `Ok(true)` if the write happened, `Ok(false)` if its condition failed (another
 /// writer won), the error otherwise.
-fn condition_met<O, E, R>(
-    op: &'static str,
-    res: Result<O, SdkError<E, R>>,
-) -> Result<bool, StoreError>
+fn condition_met<O, E>(res: Result<O, SdkError<E>>) -> Result<bool, StoreError>
 where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
+    E: ProvideErrorMetadata,
+    DynamoError: From<SdkError<E>>,
 {
     match res {
         Ok(_) => Ok(true),
@@ -94,15 +237,12 @@ where
         {
             Ok(false)
         }
-        Err(e) => Err(err(op)(e)),
+        Err(e) => Err(err(e)),
     }
 }
 
-fn build_err(op: &'static str) -> impl FnOnce(aws_sdk_dynamodb::error::BuildError) -> StoreError {
-    move |e| StoreError::Dynamo {
-        op,
-        message: e.to_string(),
-    }
+fn build_err(op: &'static str) -> impl FnOnce(BuildError) -> StoreError {
+    move |source| StoreError::Dynamo(DynamoError::Build { op, source })
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -202,7 +342,7 @@ impl DynamoStore {
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|se| se.is_resource_in_use_exception()) => {}
-            Err(e) => return Err(err("CreateTable")(e)),
+            Err(e) => return Err(err(e)),
         }
         // Wait until the table is ACTIVE (immediate on moto, seconds on AWS).
         for _ in 0..120 {
@@ -212,7 +352,7 @@ impl DynamoStore {
                 .table_name(name)
                 .send()
                 .await
-                .map_err(err("DescribeTable"))?;
+                .map_err(err)?;
             let active = out
                 .table()
                 .and_then(|t| t.table_status())
@@ -222,10 +362,9 @@ impl DynamoStore {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        Err(StoreError::Dynamo {
-            op: "DescribeTable",
-            message: format!("table {name} did not become ACTIVE"),
-        })
+        Err(StoreError::Dynamo(DynamoError::NotActive {
+            table: name.to_owned(),
+        }))
     }
 
     /// Incidents of a resource or group (newest first), detected at or after
@@ -277,7 +416,7 @@ impl DynamoStore {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(err("Scan"))?;
+                .map_err(err)?;
             out.extend(page.items().iter().cloned());
             match page.last_evaluated_key() {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),
@@ -310,7 +449,7 @@ impl DynamoStore {
             for (k, v) in &values {
                 q = q.expression_attribute_values(*k, v.clone());
             }
-            let page = q.send().await.map_err(err("Query"))?;
+            let page = q.send().await.map_err(err)?;
             out.extend(page.items().iter().cloned());
             match page.last_evaluated_key() {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),
@@ -378,7 +517,7 @@ impl Store for DynamoStore {
             {
                 Ok(())
             }
-            Err(e) => Err(err("UpdateTimeToLive")(e)),
+            Err(e) => Err(err(e)),
         }
     }
 
@@ -411,7 +550,7 @@ impl Store for DynamoStore {
             .condition_expression("attribute_not_exists(id)")
             .send()
             .await;
-        if condition_met("PutItem", put)? {
+        if condition_met(put)? {
             return Ok(None);
         }
         self.get(&inc.id)
@@ -429,7 +568,7 @@ impl Store for DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(err("GetItem"))?;
+            .map_err(err)?;
         out.item().map(record_of).transpose()
     }
 
@@ -454,7 +593,7 @@ impl Store for DynamoStore {
             .expression_attribute_values(":ev", n(expected_version as i64))
             .send()
             .await;
-        condition_met("UpdateItem", res)
+        condition_met(res)
     }
 
     async fn put_action(&self, action: &ActionRecord) -> Result<(), StoreError> {
@@ -476,7 +615,7 @@ impl Store for DynamoStore {
                 .item("record", s(&json))
                 .send()
                 .await
-                .map_err(err("PutItem"))?;
+                .map_err(err)?;
         }
         Ok(())
     }
@@ -598,7 +737,7 @@ impl Store for DynamoStore {
         if let Some(t) = page_token {
             scan = scan.exclusive_start_key("id", s(t));
         }
-        let out = scan.send().await.map_err(err("Scan"))?;
+        let out = scan.send().await.map_err(err)?;
         let items = out
             .items()
             .iter()
@@ -633,7 +772,7 @@ impl Store for DynamoStore {
             .expression_attribute_values(":now", n(now.timestamp_millis()))
             .send()
             .await;
-        condition_met("UpdateItem", res)
+        condition_met(res)
     }
 
     async fn release(&self, id: &IncidentId, owner: &str) -> Result<(), StoreError> {
@@ -647,7 +786,7 @@ impl Store for DynamoStore {
             .expression_attribute_values(":o", s(owner))
             .send()
             .await;
-        condition_met("UpdateItem", res).map(drop)
+        condition_met(res).map(drop)
     }
 
     async fn put_resource_config(&self, config: &ResourceConfigRecord) -> Result<(), StoreError> {
@@ -658,7 +797,7 @@ impl Store for DynamoStore {
             .item("record", s(to_json(config)?))
             .send()
             .await
-            .map_err(err("PutItem"))?;
+            .map_err(err)?;
         Ok(())
     }
 
@@ -685,7 +824,7 @@ impl Store for DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(err("GetItem"))?;
+            .map_err(err)?;
         Ok(match out.item() {
             Some(item) => (
                 get_s(item, "value").map(str::to_owned),
@@ -788,7 +927,7 @@ impl Store for DynamoStore {
             put.condition_expression("version = :v")
                 .expression_attribute_values(":v", n(expected_version as i64))
         };
-        condition_met("PutItem", put.send().await)
+        condition_met(put.send().await)
     }
 
     async fn put_policy_version(
@@ -807,7 +946,7 @@ impl Store for DynamoStore {
             .item("uploaded_at", n(uploaded_at.timestamp_millis()))
             .send()
             .await
-            .map_err(err("PutItem"))?;
+            .map_err(err)?;
         Ok(())
     }
 

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use dynamo::{DynamoStore, DynamoTables};
+pub use dynamo::{DynamoError, DynamoStore, DynamoTables};
 pub use record::{
     ActionRecord, IncidentRecord, LifecycleState, Provenance, ResourceConfigRecord,
     ResourceSelector, StepRecord, VerdictRecord,
@@ -27,6 +27,7 @@ pub use slots::{Reservation, SlotClaim, SlotLimit};
 pub use sqlite::SqliteStore;
 pub use stats::{GroupBy, Stats, StatsRow};
 
+use crate::aws::AwsErrorClass;
 use crate::incident::{Incident, IncidentId, IncidentKind};
 
 /// Store failures.
@@ -51,14 +52,10 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// A DynamoDB call failed (operation named).
-    #[error("dynamodb {op}: {message}")]
-    Dynamo {
-        /// The DynamoDB operation.
-        op: &'static str,
-        /// The SDK's error, with its source chain.
-        message: String,
-    },
+    /// A DynamoDB call failed: the operation, the SDK's error as the source,
+    /// and its class ([`StoreError::aws_class`]).
+    #[error(transparent)]
+    Dynamo(#[from] DynamoError),
     /// A stored record could not be (de)serialized.
     #[error("corrupt record: {0}")]
     Corrupt(String),
@@ -68,6 +65,26 @@ pub enum StoreError {
     /// The blocking worker panicked or was cancelled.
     #[error("store worker failed: {0}")]
     Worker(String),
+}
+
+impl StoreError {
+    /// The class of the AWS error behind this one (throttled, timed out,
+    /// access denied, …); `None` for a failure that is not an AWS call's.
+    pub fn aws_class(&self) -> Option<AwsErrorClass> {
+        match self {
+            StoreError::Dynamo(e) => Some(e.class()),
+            _ => None,
+        }
+    }
+
+    /// Whether retrying the same operation later may succeed: a transient AWS
+    /// failure (throttled, timed out, connection, 5xx) or writers contending.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Contention(_) => true,
+            _ => self.aws_class().is_some_and(AwsErrorClass::is_retryable),
+        }
+    }
 }
 
 /// What a query is about: one resource or one group.
@@ -380,13 +397,13 @@ pub enum StoreConfig {
 
 impl StoreConfig {
     /// Opens the configured store. DynamoDB honours `AWS_REGION`,
-    /// `AWS_ENDPOINT_URL` and the standard credentials chain.
+    /// `AWS_ENDPOINT_URL` and the standard credentials chain, with the
+    /// per-call timeouts of [`crate::aws::sdk_config`].
     pub async fn open(&self) -> Result<std::sync::Arc<dyn Store>, StoreError> {
         Ok(match self {
             StoreConfig::Sqlite { path } => std::sync::Arc::new(SqliteStore::open(path).await?),
             StoreConfig::Dynamodb { table_prefix } => {
-                let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-                let client = aws_sdk_dynamodb::Client::new(&shared);
+                let client = aws_sdk_dynamodb::Client::new(&crate::aws::sdk_config().await);
                 std::sync::Arc::new(DynamoStore::new(
                     client,
                     DynamoTables::with_prefix(table_prefix),

@@ -111,9 +111,11 @@ fn start_with(
     Some(moto)
 }
 
-/// The SDK configuration for moto (us-east-1, test credentials).
+/// The SDK configuration for moto (us-east-1, test credentials), with the
+/// service's per-call timeouts.
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    healer::aws::AwsTimeouts::default()
+        .loader()
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
