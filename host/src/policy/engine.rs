@@ -18,6 +18,7 @@ use super::cache::PrecompileCache;
 use super::context::PolicyContext;
 use super::limits::{EPOCH_TICK_MS, PolicyLimits};
 use super::state::DecisionState;
+use super::text::sanitize;
 use super::wasi::{Sandbox, SandboxLimit, SandboxStop};
 use super::{DecisionOutcome, PolicyError, PolicyId, PolicyMetadata};
 use crate::decision::Decision;
@@ -115,6 +116,12 @@ impl PolicyEngine {
             .consume_fuel(true)
             .epoch_interruption(true)
             .max_wasm_stack(limits.max_wasm_stack)
+            // No wasm backtraces: their frames carry guest-chosen names into
+            // host errors. Deterministic floats: NaN bits and relaxed SIMD
+            // give the same result on x86 and aarch64, so decisions replay.
+            .wasm_backtrace_max_frames(None)
+            .cranelift_nan_canonicalization(true)
+            .relaxed_simd_deterministic(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(host_err)?;
 
@@ -189,8 +196,16 @@ impl PolicyEngine {
                     )),
                     other => other,
                 })?;
-        let metadata = bindings::metadata(metadata);
+        let mut metadata = bindings::metadata(metadata);
         validate_metadata(&metadata)?;
+        // Listed by the CLI and the API: escaped like every guest text.
+        for f in &mut metadata.config_schema {
+            f.name = sanitize(&f.name, MAX_CONFIG_NAME_BYTES);
+            f.description = sanitize(&f.description, MAX_CONFIG_TEXT_BYTES);
+            if let Some(d) = &mut f.default_value {
+                *d = sanitize(d, MAX_CONFIG_TEXT_BYTES);
+            }
+        }
         Ok(LoadedPolicy {
             id: PolicyId {
                 name: metadata.name.clone(),
@@ -270,7 +285,7 @@ impl PolicyEngine {
             .call_decide(&mut *store, &wit_incident, &wit_context)
             .map_err(|e| self.classify(store, e))?;
         let decision = bindings::decision(answer.map_err(|msg| {
-            PolicyError::Rejected(truncate_chars(&msg, self.limits.max_log_line_bytes))
+            PolicyError::Rejected(sanitize(&msg, self.limits.max_log_line_bytes))
         })?);
         self.check_decision(&decision)?;
         Ok(decision)
@@ -315,9 +330,20 @@ impl PolicyEngine {
         }
         // wasmtime's own host-side budgets: data copied out of the guest in one
         // call, and live component handles. Their error types are private, so
-        // they are told apart by message (pinned by the sandbox tests).
-        let chain = format!("{e:#}");
-        if chain.contains("fuel allocated for hostcalls has been exhausted") {
+        // they are told apart by the root cause's message (wasm backtraces,
+        // which carry guest-chosen function names, are off; pinned by the
+        // sandbox tests).
+        let root = e.root_cause().to_string();
+        if root.contains("store handle limit exceeded") || root.contains("too many active lends") {
+            return PolicyError::SandboxLimit {
+                limit: SandboxLimit::Handles,
+                detail: format!(
+                    "more than {} live component handles",
+                    self.limits.component_handles()
+                ),
+            };
+        }
+        if root.contains("fuel allocated for hostcalls has been exhausted") {
             return PolicyError::SandboxLimit {
                 limit: SandboxLimit::HostcallData,
                 detail: format!(
@@ -340,12 +366,12 @@ impl PolicyEngine {
                 if stderr.is_empty() {
                     PolicyError::Trap(trap.to_string())
                 } else {
-                    PolicyError::Trap(format!("{trap}: {}", truncate_chars(&stderr, 512)))
+                    PolicyError::Trap(format!("{trap}: {}", sanitize(&stderr, 512)))
                 }
             }
             None => {
-                let msg = format!("{e:#}");
-                if msg.contains("pooling allocator") || msg.contains("maximum concurrent") {
+                let msg = sanitize(&format!("{e:#}"), 1024);
+                if root.contains("pooling allocator") || root.contains("maximum concurrent") {
                     PolicyError::Host(format!(
                         "too many concurrent decisions (max-concurrent = {}): {msg}",
                         self.limits.max_concurrent
@@ -401,9 +427,9 @@ fn validate_metadata(m: &PolicyMetadata) -> Result<(), PolicyError> {
             truncate_chars(&m.name, 80)
         )));
     }
-    if m.version.is_empty() || m.version.len() > 64 {
+    if m.version.is_empty() || m.version.len() > 64 || sanitize(&m.version, 64) != m.version {
         return Err(PolicyError::InvalidMetadata(
-            "version must be 1-64 characters".into(),
+            "version must be 1-64 characters, none of them control characters".into(),
         ));
     }
     if m.handles.len() > MAX_METADATA_KINDS || m.proposes.len() > MAX_METADATA_KINDS {

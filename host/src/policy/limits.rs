@@ -111,8 +111,10 @@ impl PolicyLimits {
         if self.max_handles < 8 {
             return Err("policy limit `max-handles` must be at least 8".into());
         }
-        if self.max_wasm_stack < (64 << 10) {
-            return Err("policy limit `max-wasm-stack` must be at least 64 KiB".into());
+        // Above 1 MiB, guest recursion could reach the native stack's guard
+        // page of a 2 MiB tokio worker before the wasm limit.
+        if self.max_wasm_stack < (64 << 10) || self.max_wasm_stack > (1 << 20) {
+            return Err("policy limit `max-wasm-stack` must be between 64 KiB and 1 MiB".into());
         }
         Ok(())
     }

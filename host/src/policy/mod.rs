@@ -11,6 +11,7 @@ mod input;
 mod limits;
 mod registry;
 mod state;
+mod text;
 mod wasi;
 
 use std::time::Duration;

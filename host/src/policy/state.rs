@@ -8,6 +8,7 @@ use wasmtime::ResourceLimiter;
 
 use super::bindings::{Host, Level, TypesHost};
 use super::limits::PolicyLimits;
+use super::text::sanitize;
 use super::wasi::Sandbox;
 use super::{LogLevel, LogLine};
 
@@ -86,36 +87,7 @@ impl ResourceLimiter for DecisionState {
     }
 }
 
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
-    }
-    s
-}
-
 impl TypesHost for DecisionState {}
-
-/// Escapes control characters (newlines, ANSI escapes, NUL) so a policy's log
-/// line cannot forge host log lines or drive the operator's terminal.
-fn escape_controls(message: String) -> String {
-    if !message.chars().any(char::is_control) {
-        return message;
-    }
-    let mut out = String::with_capacity(message.len() + 8);
-    for c in message.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 impl Host for DecisionState {
     /// Keeps the line (bounded, escaped) at the level the policy chose, and
@@ -126,7 +98,7 @@ impl Host for DecisionState {
             self.logs_dropped = self.logs_dropped.saturating_add(1);
             return;
         }
-        let message = escape_controls(truncate(message, self.max_log_line_bytes));
+        let message = sanitize(&message, self.max_log_line_bytes);
         let level = match level {
             Level::Trace => LogLevel::Trace,
             Level::Debug => LogLevel::Debug,
@@ -153,15 +125,6 @@ impl Host for DecisionState {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn guest_log_lines_cannot_forge_host_lines() {
-        assert_eq!(
-            escape_controls("ok\n2026-01-01 ERROR forged\u{1b}[31m".to_owned()),
-            "ok\\n2026-01-01 ERROR forged\\u{1b}[31m"
-        );
-        assert_eq!(escape_controls("plain".into()), "plain");
-    }
 
     #[test]
     fn guest_log_level_is_clamped_to_info_by_default() {

@@ -11,7 +11,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::{
     create_table::CreateTableError, describe_table::DescribeTableError, get_item::GetItemError,
-    put_item::PutItemError, query::QueryError, scan::ScanError, update_item::UpdateItemError,
+    put_item::PutItemError, query::QueryError, scan::ScanError,
+    transact_write_items::TransactWriteItemsError, update_item::UpdateItemError,
     update_time_to_live::UpdateTimeToLiveError,
 };
 use aws_sdk_dynamodb::types::{
@@ -121,6 +122,16 @@ pub enum DynamoError {
         #[source]
         source: Box<SdkError<PutItemError>>,
     },
+    /// `TransactWriteItems` failed (other than by a condition: another
+    /// writer won, and the reservation is read again).
+    #[error("dynamodb TransactWriteItems ({class}): {}", DisplayErrorContext(.source))]
+    TransactWriteItems {
+        /// What the error means for a retry.
+        class: AwsErrorClass,
+        /// The SDK's error.
+        #[source]
+        source: Box<SdkError<TransactWriteItemsError>>,
+    },
     /// `UpdateItem` failed (other than by its condition).
     #[error("dynamodb UpdateItem ({class}): {}", DisplayErrorContext(.source))]
     UpdateItem {
@@ -176,6 +187,7 @@ impl DynamoError {
             | DynamoError::GetItem { class, .. }
             | DynamoError::PutItem { class, .. }
             | DynamoError::UpdateItem { class, .. }
+            | DynamoError::TransactWriteItems { class, .. }
             | DynamoError::Query { class, .. }
             | DynamoError::Scan { class, .. } => *class,
             DynamoError::Build { .. } => AwsErrorClass::Permanent,
@@ -210,6 +222,7 @@ from_sdk_error!(
     GetItem(GetItemError),
     PutItem(PutItemError),
     UpdateItem(UpdateItemError),
+    TransactWriteItems(TransactWriteItemsError),
     Query(QueryError),
     Scan(ScanError),
 );
@@ -846,7 +859,7 @@ impl Store for DynamoStore {
             .condition_expression("attribute_not_exists(#h)")
             .expression_attribute_names("#h", "hash");
         // Already there: the same hash is the same input.
-        condition_met("PutItem", put.send().await).map(drop)
+        condition_met(put.send().await).map(drop)
     }
 
     async fn policy_input(&self, hash: &str) -> Result<Option<String>, StoreError> {
@@ -857,7 +870,7 @@ impl Store for DynamoStore {
             .key("hash", s(hash))
             .send()
             .await
-            .map_err(err("GetItem"))?;
+            .map_err(err)?;
         Ok(out
             .item()
             .and_then(|i| get_s(i, "input"))
@@ -902,7 +915,7 @@ impl Store for DynamoStore {
                 Err(e)
                     if e.as_service_error().and_then(|se| se.code())
                         == Some("TransactionCanceledException") => {}
-                Err(e) => return Err(err("TransactWriteItems")(e)),
+                Err(e) => return Err(err(e)),
             }
         }
         Err(StoreError::Contention("governor reservations".into()))
