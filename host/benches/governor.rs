@@ -10,8 +10,8 @@ use chrono::{TimeZone, Utc};
 use criterion::{Criterion, criterion_group};
 use healer::decision::{Action, ActionKind, Decision, Step};
 use healer::incident::{Incident, IncidentKind, IncidentParts, ResourceKind, ResourceRef};
-use healer::safety::{Facts, Governor, GovernorConfig, History};
-use healer::store::ActionRecord;
+use healer::safety::{Facts, Governor, GovernorConfig, History, KillSwitch};
+use healer::store::{ActionRecord, Outcome};
 
 fn bench(c: &mut Criterion) {
     let now = Utc
@@ -77,7 +77,8 @@ fn bench(c: &mut Criterion) {
         group: Some(group.into()),
         started_at: now - chrono::Duration::minutes((i % 60) as i64 + 11),
         ended_at: Some(now - chrono::Duration::minutes((i % 60) as i64 + 10)),
-        result: "succeeded".into(),
+        result: Outcome::Succeeded,
+        created: Vec::new(),
     };
     // In time order, as the store returns them.
     let mut all: Vec<ActionRecord> = (0..200)
@@ -90,7 +91,7 @@ fn bench(c: &mut Criterion) {
             .map(|i| action(i, format!("i-g{}", i % 10), "web"))
             .collect(),
         all,
-        kill_switch: false,
+        kill_switch: KillSwitch::Off,
     };
     // Limits high enough that no rule short-circuits: every rule runs per step.
     let governor = Governor::new(GovernorConfig {

@@ -9,12 +9,13 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::decision::Decision;
 use crate::incident::{Incident, Recovery};
 use crate::policy::{Decisions, PolicyContext, PolicyRegistry};
 use crate::safety::{FactSource, Facts, Governor, History, Judgement, KILL_SWITCH_KEY, Verdict};
 use crate::store::{
-    ActionRecord, DecisionState, IncidentRecord, LifecycleState, Provenance, ResourceConfigRecord,
-    Scope, StepRecord, Store, StoreError, VerdictRecord,
+    ActionRecord, DecisionState, IncidentRecord, LifecycleState, Outcome, Provenance,
+    ResourceConfigRecord, Scope, StepRecord, Store, StoreError, VerdictRecord,
 };
 
 /// Store key prefix of the storm notice sent per group (compare-and-set, so one
@@ -109,7 +110,7 @@ impl Pipeline<'_> {
                     kind: a.kind,
                     target: a.target.clone(),
                     at: a.started_at,
-                    outcome: a.result.clone(),
+                    outcome: a.result.to_string(),
                 }),
         );
         ctx
@@ -169,14 +170,17 @@ impl Pipeline<'_> {
             None => tokio::join!(state, self.facts.facts(incident)),
         };
         let state = state?;
-        if facts.resource_config.is_none() {
-            let tags = facts.tags.clone().unwrap_or_default();
-            facts.resource_config = ResourceConfigRecord::resolve(
-                &state.resource_configs,
-                &incident.resource.id,
-                &tags,
-            )
-            .cloned();
+        // Every matching config record applies, with the operator's, fail-safe.
+        let tags = facts.tags.clone().unwrap_or_default();
+        if let Some(stored) = ResourceConfigRecord::settings_for(
+            &state.resource_configs,
+            &incident.resource.id,
+            &tags,
+        ) {
+            facts.resource_config = Some(match &facts.resource_config {
+                Some(own) => own.combine(&stored),
+                None => stored,
+            });
         }
         let history = History::from_state(incident, &state);
         let context = Self::context_for(incident, context, &facts, &state, &history, now);
@@ -245,86 +249,64 @@ impl Pipeline<'_> {
             duration_us: u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX),
             decision: outcome.result.clone().map_err(|e| e.to_string()),
         };
-        let verdicts = plan
-            .judgement
-            .as_ref()
-            .map(|j| {
-                j.verdicts
-                    .iter()
-                    .map(|v| match &v.verdict {
-                        Verdict::Approved => VerdictRecord {
-                            step: v.step,
-                            verdict: "approved".into(),
-                            rule: None,
-                            reason: if j.dry_run {
-                                "approved (dry run: not executed)"
-                            } else {
-                                "approved"
-                            }
-                            .into(),
-                        },
-                        Verdict::Denied { rule, reason } => VerdictRecord {
-                            step: v.step,
-                            verdict: "denied".into(),
-                            rule: Some(rule.to_string()),
-                            reason: reason.clone(),
-                        },
-                        Verdict::PendingApproval { reason } => VerdictRecord {
-                            step: v.step,
-                            verdict: "pending-approval".into(),
-                            rule: Some("approval".into()),
-                            reason: reason.clone(),
-                        },
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let verdicts = plan.judgement.as_ref().map_or_else(Vec::new, |j| {
+            j.verdicts
+                .iter()
+                .map(|v| VerdictRecord::of(v, j.dry_run))
+                .collect()
+        });
         let mut record = self
             .store
             .record_decision(id, provenance, verdicts, at)
             .await?;
-        if let Err(e) = &outcome.result {
-            let note = format!("policy {} failed: {e}", outcome.policy.name);
-            record = self
-                .store
-                .transition(id, LifecycleState::Escalated, at, Some(note))
-                .await?;
-        } else if let (Some(j), Ok(decision)) = (&plan.judgement, &outcome.result) {
-            if j.dry_run {
-                // Dry run executes nothing, but the approved steps go into the
-                // actions index as `dry-run`, so later verdicts see exactly what
-                // live mode would have done (cooldowns, rates, blast radius).
-                for v in j.verdicts.iter().filter(|v| v.verdict.is_approved()) {
-                    let Some(step) = decision.steps.get(v.step) else {
-                        continue;
-                    };
-                    let dry = StepRecord {
-                        index: v.step,
-                        action: step.action.clone(),
-                        started_at: at,
-                        ended_at: Some(at),
-                        result: "dry-run".into(),
-                    };
-                    let action = ActionRecord::of(&record, &dry);
-                    self.store.put_action(&action).await?;
+        let next = match (&outcome.result, &plan.judgement) {
+            (Err(e), _) => Some((
+                LifecycleState::Escalated,
+                format!("policy {} failed: {e}", outcome.policy.name),
+            )),
+            (Ok(decision), Some(j)) => {
+                if j.dry_run {
+                    self.record_dry_run(&record, decision, j, at).await?;
                 }
+                if j.storm {
+                    plan.storm_notice = self.claim_storm_notice(incident, now).await?;
+                }
+                next_state(j, decision)
             }
-            if j.storm {
-                plan.storm_notice = self.claim_storm_notice(incident, now).await?;
-            }
-            let next = if j.escalate {
-                Some((
-                    LifecycleState::Escalated,
-                    "loop breaker tripped: stop acting, humans take over".to_owned(),
-                ))
-            } else {
-                denied_note(j, &plan).map(|n| (LifecycleState::Denied, n))
-            };
-            if let Some((state, note)) = next {
-                record = self.store.transition(id, state, at, Some(note)).await?;
-            }
+            (Ok(_), None) => None,
+        };
+        if let Some((state, note)) = next {
+            record = self.store.transition(id, state, at, Some(note)).await?;
         }
         Ok((Some(plan), Recorded::New(Box::new(record))))
+    }
+
+    /// Dry run executes nothing, but the approved steps go into the actions
+    /// index as `dry-run`, so later verdicts see exactly what live mode would
+    /// have done (cooldowns, rates, blast radius).
+    async fn record_dry_run(
+        &self,
+        record: &IncidentRecord,
+        decision: &Decision,
+        j: &Judgement,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        for v in j.verdicts.iter().filter(|v| v.verdict.is_approved()) {
+            let Some(step) = decision.steps.get(v.step) else {
+                continue;
+            };
+            let dry = StepRecord {
+                index: v.step,
+                action: step.action.clone(),
+                started_at: at,
+                ended_at: Some(at),
+                result: Outcome::DryRun,
+                created: Vec::new(),
+            };
+            let action = ActionRecord::of(record, &dry);
+            self.store.put_action(&action).await?;
+        }
+        Ok(())
     }
 
     /// One storm notice per group per blast window, whichever replica gets there first.
@@ -385,10 +367,21 @@ impl Pipeline<'_> {
     }
 }
 
+/// Where a judged incident goes next: escalated when the loop breaker tripped,
+/// denied when every mutating step was, else it stays decided.
+fn next_state(j: &Judgement, decision: &Decision) -> Option<(LifecycleState, String)> {
+    if j.escalate {
+        return Some((
+            LifecycleState::Escalated,
+            "loop breaker tripped: stop acting, humans take over".to_owned(),
+        ));
+    }
+    denied_note(j, decision).map(|n| (LifecycleState::Denied, n))
+}
+
 /// When the plan proposed mutating steps and the governor approved none of them
 /// (and no human approval is pending), the incident is denied; the note lists why.
-fn denied_note(j: &Judgement, plan: &Plan) -> Option<String> {
-    let decision = plan.decisions.active.first()?.result.as_ref().ok()?;
+fn denied_note(j: &Judgement, decision: &Decision) -> Option<String> {
     let mutating: Vec<_> = j
         .verdicts
         .iter()
@@ -409,7 +402,7 @@ fn denied_note(j: &Judgement, plan: &Plan) -> Option<String> {
     let reasons: Vec<String> = mutating
         .iter()
         .filter_map(|v| match &v.verdict {
-            Verdict::Denied { rule, reason } => Some(format!("{rule}: {reason}")),
+            Verdict::Denied { rule, reason, .. } => Some(format!("{rule}: {reason}")),
             _ => None,
         })
         .collect();

@@ -127,7 +127,9 @@ fn verdicts_text(plan: &Plan) -> String {
         .iter()
         .map(|v| match &v.verdict {
             Verdict::Approved => format!("{} approved", v.action),
-            Verdict::Denied { rule, reason } => format!("{} denied by {rule} ({reason})", v.action),
+            Verdict::Denied { rule, reason, .. } => {
+                format!("{} denied by {rule} ({reason})", v.action)
+            }
             Verdict::PendingApproval { .. } => format!("{} awaits approval", v.action),
         })
         .collect();

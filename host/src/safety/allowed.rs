@@ -34,7 +34,7 @@ pub(crate) fn per_resource(ctx: &Ctx<'_>) -> Option<Verdict> {
 mod tests {
     use super::super::testkit::*;
     use super::super::*;
-    use crate::store::{ResourceConfigRecord, ResourceSelector};
+    use crate::store::ResourceSettings;
 
     #[test]
     fn undeclared_and_disallowed_kinds_are_denied() {
@@ -49,15 +49,13 @@ mod tests {
         };
         let v = judge_one(scale, &tagged(), &h, GovernorConfig::default());
         assert!(
-            matches!(v, Verdict::Denied { rule: Rule::AllowedActions, ref reason } if reason.contains("without declaring")),
+            matches!(v, Verdict::Denied { rule: Rule::AllowedActions, ref reason, .. } if reason.contains("without declaring")),
             "{v:?}"
         );
         let only_reboot = Facts {
-            resource_config: Some(ResourceConfigRecord {
-                selector: ResourceSelector::Id("i-1".into()),
-                skip_recovery: false,
-                cooldown_minutes: None,
+            resource_config: Some(ResourceSettings {
                 allowed_actions: Some(vec![ActionKind::RebootInstance]),
+                ..ResourceSettings::default()
             }),
             ..tagged()
         };

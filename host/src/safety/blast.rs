@@ -1,11 +1,8 @@
 //! Blast radius: at most N% (default 34%) of a group's members under action at
 //! once. Beyond it the group is in storm mode: mutating steps are denied and only
-//! notify / escalate go out. An unknown group size fails safe.
+//! notify / escalate go out. An unknown group size fails safe (not a storm).
 
-use super::{Ctx, Rule, Verdict};
-
-/// How a real blast-radius trip (not a fail-safe denial) starts its reason.
-pub(crate) const STORM_PREFIX: &str = "storm mode";
+use super::{Ctx, Effect, Rule, Verdict};
 
 pub(crate) fn check(ctx: &Ctx<'_>) -> Option<Verdict> {
     ctx.incident.group.as_ref()?;
@@ -32,10 +29,11 @@ pub(crate) fn check(ctx: &Ctx<'_>) -> Option<Verdict> {
     let under = (ctx.tally.blast_members.len() + added.len()) as u64;
     let limit = u64::from(ctx.config.blast_radius_percent);
     (under * 100 > limit * u64::from(size)).then(|| {
-        Verdict::deny(
+        Verdict::deny_with(
             Rule::BlastRadius,
+            Effect::Storm,
             format!(
-                "{STORM_PREFIX}: {under} of {size} group members would be under action (limit {limit}%); notify and escalate only"
+                "storm mode: {under} of {size} group members would be under action (limit {limit}%); notify and escalate only"
             ),
         )
     })
@@ -69,6 +67,7 @@ mod tests {
                 v,
                 Verdict::Denied {
                     rule: Rule::BlastRadius,
+                    effect: Effect::Storm,
                     ..
                 }
             ),
@@ -84,7 +83,7 @@ mod tests {
             )
             .is_approved()
         );
-        // Unknown size fails safe.
+        // Unknown size fails safe, and is not a storm.
         let unknown = Facts {
             group_size: None,
             ..tagged()
@@ -95,6 +94,7 @@ mod tests {
                 v,
                 Verdict::Denied {
                     rule: Rule::BlastRadius,
+                    effect: Effect::Step,
                     ..
                 }
             ),

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::incident::{Incident, ResourceKind, ResourceRef};
-use crate::store::ResourceConfigRecord;
+use crate::store::ResourceSettings;
 
 /// What the governor knows about the target resource from AWS (or the operator).
 /// `None` means "could not be read": rules that need it fail safe and deny.
@@ -25,8 +25,10 @@ pub struct Facts {
     pub group_size: Option<u32>,
     /// Known members of the group (ids), for the target guard.
     pub group_members: Vec<String>,
-    /// Operator config for the resource.
-    pub resource_config: Option<ResourceConfigRecord>,
+    /// Operator settings for the resource (skip-recovery, cooldown, allowed
+    /// actions); the pipeline combines them fail-safe with the store's
+    /// matching config records.
+    pub resource_config: Option<ResourceSettings>,
     /// The group AWS places the resource in when the incident names none: the
     /// Auto Scaling group of an instance (its `aws:autoscaling:groupName` tag),
     /// so the blast radius counts over it.
@@ -57,9 +59,10 @@ impl Facts {
         }
         self.group_members
             .extend(other.group_members.iter().cloned());
-        if other.resource_config.is_some() {
-            self.resource_config.clone_from(&other.resource_config);
-        }
+        self.resource_config = match (&self.resource_config, &other.resource_config) {
+            (Some(a), Some(b)) => Some(a.combine(b)),
+            (a, b) => a.clone().or_else(|| b.clone()),
+        };
         if other.group.is_some() {
             self.group.clone_from(&other.group);
         }

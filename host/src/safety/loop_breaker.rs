@@ -2,7 +2,7 @@
 //! 3 in an hour) stop the automation for it and escalate to humans. This is what
 //! ends launch/terminate loops.
 
-use super::{Ctx, Rule, Verdict, counted};
+use super::{Ctx, Effect, Rule, Verdict, counted};
 
 pub(crate) fn check(ctx: &Ctx<'_>) -> Option<Verdict> {
     let c = ctx.config;
@@ -13,8 +13,9 @@ pub(crate) fn check(ctx: &Ctx<'_>) -> Option<Verdict> {
         k.is_mutating() && t == target && at > since
     });
     if on_resource >= limit {
-        return Some(Verdict::deny(
+        return Some(Verdict::deny_with(
             Rule::LoopBreaker,
+            Effect::Escalate,
             format!(
                 "{target} was healed {on_resource} times in {} minutes; stop and escalate",
                 c.loop_breaker_window_minutes
@@ -27,8 +28,9 @@ pub(crate) fn check(ctx: &Ctx<'_>) -> Option<Verdict> {
     let group_limit = limit * ctx.facts.group_size.unwrap_or(1).max(1) as usize;
     let on_group = ctx.tally.group_heals + super::pending(ctx, |k| k.is_mutating());
     (on_group >= group_limit).then(|| {
-        Verdict::deny(
+        Verdict::deny_with(
             Rule::LoopBreaker,
+            Effect::Escalate,
             format!(
                 "group {} was healed {on_group} times in {} minutes; stop and escalate",
                 group.id, c.loop_breaker_window_minutes

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 pub use dynamo::{DynamoStore, DynamoTables};
 pub use record::{
-    ActionRecord, IncidentRecord, LifecycleState, Provenance, ResourceConfigRecord,
-    ResourceSelector, StepRecord, VerdictRecord,
+    ActionRecord, IncidentRecord, LifecycleState, Outcome, Provenance, ResourceConfigRecord,
+    ResourceSelector, ResourceSettings, StepRecord, VerdictRecord,
 };
 pub use sqlite::SqliteStore;
 pub use stats::{GroupBy, Stats, StatsRow};

@@ -8,8 +8,8 @@ use healer::decision::{Action, ActionKind, Decision, Step};
 use healer::incident::{Incident, IncidentKind, IncidentParts, ResourceKind, ResourceRef};
 use healer::pipeline::{Pipeline, Recorded};
 use healer::policy::{PolicyContext, PolicyRegistry, PolicyRole};
-use healer::safety::{Facts, Governor, GovernorConfig, History, StaticFacts, Verdict};
-use healer::store::{ActionRecord, LifecycleState, SqliteStore};
+use healer::safety::{Facts, Governor, GovernorConfig, History, KillSwitch, StaticFacts, Verdict};
+use healer::store::{ActionRecord, LifecycleState, Outcome, SqliteStore};
 use healer_test_artifacts as artifacts;
 use proptest::prelude::*;
 
@@ -143,7 +143,8 @@ fn a_flapping_target_is_not_replaced_six_times() {
                 group: Some(group.id.clone()),
                 started_at: now,
                 ended_at: Some(now + Duration::seconds(90)),
-                result: "succeeded".into(),
+                result: Outcome::Succeeded,
+                created: Vec::new(),
             };
             history.resource.push(a.clone());
             history.group.push(a.clone());
@@ -295,7 +296,7 @@ proptest! {
                 resource: visible.iter().filter(|a| a.target == id).cloned().collect(),
                 group: visible.clone(),
                 all: visible.clone(),
-                kill_switch: false,
+                kill_switch: KillSwitch::Off,
             };
             let facts = Facts {
                 tags: tags(&[("SelfHeal", if tagged[e.target] { "true" } else { "false" })]),
@@ -340,7 +341,8 @@ proptest! {
                     group: Some("web".into()),
                     started_at: now,
                     ended_at: None,
-                    result: "succeeded".into(),
+                    result: Outcome::Succeeded,
+                    created: Vec::new(),
                 },
                 now + Duration::seconds(e.duration_secs),
             ));
