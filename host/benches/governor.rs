@@ -36,7 +36,7 @@ fn bench(c: &mut Criterion) {
         steps: vec![
             step(Action::RunDiagnostics {
                 instance_id: "i-1".into(),
-                document: "AWS-RunShellScript".into(),
+                document: "AWSSupport-CollectEC2Logs".into(),
             }),
             step(Action::RebootInstance {
                 instance_id: "i-1".into(),
@@ -64,11 +64,9 @@ fn bench(c: &mut Criterion) {
         ActionKind::Notify,
         ActionKind::Escalate,
     ];
-    let facts = Facts {
-        tags: Some(BTreeMap::from([("SelfHeal".to_owned(), "true".to_owned())])),
-        group_size: Some(50),
-        ..Facts::default()
-    };
+    let mut facts = Facts::default();
+    facts.entry("i-1").tags = Some(BTreeMap::from([("SelfHeal".to_owned(), "true".to_owned())]));
+    facts.entry("web").group_size = Some(50);
     let action = |i: usize, target: String, group: &str| ActionRecord {
         incident_id: format!("inc-{i}"),
         step: 0,

@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 
 use healer::pipeline::{Pipeline, Plan, Recorded};
 use healer::policy::PolicyContext;
-use healer::safety::{AwsFacts, Facts, Governor, GovernorConfig, Layered, StaticFacts, Verdict};
+use healer::safety::{
+    AwsFacts, Governor, GovernorConfig, Layered, ResourceFacts, StaticFacts, Verdict,
+};
 use healer::signals::{NormalizeOptions, Signal, normalize};
 
 use super::policy::EngineArgs;
@@ -44,7 +46,8 @@ pub struct DecideArgs {
     #[arg(long, env = "HEALER_GOVERNOR")]
     governor: Option<PathBuf>,
     /// Resource facts JSON: `{"<resource id or group id>": {"tags": {...},
-    /// "group-size": 6}}`. Its entries override what `--aws-facts` reads.
+    /// "group-size": 6}}`. Each entry is about that resource only (a group's
+    /// tags are not its members'); it overrides what `--aws-facts` reads.
     #[arg(long)]
     facts: Option<PathBuf>,
     /// Read resource facts (EC2 instance tags, ECS service / Auto Scaling group
@@ -183,7 +186,7 @@ fn text_line(input: &str, signal: &Signal, plan: Option<&Plan>) -> String {
 pub fn run(a: DecideArgs, record: bool) -> anyhow::Result<ExitCode> {
     let record = record && !a.no_record;
     let context: PolicyContext = load_json(a.context.as_deref(), "context")?;
-    let operator: BTreeMap<String, Facts> = load_json(a.facts.as_deref(), "facts")?;
+    let operator: BTreeMap<String, ResourceFacts> = load_json(a.facts.as_deref(), "facts")?;
     let governor_config: GovernorConfig = load_json(a.governor.as_deref(), "governor config")?;
     dry_run_only(&governor_config)?;
     let governor = Governor::new(governor_config);

@@ -4,10 +4,13 @@
 //!
 //! Each rule is one small module with its own tests. The governor reads its state
 //! once per decision (`History`: the actions index for the resource, the group
-//! and everything recent, plus the store's kill-switch flag) and is otherwise a
-//! pure function of (incident, decision, facts, history, config, now).
+//! and everything recent, plus the store's kill-switch flag) and the facts of
+//! every resource the decision's steps name; it is otherwise a pure function of
+//! (incident, decision, facts, history, config, now). Every step is judged on
+//! the resources it names (see `scope`), not on the incident's resource.
 
 mod allowed;
+mod aws_facts;
 mod blast;
 mod config;
 mod cooldown;
@@ -16,6 +19,7 @@ mod in_flight;
 mod loop_breaker;
 mod opt_in;
 mod rate;
+mod scope;
 mod self_caused;
 mod switches;
 mod target;
@@ -26,20 +30,24 @@ mod verdict;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::decision::{ActionKind, Decision, Step};
-use crate::incident::Incident;
+use crate::incident::{Incident, ResourceRef};
 use crate::store::{ActionRecord, DecisionState};
 
+pub use aws_facts::{AWS_FACT_ACTIONS, AwsFacts};
 pub use config::GovernorConfig;
-pub use facts::{AWS_FACT_ACTIONS, AwsFacts, FactSource, Facts, Layered, StaticFacts};
+pub use facts::{FactSource, Facts, Layered, ResourceFacts, ServiceFacts, StaticFacts, gather};
 pub use switches::KillSwitch;
 pub use verdict::{Effect, Judgement, Rule, StepVerdict, Verdict, VerdictKind};
+
+use scope::StepScope;
 
 /// The store state one decision is judged against, read once.
 #[derive(Debug, Clone, Default)]
 pub struct History {
     /// Actions on the incident's resource in the window.
     pub resource: Vec<ActionRecord>,
-    /// Actions on its group in the window.
+    /// Actions in its group in the window (the incident's group, or the
+    /// incident's resource when it has none: a service is the group of its tasks).
     pub group: Vec<ActionRecord>,
     /// Every action in the window.
     pub all: Vec<ActionRecord>,
@@ -55,27 +63,38 @@ impl History {
     /// the resource's and the group's actions are the matching part of the
     /// window's actions.
     pub fn from_state(incident: &Incident, state: &DecisionState) -> History {
-        let group = incident.group.as_ref().map(|g| g.id.as_str());
+        let resource = incident.resource.id.as_str();
+        let group = blast_group(incident).id.as_str();
+        let pick = |f: &dyn Fn(&ActionRecord) -> bool| {
+            state.actions.iter().filter(|a| f(a)).cloned().collect()
+        };
         History {
-            resource: state
-                .actions
-                .iter()
-                .filter(|a| a.target == incident.resource.id)
-                .cloned()
-                .collect(),
-            group: match group {
-                Some(g) => state
-                    .actions
-                    .iter()
-                    .filter(|a| a.group.as_deref() == Some(g))
-                    .cloned()
-                    .collect(),
-                None => Vec::new(),
-            },
+            resource: pick(&|a| a.target == resource),
+            group: pick(&|a| a.group.as_deref() == Some(group)),
             all: state.actions.clone(),
             kill_switch: KillSwitch::from_stored(state.kill_switch.as_deref()),
         }
     }
+}
+
+/// The group an incident's actions count in: its group, else its own resource.
+fn blast_group(incident: &Incident) -> &ResourceRef {
+    incident.group.as_ref().unwrap_or(&incident.resource)
+}
+
+/// The resources of the incident's scope that `decision`'s steps name and
+/// `facts` does not hold yet: what the pipeline reads before judging.
+pub fn unread_resources(
+    incident: &Incident,
+    decision: &Decision,
+    facts: &Facts,
+) -> Vec<ResourceRef> {
+    decision
+        .steps
+        .iter()
+        .flat_map(|s| StepScope::of(incident, &s.action, facts).guarded)
+        .filter(|r| !facts.contains(&r.id))
+        .collect()
 }
 
 /// Per-decision aggregates of the history, computed once so each rule is O(1)
@@ -88,6 +107,9 @@ pub(crate) struct Tally<'a> {
     pub running_group: usize,
     /// Group members acted on within the blast window.
     pub blast_members: std::collections::BTreeSet<&'a str>,
+    /// A group-wide action (a new deployment) ran on the group within the
+    /// blast window: every member counts as under action.
+    pub blast_group_wide: bool,
     /// Mutating actions on the group within the loop-breaker window.
     pub group_heals: usize,
     /// Our own earlier action that caused this incident, if any.
@@ -111,6 +133,7 @@ impl<'a> Tally<'a> {
             running_all: 0,
             running_group: 0,
             blast_members: std::collections::BTreeSet::new(),
+            blast_group_wide: false,
             group_heals: 0,
             cause: self_caused::cause(incident, history, config, now),
         };
@@ -121,6 +144,7 @@ impl<'a> Tally<'a> {
             t.running_group += usize::from(running(a));
             if a.kind.is_mutating() && a.started_at > blast {
                 t.blast_members.insert(a.target.as_str());
+                t.blast_group_wide |= a.kind.is_group_wide();
             }
             t.group_heals += usize::from(a.kind.is_mutating() && a.started_at > looped);
         }
@@ -128,18 +152,27 @@ impl<'a> Tally<'a> {
     }
 }
 
+/// A step of this decision approved so far (it counts against limits before
+/// it is in the store).
+#[derive(Debug, Clone)]
+pub(crate) struct Approved {
+    pub kind: ActionKind,
+    /// Its resolved target.
+    pub target: Option<String>,
+}
+
 /// Everything a rule may look at for one step.
 pub(crate) struct Ctx<'a> {
     pub tally: &'a Tally<'a>,
-    pub incident: &'a Incident,
     pub step: &'a Step,
+    /// Where each resource the step names sits in the incident's scope.
+    pub scope: &'a StepScope<'a>,
     pub declared: &'a [ActionKind],
     pub facts: &'a Facts,
     pub history: &'a History,
     pub config: &'a GovernorConfig,
     pub now: DateTime<Utc>,
-    /// Steps of this same decision approved so far (they count against limits).
-    pub approved_before: &'a [&'a Step],
+    pub approved_before: &'a [Approved],
 }
 
 impl Ctx<'_> {
@@ -147,8 +180,14 @@ impl Ctx<'_> {
         self.step.action.kind()
     }
 
+    /// The step's target as resolved in the incident's scope.
     pub fn target(&self) -> Option<&str> {
-        self.step.action.target().map(|(_, id)| id)
+        self.scope.target.as_ref().map(|t| t.id.as_str())
+    }
+
+    /// The facts of the step's target (all unknown without one).
+    pub fn target_facts(&self) -> &ResourceFacts {
+        self.facts.of(self.target().unwrap_or_default())
     }
 
     pub fn minutes(m: u32) -> Duration {
@@ -174,7 +213,8 @@ impl Governor {
     }
 
     /// Judges every step of a decision. `declared` is the deciding policy's
-    /// declared action kinds.
+    /// declared action kinds; `facts` holds what is known about each resource
+    /// the steps name (see [`unread_resources`]).
     pub fn judge(
         &self,
         incident: &Incident,
@@ -185,13 +225,14 @@ impl Governor {
         now: DateTime<Utc>,
     ) -> Judgement {
         let mut verdicts = Vec::with_capacity(decision.steps.len());
-        let mut approved: Vec<&Step> = Vec::new();
+        let mut approved: Vec<Approved> = Vec::new();
         let tally = Tally::new(incident, history, &self.config, now);
         for (i, step) in decision.steps.iter().enumerate() {
+            let scope = StepScope::of(incident, &step.action, facts);
             let ctx = Ctx {
                 tally: &tally,
-                incident,
                 step,
+                scope: &scope,
                 declared,
                 facts,
                 history,
@@ -200,12 +241,18 @@ impl Governor {
                 approved_before: &approved,
             };
             let verdict = judge_step(&ctx);
+            let target = scope.target.map(|t| t.id);
             if verdict.is_approved() {
-                approved.push(step);
+                approved.push(Approved {
+                    kind: step.action.kind(),
+                    target: target.clone(),
+                });
             }
             verdicts.push(StepVerdict {
                 step: i,
                 action: step.action.kind(),
+                target,
+                group: scope.group.map(|g| g.id),
                 verdict,
             });
         }
@@ -262,10 +309,7 @@ pub(crate) fn counted<'a>(
     let pending = ctx
         .approved_before
         .iter()
-        .filter(|s| {
-            let target = s.action.target().map_or("", |(_, id)| id);
-            pred(s.action.kind(), target, now)
-        })
+        .filter(|s| pred(s.kind, s.target.as_deref().unwrap_or_default(), now))
         .count();
     past + pending
 }
@@ -273,8 +317,5 @@ pub(crate) fn counted<'a>(
 /// This decision's approved steps that match `pred` (they count against limits
 /// before they are in the store).
 pub(crate) fn pending(ctx: &Ctx<'_>, pred: impl Fn(ActionKind) -> bool) -> usize {
-    ctx.approved_before
-        .iter()
-        .filter(|s| pred(s.action.kind()))
-        .count()
+    ctx.approved_before.iter().filter(|s| pred(s.kind)).count()
 }

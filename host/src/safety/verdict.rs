@@ -13,7 +13,8 @@ use crate::decision::ActionKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Rule {
-    /// Target must be the incident's resource or a member of its group.
+    /// Every resource a step names must be the incident's resource, its group, a
+    /// member of the group or the cluster they run in.
     TargetGuard,
     /// Opt-in tag / skip-recovery.
     OptIn,
@@ -177,6 +178,15 @@ pub struct StepVerdict {
     pub step: usize,
     /// The step's action kind.
     pub action: ActionKind,
+    /// The resource the step acts on, as the governor resolved it (the
+    /// incident's own id for it, whatever spelling the policy used), so the
+    /// actions index counts every spelling as one resource.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The group the step counts in (the incident's group; for a group-wide
+    /// step on a service, the service).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// The verdict.
     #[serde(flatten)]
     pub verdict: Verdict,

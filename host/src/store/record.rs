@@ -288,9 +288,9 @@ pub struct ActionRecord {
     pub step: usize,
     /// Action kind.
     pub kind: ActionKind,
-    /// Target resource id ("" for notify/escalate).
+    /// Target resource id ("" for notify/escalate), as the governor resolved it.
     pub target: String,
-    /// The incident's group, if any.
+    /// The group the action counts in, if any.
     pub group: Option<String>,
     /// Start.
     pub started_at: DateTime<Utc>,
@@ -305,7 +305,9 @@ pub struct ActionRecord {
 }
 
 impl ActionRecord {
-    /// The index entry of a step of an incident.
+    /// The index entry of a step of an incident: its target as the action
+    /// names it, in the incident's group. The pipeline replaces both with what
+    /// the governor resolved ([`ActionRecord::judged`]).
     pub fn of(record: &IncidentRecord, step: &StepRecord) -> Self {
         ActionRecord {
             incident_id: record.incident.id.to_string(),
@@ -322,6 +324,19 @@ impl ActionRecord {
             result: step.result.clone(),
             created: step.created.clone(),
         }
+    }
+
+    /// The entry with the target and group the governor resolved for the step,
+    /// so every spelling of a resource (ARN, bare name) is one resource in the
+    /// limits.
+    pub fn judged(mut self, v: &StepVerdict) -> Self {
+        if let Some(t) = &v.target {
+            self.target.clone_from(t);
+        }
+        if v.group.is_some() {
+            self.group.clone_from(&v.group);
+        }
+        self
     }
 }
 
