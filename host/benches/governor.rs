@@ -10,7 +10,7 @@ use chrono::{TimeZone, Utc};
 use criterion::{Criterion, criterion_group};
 use healer::decision::{Action, ActionKind, Decision, Step};
 use healer::incident::{Incident, IncidentKind, IncidentParts, ResourceKind, ResourceRef};
-use healer::safety::{Facts, Governor, GovernorConfig, History, KillSwitch};
+use healer::safety::{Facts, Governor, GovernorConfig, History, KillSwitch, ParamsConfig};
 use healer::store::{ActionRecord, Outcome};
 
 fn bench(c: &mut Criterion) {
@@ -97,6 +97,10 @@ fn bench(c: &mut Criterion) {
         rate_global_per_hour: 1000,
         max_in_flight_per_group: 100,
         loop_breaker_count: 100,
+        params: ParamsConfig {
+            ssm_documents: vec!["AWSSupport-CollectEC2Logs".into()],
+            ..ParamsConfig::default()
+        },
         ..GovernorConfig::default()
     });
     c.bench_function("governor/5-step decision", |b| {

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::decision::ActionKind;
 
+use super::params::ParamsConfig;
+
 /// Governor limits, with their defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -52,6 +54,9 @@ pub struct GovernorConfig {
     pub self_caused_window_minutes: u32,
     /// Action kinds that wait for a human's approval.
     pub require_approval: Vec<ActionKind>,
+    /// What a step may set: rollback targets, scale bounds, environment keys,
+    /// SSM documents and commands (see [`ParamsConfig`] for the defaults).
+    pub params: ParamsConfig,
 }
 
 impl Default for GovernorConfig {
@@ -76,6 +81,7 @@ impl Default for GovernorConfig {
             loop_breaker_window_minutes: 60,
             self_caused_window_minutes: 30,
             require_approval: Vec::new(),
+            params: ParamsConfig::default(),
         }
     }
 }
@@ -115,9 +121,14 @@ mod tests {
         let c: GovernorConfig = serde_json::from_str("{}").expect("empty config");
         assert_eq!(c, GovernorConfig::default());
         let c: GovernorConfig =
-            serde_json::from_str(r#"{"cooldown-minutes": 3}"#).expect("one key");
-        assert_eq!(c.cooldown_minutes, 3);
-        assert_eq!(c.blast_radius_percent, 34, "the other defaults stay");
+            serde_json::from_str(r#"{"params": {"scale-max-factor": 3}}"#).expect("params");
+        assert_eq!(c.params.scale_max_factor, 3);
+        assert_eq!(
+            c.params.env_keys,
+            ["FAILURE_RATE"],
+            "the other defaults stay"
+        );
         assert!(serde_json::from_str::<GovernorConfig>(r#"{"dry-rn": true}"#).is_err());
+        assert!(serde_json::from_str::<GovernorConfig>(r#"{"params": {"x": 1}}"#).is_err());
     }
 }

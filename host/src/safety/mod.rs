@@ -18,6 +18,7 @@ mod facts;
 mod in_flight;
 mod loop_breaker;
 mod opt_in;
+mod params;
 mod rate;
 mod scope;
 mod self_caused;
@@ -36,6 +37,7 @@ use crate::store::{ActionRecord, DecisionState};
 pub use aws_facts::{AWS_FACT_ACTIONS, AwsFacts};
 pub use config::GovernorConfig;
 pub use facts::{FactSource, Facts, Layered, ResourceFacts, ServiceFacts, StaticFacts, gather};
+pub use params::ParamsConfig;
 pub use switches::KillSwitch;
 pub use verdict::{Effect, Judgement, Rule, StepVerdict, Verdict, VerdictKind};
 
@@ -274,12 +276,13 @@ fn judge_step(ctx: &Ctx<'_>) -> Verdict {
             .or_else(|| rate::notify(ctx))
             .unwrap_or(Verdict::Approved);
     }
-    let rules: [fn(&Ctx<'_>) -> Option<Verdict>; 11] = [
+    let rules: [fn(&Ctx<'_>) -> Option<Verdict>; 12] = [
         switches::kill_switch,
         target::guard,
         allowed::declared,
         allowed::per_resource,
         opt_in::check,
+        params::check,
         self_caused::check,
         loop_breaker::check,
         cooldown::check,

@@ -1,6 +1,6 @@
 //! Builders for the rule tests: an instance incident in Auto Scaling group
-//! `web`, a task incident in service `prod/api`, their facts, and one-call
-//! judging.
+//! `web`, a task incident in service `prod/api`, a function incident, their
+//! facts, and one-call judging.
 
 use std::collections::BTreeMap;
 
@@ -196,4 +196,25 @@ pub fn judge_service_with(
 /// Judges one step of the task incident.
 pub fn judge_service(step: Step, facts: &Facts, config: GovernorConfig) -> Verdict {
     judge_service_with(step, facts, &History::default(), config)
+}
+
+/// Judges one step of a function-errors incident on `fragile-fn`.
+pub fn judge_function(step: Step, config: GovernorConfig) -> Verdict {
+    let incident = incident(
+        IncidentKind::FunctionErrors,
+        ResourceRef::new(ResourceKind::LambdaFunction, "fragile-fn"),
+        None,
+    );
+    let declared = [ActionKind::UpdateFunctionConfig, ActionKind::Notify];
+    judge_all(
+        &incident,
+        vec![step],
+        &declared,
+        &Facts::default(),
+        &History::default(),
+        config,
+    )
+    .verdicts
+    .remove(0)
+    .verdict
 }

@@ -20,6 +20,9 @@ pub enum Rule {
     OptIn,
     /// Per-resource allowed actions and the policy's declared kinds.
     AllowedActions,
+    /// What a step sets: rollback target, desired count, environment keys,
+    /// SSM documents and commands.
+    Parameters,
     /// Per resource and action kind.
     Cooldown,
     /// Per action kind and global.
@@ -45,6 +48,7 @@ impl Rule {
             Rule::TargetGuard => "target-guard",
             Rule::OptIn => "opt-in",
             Rule::AllowedActions => "allowed-actions",
+            Rule::Parameters => "parameters",
             Rule::Cooldown => "cooldown",
             Rule::RateLimit => "rate-limit",
             Rule::InFlight => "in-flight",
@@ -222,6 +226,10 @@ mod tests {
         assert!(plain.get("effect").is_none(), "{plain}");
         let back: Verdict = serde_json::from_value(plain).expect("reads back");
         assert_eq!(back.effect(), Effect::Step);
+        assert_eq!(
+            serde_json::to_value(Rule::Parameters).expect("json"),
+            Rule::Parameters.as_str()
+        );
         for rule in [Rule::TargetGuard, Rule::KillSwitch, Rule::Approval] {
             assert_eq!(serde_json::to_value(rule).expect("json"), rule.as_str());
         }
