@@ -162,9 +162,23 @@ impl Pipeline<'_> {
         context: &PolicyContext,
         now: DateTime<Utc>,
     ) -> Result<Plan, StoreError> {
+        self.plan_with(incident, context, None, now).await
+    }
+
+    /// `plan`, judging `proposed` instead of the active policy's own decision,
+    /// as if that policy proposed it (and declared the kinds it contains): what
+    /// the governor would say to a plan. This is `healer plan --propose`.
+    pub async fn plan_with(
+        &self,
+        incident: &Incident,
+        context: &PolicyContext,
+        proposed: Option<&Decision>,
+        now: DateTime<Utc>,
+    ) -> Result<Plan, StoreError> {
         let (enriched, facts) = self.discover_group(incident).await;
         let incident = enriched.as_ref().unwrap_or(incident);
-        self.plan_judged(incident, facts, context, now).await
+        self.plan_judged(incident, facts, context, proposed, now)
+            .await
     }
 
     /// `plan` of an incident whose group is settled; `facts` holds what was
@@ -174,6 +188,7 @@ impl Pipeline<'_> {
         incident: &Incident,
         mut facts: Facts,
         context: &PolicyContext,
+        proposed: Option<&Decision>,
         now: DateTime<Utc>,
     ) -> Result<Plan, StoreError> {
         let since = now - self.governor.config().history_window();
@@ -191,15 +206,22 @@ impl Pipeline<'_> {
         apply_configs(&mut facts, &state.resource_configs);
         let history = History::from_state(incident, &state);
         let context = Self::context_for(incident, context, &facts, &state, &history, now);
-        let decisions = self.registry.decide(incident, &context, now);
+        let mut decisions = self.registry.decide(incident, &context, now);
+        if let (Some(d), Some(first)) = (proposed, decisions.active.first_mut()) {
+            first.result = Ok(d.clone());
+        }
         let judgement = match decisions.active.first() {
             Some(outcome) => match &outcome.result {
                 Ok(decision) => {
-                    let declared = self
+                    let mut declared = self
                         .registry
                         .metadata(&outcome.policy)
                         .map(|m| m.proposes)
                         .unwrap_or_default();
+                    // A proposal is judged as if its author declared what it proposes.
+                    if proposed.is_some() {
+                        declared.extend(decision.steps.iter().map(|s| s.action.kind()));
+                    }
                     self.read_step_facts(incident, decision, &state, &mut facts)
                         .await;
                     Some(
@@ -262,7 +284,9 @@ impl Pipeline<'_> {
         if !created {
             return Ok((None, Recorded::Duplicate(Box::new(record))));
         }
-        let mut plan = self.plan_judged(incident, facts, context, now).await?;
+        let mut plan = self
+            .plan_judged(incident, facts, context, None, now)
+            .await?;
         let at = now.max(incident.detected_at);
         let id = &incident.id;
         let Some(outcome) = plan.decisions.active.first() else {
