@@ -10,8 +10,8 @@ use chrono::{TimeZone, Utc};
 use criterion::{Criterion, criterion_group};
 use healer::decision::{Action, ActionKind, Decision, Step};
 use healer::incident::{Incident, IncidentKind, IncidentParts, ResourceKind, ResourceRef};
-use healer::safety::{Facts, Governor, GovernorConfig, History};
-use healer::store::ActionRecord;
+use healer::safety::{Facts, Governor, GovernorConfig, History, KillSwitch, ParamsConfig};
+use healer::store::{ActionRecord, Outcome};
 
 fn bench(c: &mut Criterion) {
     let now = Utc
@@ -36,7 +36,7 @@ fn bench(c: &mut Criterion) {
         steps: vec![
             step(Action::RunDiagnostics {
                 instance_id: "i-1".into(),
-                document: "AWS-RunShellScript".into(),
+                document: "AWSSupport-CollectEC2Logs".into(),
             }),
             step(Action::RebootInstance {
                 instance_id: "i-1".into(),
@@ -64,11 +64,9 @@ fn bench(c: &mut Criterion) {
         ActionKind::Notify,
         ActionKind::Escalate,
     ];
-    let facts = Facts {
-        tags: Some(BTreeMap::from([("SelfHeal".to_owned(), "true".to_owned())])),
-        group_size: Some(50),
-        ..Facts::default()
-    };
+    let mut facts = Facts::default();
+    facts.entry("i-1").tags = Some(BTreeMap::from([("SelfHeal".to_owned(), "true".to_owned())]));
+    facts.entry("web").group_size = Some(50);
     let action = |i: usize, target: String, group: &str| ActionRecord {
         incident_id: format!("inc-{i}"),
         step: 0,
@@ -77,7 +75,8 @@ fn bench(c: &mut Criterion) {
         group: Some(group.into()),
         started_at: now - chrono::Duration::minutes((i % 60) as i64 + 11),
         ended_at: Some(now - chrono::Duration::minutes((i % 60) as i64 + 10)),
-        result: "succeeded".into(),
+        result: Outcome::Succeeded,
+        created: Vec::new(),
     };
     // In time order, as the store returns them.
     let mut all: Vec<ActionRecord> = (0..200)
@@ -90,7 +89,7 @@ fn bench(c: &mut Criterion) {
             .map(|i| action(i, format!("i-g{}", i % 10), "web"))
             .collect(),
         all,
-        kill_switch: false,
+        kill_switch: KillSwitch::Off,
     };
     // Limits high enough that no rule short-circuits: every rule runs per step.
     let governor = Governor::new(GovernorConfig {
@@ -98,6 +97,10 @@ fn bench(c: &mut Criterion) {
         rate_global_per_hour: 1000,
         max_in_flight_per_group: 100,
         loop_breaker_count: 100,
+        params: ParamsConfig {
+            ssm_documents: vec!["AWSSupport-CollectEC2Logs".into()],
+            ..ParamsConfig::default()
+        },
         ..GovernorConfig::default()
     });
     c.bench_function("governor/5-step decision", |b| {

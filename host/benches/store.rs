@@ -12,7 +12,7 @@ use healer::decision::ActionKind;
 use healer::decision::Decision;
 use healer::incident::{Incident, IncidentKind, IncidentParts, ResourceKind, ResourceRef};
 use healer::policy::PolicyId;
-use healer::store::{ActionRecord, LifecycleState, Provenance, SqliteStore, Store};
+use healer::store::{ActionRecord, LifecycleState, Outcome, Provenance, SqliteStore, Store};
 
 fn incident(n: usize) -> Incident {
     let id = format!("arn:aws:ecs:us-east-1:1:task/c/{n}");
@@ -104,7 +104,8 @@ async fn decision_reads(store: &dyn Store) {
                 group: Some("arn:aws:ecs:us-east-1:1:service/c/s".into()),
                 started_at: now - Duration::minutes(i % 60),
                 ended_at: Some(now),
-                result: "succeeded".into(),
+                result: Outcome::Succeeded,
+                created: Vec::new(),
             })
             .await
             .expect("action");

@@ -75,11 +75,106 @@ impl ActionKind {
             ActionKind::Notify | ActionKind::Escalate | ActionKind::NoOp
         )
     }
+
+    /// Whether the action touches every member of its group at once: a new
+    /// deployment, a rollback or a new desired count replaces or changes every
+    /// task of the service, so the blast radius counts it as the whole group.
+    pub fn is_group_wide(self) -> bool {
+        matches!(
+            self,
+            ActionKind::ForceNewDeployment
+                | ActionKind::RollbackDeployment
+                | ActionKind::ScaleService
+        )
+    }
 }
 
 impl fmt::Display for ActionKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The kind of a resource an action names (wider than [`ResourceKind`]: an
+/// action also names clusters and task definitions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NamedKind {
+    /// An ECS cluster (name or ARN).
+    EcsCluster,
+    /// An ECS service (name or ARN), in a cluster.
+    EcsService,
+    /// An ECS task (id or ARN), in a cluster.
+    EcsTask,
+    /// An ECS task definition (`family:revision` or ARN).
+    TaskDefinition,
+    /// An EC2 instance (`i-…` or ARN).
+    Ec2Instance,
+    /// A load-balancer target (instance id, IP or Lambda ARN), in a target group.
+    Target,
+    /// A target group (ARN).
+    TargetGroup,
+    /// An Auto Scaling group (name or ARN).
+    AutoscalingGroup,
+    /// A Lambda function (name or ARN).
+    LambdaFunction,
+}
+
+impl NamedKind {
+    /// The wire name (`ecs-cluster`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NamedKind::EcsCluster => "ecs-cluster",
+            NamedKind::EcsService => "ecs-service",
+            NamedKind::EcsTask => "ecs-task",
+            NamedKind::TaskDefinition => "task-definition",
+            NamedKind::Ec2Instance => "ec2-instance",
+            NamedKind::Target => "target",
+            NamedKind::TargetGroup => "target-group",
+            NamedKind::AutoscalingGroup => "autoscaling-group",
+            NamedKind::LambdaFunction => "lambda-function",
+        }
+    }
+}
+
+impl fmt::Display for NamedKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One resource an action names, exactly as the policy wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Named<'a> {
+    /// What it is.
+    pub kind: NamedKind,
+    /// The name, id or ARN as written.
+    pub id: &'a str,
+    /// The container a bare name lives in, as written: a service's or task's
+    /// cluster (so `api` in `prod` is not `api` in `staging`).
+    pub parent: Option<&'a str>,
+    /// It is the action's target ([`Action::target`]).
+    pub is_target: bool,
+}
+
+impl<'a> Named<'a> {
+    fn new(kind: NamedKind, id: &'a str) -> Self {
+        Named {
+            kind,
+            id,
+            parent: None,
+            is_target: false,
+        }
+    }
+
+    fn in_cluster(mut self, cluster: &'a str) -> Self {
+        self.parent = Some(cluster);
+        self
+    }
+
+    fn target(mut self) -> Self {
+        self.is_target = true;
+        self
     }
 }
 
@@ -247,6 +342,66 @@ impl Action {
         }
     }
 
+    /// Every resource this action names, its target first: cluster, service,
+    /// task definition, task, instance, target group, group, function. The
+    /// governor checks each one, not only the target.
+    pub fn resources(&self) -> Vec<Named<'_>> {
+        use NamedKind as K;
+        let n = Named::new;
+        match self {
+            Action::RestartTask { cluster, task } => vec![
+                n(K::EcsTask, task).in_cluster(cluster).target(),
+                n(K::EcsCluster, cluster),
+            ],
+            Action::ForceNewDeployment { cluster, service }
+            | Action::ScaleService {
+                cluster, service, ..
+            } => vec![
+                n(K::EcsService, service).in_cluster(cluster).target(),
+                n(K::EcsCluster, cluster),
+            ],
+            Action::RollbackDeployment {
+                cluster,
+                service,
+                task_definition,
+            } => {
+                let mut v = vec![
+                    n(K::EcsService, service).in_cluster(cluster).target(),
+                    n(K::EcsCluster, cluster),
+                ];
+                v.extend(task_definition.as_deref().map(|t| n(K::TaskDefinition, t)));
+                v
+            }
+            Action::RebootInstance { instance_id }
+            | Action::ReplaceInstance { instance_id, .. }
+            | Action::RunDiagnostics { instance_id, .. }
+            | Action::RunCommand { instance_id, .. } => {
+                vec![n(K::Ec2Instance, instance_id).target()]
+            }
+            Action::SetInstanceUnhealthy { group, instance_id } => vec![
+                n(K::Ec2Instance, instance_id).target(),
+                n(K::AutoscalingGroup, group),
+            ],
+            Action::DeregisterTarget {
+                target_group,
+                target_id,
+                ..
+            }
+            | Action::RegisterTarget {
+                target_group,
+                target_id,
+                ..
+            } => vec![
+                n(K::Target, target_id).target(),
+                n(K::TargetGroup, target_group),
+            ],
+            Action::UpdateFunctionConfig { function_name, .. } => {
+                vec![n(K::LambdaFunction, function_name).target()]
+            }
+            Action::Notify { .. } | Action::Escalate { .. } | Action::NoOp => Vec::new(),
+        }
+    }
+
     /// Total bytes of the strings this action carries (for the output size cap).
     pub fn payload_len(&self) -> usize {
         let s = |v: &String| v.len();
@@ -356,5 +511,51 @@ impl Decision {
                 .iter()
                 .map(|s| 32 + s.reason.len() + s.action.payload_len())
                 .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_named_resource_is_listed_target_first() {
+        let rollback = Action::RollbackDeployment {
+            cluster: "prod".into(),
+            service: "api".into(),
+            task_definition: Some("api:6".into()),
+        };
+        let named = rollback.resources();
+        let kinds: Vec<_> = named.iter().map(|n| n.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                NamedKind::EcsService,
+                NamedKind::EcsCluster,
+                NamedKind::TaskDefinition
+            ]
+        );
+        assert!(named[0].is_target && named[0].parent == Some("prod"));
+        assert!(named[1..].iter().all(|n| !n.is_target));
+        let deregister = Action::DeregisterTarget {
+            target_group: "arn:tg".into(),
+            target_id: "i-1".into(),
+            port: None,
+        };
+        let named = deregister.resources();
+        assert_eq!(
+            (named[0].kind, named[0].id, named[1].kind),
+            (NamedKind::Target, "i-1", NamedKind::TargetGroup)
+        );
+        assert!(Action::NoOp.resources().is_empty());
+        // The target is the one `target()` names.
+        for a in [rollback, deregister] {
+            assert_eq!(
+                a.resources().first().map(|n| n.id),
+                a.target().map(|(_, id)| id)
+            );
+        }
+        assert!(ActionKind::ScaleService.is_group_wide());
+        assert!(!ActionKind::RestartTask.is_group_wide());
     }
 }

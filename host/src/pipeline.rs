@@ -1,7 +1,9 @@
 //! Wires the stages in order for one signal: record the incident (idempotently),
-//! let the routed policies decide, let the governor judge every step against the
-//! store's state, record decision, provenance and verdicts; a recovery heals the
-//! open incidents of its resource or group and sets their MTTR.
+//! read the facts of its resource and group, let the routed policies decide,
+//! read the facts of every further resource the steps name, let the governor
+//! judge every step against them and the store's state, record decision,
+//! provenance and verdicts; a recovery heals the open incidents of its resource
+//! or group and sets their MTTR.
 //!
 //! Executors are not wired yet, so every approved step stays a plan (dry run).
 //! This is the only module that knows the order of the stages.
@@ -9,12 +11,16 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::incident::{Incident, Recovery};
+use crate::decision::Decision;
+use crate::incident::{Incident, Recovery, ResourceKind, ResourceRef};
 use crate::policy::{Decisions, PolicyContext, PolicyRegistry};
-use crate::safety::{FactSource, Facts, Governor, History, Judgement, KILL_SWITCH_KEY, Verdict};
+use crate::safety::{
+    FactSource, Facts, Governor, History, Judgement, KILL_SWITCH_KEY, Verdict, gather,
+    unread_resources,
+};
 use crate::store::{
-    ActionRecord, DecisionState, IncidentRecord, LifecycleState, Provenance, ResourceConfigRecord,
-    Scope, StepRecord, Store, StoreError, VerdictRecord,
+    ActionRecord, DecisionState, IncidentRecord, LifecycleState, Outcome, Provenance,
+    ResourceConfigRecord, Scope, StepRecord, Store, StoreError, VerdictRecord,
 };
 
 /// Store key prefix of the storm notice sent per group (compare-and-set, so one
@@ -29,8 +35,9 @@ pub struct Plan {
     pub decisions: Decisions,
     /// The governor's verdicts on the acting decision (the first active policy's).
     pub judgement: Option<Judgement>,
-    /// The resource facts the governor judged with (tags, group size, and why a
-    /// fact is unknown).
+    /// The facts the governor judged with, per resource (tags, settings, group
+    /// size and members, the service's task definition, and why a fact is
+    /// unknown).
     pub facts: Facts,
     /// This incident put its group in storm mode and is the one that tells humans.
     pub storm_notice: bool,
@@ -74,10 +81,17 @@ impl Pipeline<'_> {
         now: DateTime<Utc>,
     ) -> PolicyContext {
         let mut ctx = base.clone();
-        if let Some(tags) = &facts.tags {
+        let own = facts.of(&incident.resource.id);
+        // A task carries its service's tags (ECS propagates them).
+        let inherited = incident
+            .group
+            .as_ref()
+            .filter(|_| incident.resource.kind == ResourceKind::EcsTask)
+            .and_then(|g| facts.of(&g.id).tags.as_ref());
+        if let Some(tags) = own.tags.as_ref().or(inherited) {
             ctx.tags.extend(tags.clone());
         }
-        if let Some(rc) = &facts.resource_config {
+        if let Some(rc) = &own.resource_config {
             ctx.resource_config = crate::policy::ResourceConfig {
                 skip_recovery: rc.skip_recovery,
                 cooldown_minutes: rc.cooldown_minutes,
@@ -109,7 +123,7 @@ impl Pipeline<'_> {
                     kind: a.kind,
                     target: a.target.clone(),
                     at: a.started_at,
-                    outcome: a.result.clone(),
+                    outcome: a.result.to_string(),
                 }),
         );
         ctx
@@ -118,21 +132,25 @@ impl Pipeline<'_> {
     /// The incident as judged: with the group AWS places its resource in when
     /// the signal named none (an instance's Auto Scaling group), so the blast
     /// radius, the loop breaker and the recorded actions count over that group.
-    /// Also returns the facts it read when they are the judged incident's own
-    /// (no group was added), so they are not read again.
-    async fn discover_group(&self, incident: &Incident) -> (Option<Incident>, Option<Facts>) {
+    /// Also returns the facts it read (the incident's resource), so they are
+    /// not read again.
+    async fn discover_group(&self, incident: &Incident) -> (Option<Incident>, Facts) {
+        let mut facts = Facts::default();
         if incident.group.is_some() {
-            return (None, None);
+            return (None, facts);
         }
-        let facts = self.facts.facts(incident).await;
-        match &facts.group {
-            Some(group) => {
-                let mut enriched = incident.clone();
-                enriched.group = Some(group.clone());
-                (Some(enriched), None)
-            }
-            None => (None, Some(facts)),
-        }
+        gather(
+            self.facts,
+            std::slice::from_ref(&incident.resource),
+            &mut facts,
+        )
+        .await;
+        let enriched = facts.of(&incident.resource.id).group.clone().map(|group| {
+            let mut enriched = incident.clone();
+            enriched.group = Some(group);
+            enriched
+        });
+        (enriched, facts)
     }
 
     /// Decides and judges an incident against the current store state, writing
@@ -144,17 +162,33 @@ impl Pipeline<'_> {
         context: &PolicyContext,
         now: DateTime<Utc>,
     ) -> Result<Plan, StoreError> {
+        self.plan_with(incident, context, None, now).await
+    }
+
+    /// `plan`, judging `proposed` instead of the active policy's own decision,
+    /// as if that policy proposed it (and declared the kinds it contains): what
+    /// the governor would say to a plan. This is `healer plan --propose`.
+    pub async fn plan_with(
+        &self,
+        incident: &Incident,
+        context: &PolicyContext,
+        proposed: Option<&Decision>,
+        now: DateTime<Utc>,
+    ) -> Result<Plan, StoreError> {
         let (enriched, facts) = self.discover_group(incident).await;
-        self.plan_judged(enriched.as_ref().unwrap_or(incident), facts, context, now)
+        let incident = enriched.as_ref().unwrap_or(incident);
+        self.plan_judged(incident, facts, context, proposed, now)
             .await
     }
 
-    /// `plan` of an incident whose group is settled; `facts`, when given, are its own.
+    /// `plan` of an incident whose group is settled; `facts` holds what was
+    /// read already.
     async fn plan_judged(
         &self,
         incident: &Incident,
-        facts: Option<Facts>,
+        mut facts: Facts,
         context: &PolicyContext,
+        proposed: Option<&Decision>,
         now: DateTime<Utc>,
     ) -> Result<Plan, StoreError> {
         let since = now - self.governor.config().history_window();
@@ -164,41 +198,64 @@ impl Pipeline<'_> {
             KILL_SWITCH_KEY,
             since,
         );
-        let (state, mut facts) = match facts {
-            Some(facts) => (state.await, facts),
-            None => tokio::join!(state, self.facts.facts(incident)),
-        };
+        let own: Vec<ResourceRef> = std::iter::once(incident.resource.clone())
+            .chain(incident.group.clone())
+            .collect();
+        let (state, ()) = tokio::join!(state, gather(self.facts, &own, &mut facts));
         let state = state?;
-        if facts.resource_config.is_none() {
-            let tags = facts.tags.clone().unwrap_or_default();
-            facts.resource_config = ResourceConfigRecord::resolve(
-                &state.resource_configs,
-                &incident.resource.id,
-                &tags,
-            )
-            .cloned();
-        }
+        apply_configs(&mut facts, &state.resource_configs);
         let history = History::from_state(incident, &state);
         let context = Self::context_for(incident, context, &facts, &state, &history, now);
-        let decisions = self.registry.decide(incident, &context, now);
-        let judgement = decisions.active.first().and_then(|outcome| {
-            let decision = outcome.result.as_ref().ok()?;
-            let declared = self
-                .registry
-                .metadata(&outcome.policy)
-                .map(|m| m.proposes)
-                .unwrap_or_default();
-            Some(
-                self.governor
-                    .judge(incident, decision, &declared, &facts, &history, now),
-            )
-        });
+        let mut decisions = self.registry.decide(incident, &context, now);
+        if let (Some(d), Some(first)) = (proposed, decisions.active.first_mut()) {
+            first.result = Ok(d.clone());
+        }
+        let judgement = match decisions.active.first() {
+            Some(outcome) => match &outcome.result {
+                Ok(decision) => {
+                    let mut declared = self
+                        .registry
+                        .metadata(&outcome.policy)
+                        .map(|m| m.proposes)
+                        .unwrap_or_default();
+                    // A proposal is judged as if its author declared what it proposes.
+                    if proposed.is_some() {
+                        declared.extend(decision.steps.iter().map(|s| s.action.kind()));
+                    }
+                    self.read_step_facts(incident, decision, &state, &mut facts)
+                        .await;
+                    Some(
+                        self.governor
+                            .judge(incident, decision, &declared, &facts, &history, now),
+                    )
+                }
+                Err(_) => None,
+            },
+            None => None,
+        };
         Ok(Plan {
             decisions,
             judgement,
             facts,
             storm_notice: false,
         })
+    }
+
+    /// Reads the facts of every resource of the incident's scope that the
+    /// decision's steps name beyond its resource and group (a sibling instance
+    /// of the group, say), concurrently, with their config records.
+    async fn read_step_facts(
+        &self,
+        incident: &Incident,
+        decision: &Decision,
+        state: &DecisionState,
+        facts: &mut Facts,
+    ) {
+        let unread = unread_resources(incident, decision, facts);
+        if !unread.is_empty() {
+            gather(self.facts, &unread, facts).await;
+            apply_configs(facts, &state.resource_configs);
+        }
     }
 
     /// Records a new incident, its decision and the governor's verdicts. A
@@ -227,7 +284,9 @@ impl Pipeline<'_> {
         if !created {
             return Ok((None, Recorded::Duplicate(Box::new(record))));
         }
-        let mut plan = self.plan_judged(incident, facts, context, now).await?;
+        let mut plan = self
+            .plan_judged(incident, facts, context, None, now)
+            .await?;
         let at = now.max(incident.detected_at);
         let id = &incident.id;
         let Some(outcome) = plan.decisions.active.first() else {
@@ -245,86 +304,65 @@ impl Pipeline<'_> {
             duration_us: u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX),
             decision: outcome.result.clone().map_err(|e| e.to_string()),
         };
-        let verdicts = plan
-            .judgement
-            .as_ref()
-            .map(|j| {
-                j.verdicts
-                    .iter()
-                    .map(|v| match &v.verdict {
-                        Verdict::Approved => VerdictRecord {
-                            step: v.step,
-                            verdict: "approved".into(),
-                            rule: None,
-                            reason: if j.dry_run {
-                                "approved (dry run: not executed)"
-                            } else {
-                                "approved"
-                            }
-                            .into(),
-                        },
-                        Verdict::Denied { rule, reason } => VerdictRecord {
-                            step: v.step,
-                            verdict: "denied".into(),
-                            rule: Some(rule.to_string()),
-                            reason: reason.clone(),
-                        },
-                        Verdict::PendingApproval { reason } => VerdictRecord {
-                            step: v.step,
-                            verdict: "pending-approval".into(),
-                            rule: Some("approval".into()),
-                            reason: reason.clone(),
-                        },
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let verdicts = plan.judgement.as_ref().map_or_else(Vec::new, |j| {
+            j.verdicts
+                .iter()
+                .map(|v| VerdictRecord::of(v, j.dry_run))
+                .collect()
+        });
         let mut record = self
             .store
             .record_decision(id, provenance, verdicts, at)
             .await?;
-        if let Err(e) = &outcome.result {
-            let note = format!("policy {} failed: {e}", outcome.policy.name);
-            record = self
-                .store
-                .transition(id, LifecycleState::Escalated, at, Some(note))
-                .await?;
-        } else if let (Some(j), Ok(decision)) = (&plan.judgement, &outcome.result) {
-            if j.dry_run {
-                // Dry run executes nothing, but the approved steps go into the
-                // actions index as `dry-run`, so later verdicts see exactly what
-                // live mode would have done (cooldowns, rates, blast radius).
-                for v in j.verdicts.iter().filter(|v| v.verdict.is_approved()) {
-                    let Some(step) = decision.steps.get(v.step) else {
-                        continue;
-                    };
-                    let dry = StepRecord {
-                        index: v.step,
-                        action: step.action.clone(),
-                        started_at: at,
-                        ended_at: Some(at),
-                        result: "dry-run".into(),
-                    };
-                    let action = ActionRecord::of(&record, &dry);
-                    self.store.put_action(&action).await?;
+        let next = match (&outcome.result, &plan.judgement) {
+            (Err(e), _) => Some((
+                LifecycleState::Escalated,
+                format!("policy {} failed: {e}", outcome.policy.name),
+            )),
+            (Ok(decision), Some(j)) => {
+                if j.dry_run {
+                    self.record_dry_run(&record, decision, j, at).await?;
                 }
+                if j.storm {
+                    plan.storm_notice = self.claim_storm_notice(incident, now).await?;
+                }
+                next_state(j, decision)
             }
-            if j.storm {
-                plan.storm_notice = self.claim_storm_notice(incident, now).await?;
-            }
-            let next = if j.escalate {
-                Some((
-                    LifecycleState::Escalated,
-                    "loop breaker tripped: stop acting, humans take over".to_owned(),
-                ))
-            } else {
-                denied_note(j, &plan).map(|n| (LifecycleState::Denied, n))
-            };
-            if let Some((state, note)) = next {
-                record = self.store.transition(id, state, at, Some(note)).await?;
-            }
+            (Ok(_), None) => None,
+        };
+        if let Some((state, note)) = next {
+            record = self.store.transition(id, state, at, Some(note)).await?;
         }
         Ok((Some(plan), Recorded::New(Box::new(record))))
+    }
+
+    /// Dry run executes nothing, but the approved steps go into the actions
+    /// index as `dry-run`, on the target and group the governor resolved, so
+    /// later verdicts see exactly what live mode would have done (cooldowns,
+    /// rates, blast radius).
+    async fn record_dry_run(
+        &self,
+        record: &IncidentRecord,
+        decision: &Decision,
+        j: &Judgement,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        for v in j.verdicts.iter().filter(|v| v.verdict.is_approved()) {
+            let Some(step) = decision.steps.get(v.step) else {
+                continue;
+            };
+            let dry = StepRecord {
+                index: v.step,
+                action: step.action.clone(),
+                started_at: at,
+                ended_at: Some(at),
+                result: Outcome::DryRun,
+                created: Vec::new(),
+            };
+            let action = ActionRecord::of(record, &dry).judged(v);
+            self.store.put_action(&action).await?;
+        }
+        Ok(())
     }
 
     /// One storm notice per group per blast window, whichever replica gets there first.
@@ -385,10 +423,35 @@ impl Pipeline<'_> {
     }
 }
 
+/// Where a judged incident goes next: escalated when the loop breaker tripped,
+/// denied when every mutating step was, else it stays decided.
+fn next_state(j: &Judgement, decision: &Decision) -> Option<(LifecycleState, String)> {
+    if j.escalate {
+        return Some((
+            LifecycleState::Escalated,
+            "loop breaker tripped: stop acting, humans take over".to_owned(),
+        ));
+    }
+    denied_note(j, decision).map(|n| (LifecycleState::Denied, n))
+}
+
+/// Completes each resource's settings with the store's config records that
+/// match it (by id or by its tags), combined fail-safe with the operator's.
+fn apply_configs(facts: &mut Facts, configs: &[ResourceConfigRecord]) {
+    for (id, f) in facts.0.iter_mut() {
+        let tags = f.tags.clone().unwrap_or_default();
+        if let Some(stored) = ResourceConfigRecord::settings_for(configs, id, &tags) {
+            f.resource_config = Some(match &f.resource_config {
+                Some(own) => own.combine(&stored),
+                None => stored,
+            });
+        }
+    }
+}
+
 /// When the plan proposed mutating steps and the governor approved none of them
 /// (and no human approval is pending), the incident is denied; the note lists why.
-fn denied_note(j: &Judgement, plan: &Plan) -> Option<String> {
-    let decision = plan.decisions.active.first()?.result.as_ref().ok()?;
+fn denied_note(j: &Judgement, decision: &Decision) -> Option<String> {
     let mutating: Vec<_> = j
         .verdicts
         .iter()
@@ -409,7 +472,7 @@ fn denied_note(j: &Judgement, plan: &Plan) -> Option<String> {
     let reasons: Vec<String> = mutating
         .iter()
         .filter_map(|v| match &v.verdict {
-            Verdict::Denied { rule, reason } => Some(format!("{rule}: {reason}")),
+            Verdict::Denied { rule, reason, .. } => Some(format!("{rule}: {reason}")),
             _ => None,
         })
         .collect();

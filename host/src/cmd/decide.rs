@@ -12,9 +12,12 @@ use clap::Args;
 use healer::Incident;
 use std::collections::BTreeMap;
 
+use healer::Decision;
 use healer::pipeline::{Pipeline, Plan, Recorded};
 use healer::policy::PolicyContext;
-use healer::safety::{AwsFacts, Facts, Governor, GovernorConfig, Layered, StaticFacts, Verdict};
+use healer::safety::{
+    AwsFacts, Governor, GovernorConfig, Layered, ResourceFacts, StaticFacts, Verdict,
+};
 use healer::signals::{DEFAULT_MAX_SIGNALS, NormalizeOptions, Signal, normalize};
 
 use super::policy::EngineArgs;
@@ -44,9 +47,16 @@ pub struct DecideArgs {
     #[arg(long, env = "HEALER_GOVERNOR")]
     governor: Option<PathBuf>,
     /// Resource facts JSON: `{"<resource id or group id>": {"tags": {...},
-    /// "group-size": 6}}`. Its entries override what `--aws-facts` reads.
+    /// "group-size": 6}}`. Each entry is about that resource only (a group's
+    /// tags are not its members'); it overrides what `--aws-facts` reads.
     #[arg(long)]
     facts: Option<PathBuf>,
+    /// `plan` only: judge this decision JSON (`{"steps": [...], "summary":
+    /// ...}`, as `healer policy eval` prints it) as if the active policy had
+    /// proposed it (and declared its kinds): what would the governor say to
+    /// this plan?
+    #[arg(long)]
+    propose: Option<PathBuf>,
     /// Read resource facts (EC2 instance tags, ECS service / Auto Scaling group
     /// / target group size) from the AWS APIs, with the standard AWS environment
     /// (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials). Without facts, the rules
@@ -134,7 +144,9 @@ fn verdicts_text(plan: &Plan) -> String {
         .iter()
         .map(|v| match &v.verdict {
             Verdict::Approved => format!("{} approved", v.action),
-            Verdict::Denied { rule, reason } => format!("{} denied by {rule} ({reason})", v.action),
+            Verdict::Denied { rule, reason, .. } => {
+                format!("{} denied by {rule} ({reason})", v.action)
+            }
             Verdict::PendingApproval { .. } => format!("{} awaits approval", v.action),
         })
         .collect();
@@ -188,12 +200,45 @@ fn text_line(input: &str, signal: &Signal, plan: Option<&Plan>) -> String {
     }
 }
 
+/// A proposed decision, refusing fields the decision does not use: an action's
+/// fields are flattened into its step, where serde would drop a misspelled one
+/// silently (a `task-definition` for `task_definition` would roll back to the
+/// previous revision instead).
+fn proposed_decision(bytes: &[u8]) -> anyhow::Result<Decision> {
+    let given: serde_json::Value = serde_json::from_slice(bytes)?;
+    let decision: Decision = serde_json::from_value(given.clone())?;
+    let used = serde_json::to_value(&decision)?;
+    let steps = |v: &serde_json::Value| v["steps"].as_array().cloned().unwrap_or_default();
+    for (i, (g, u)) in steps(&given).iter().zip(steps(&used)).enumerate() {
+        let unused: Vec<&String> = g
+            .as_object()
+            .into_iter()
+            .flat_map(|o| o.keys())
+            .filter(|k| u.get(k.as_str()).is_none())
+            .collect();
+        if !unused.is_empty() {
+            anyhow::bail!("step {i}: unknown or unused fields {unused:?}");
+        }
+    }
+    Ok(decision)
+}
+
 /// Runs `decide` (recording) or `plan` (`record = false`: reads the store's
 /// state, writes nothing); exit 1 if any input, policy or store call failed.
 pub fn run(a: DecideArgs, record: bool) -> anyhow::Result<ExitCode> {
     let record = record && !a.no_record;
     let context: PolicyContext = load_json(a.context.as_deref(), "context")?;
-    let operator: BTreeMap<String, Facts> = load_json(a.facts.as_deref(), "facts")?;
+    let operator: BTreeMap<String, ResourceFacts> = load_json(a.facts.as_deref(), "facts")?;
+    let proposed: Option<Decision> = match &a.propose {
+        Some(_) if record => {
+            anyhow::bail!("--propose is for `healer plan`: nothing proposed is recorded")
+        }
+        Some(p) => Some(
+            proposed_decision(&read_input(p)?)
+                .with_context(|| format!("invalid proposed decision JSON in {}", p.display()))?,
+        ),
+        None => None,
+    };
     let governor_config: GovernorConfig = load_json(a.governor.as_deref(), "governor config")?;
     dry_run_only(&governor_config)?;
     let governor = Governor::new(governor_config);
@@ -248,7 +293,7 @@ pub fn run(a: DecideArgs, record: bool) -> anyhow::Result<ExitCode> {
                     .block_on(pipeline.on_incident(i, &context, now))
                     .map(|(p, r)| (p, Some(r))),
                 Signal::Incident(i) => runtime
-                    .block_on(pipeline.plan(i, &context, now))
+                    .block_on(pipeline.plan_with(i, &context, proposed.as_ref(), now))
                     .map(|p| (Some(p), None)),
                 Signal::Recovery(r) if record => runtime
                     .block_on(pipeline.on_recovery(r))
@@ -298,4 +343,24 @@ pub fn run(a: DecideArgs, record: bool) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proposed_decision_refuses_misspelled_fields() {
+        let step = |fields: &str| {
+            format!(
+                r#"{{"summary": "s", "steps": [{{"action": "rollback-deployment", "cluster": "prod", "service": "api", {fields} "reason": "r"}}]}}"#
+            )
+        };
+        let ok =
+            proposed_decision(step(r#""task_definition": "api:6","#).as_bytes()).expect("valid");
+        assert_eq!(ok.steps.len(), 1);
+        let e = proposed_decision(step(r#""task-definition": "miner:1","#).as_bytes())
+            .expect_err("misspelled");
+        assert!(e.to_string().contains("task-definition"), "{e}");
+    }
 }

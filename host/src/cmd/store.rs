@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use healer::IncidentKind;
 use healer::incident::IncidentId;
+use healer::safety::KillSwitch;
 use healer::store::{GroupBy, IncidentRecord, ListFilter, Store, StoreConfig};
 
 /// Which backend.
@@ -76,11 +77,28 @@ pub enum StoreCommand {
     /// `on` denies every mutating step, `off` lifts it.
     KillSwitch {
         /// `on` or `off`.
-        #[arg(value_parser = ["on", "off"])]
-        state: String,
+        state: SwitchState,
         #[command(flatten)]
         store: StoreArgs,
     },
+}
+
+/// The kill switch's two states, as typed on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SwitchState {
+    /// Deny every mutating step.
+    On,
+    /// Lift the switch.
+    Off,
+}
+
+impl From<SwitchState> for KillSwitch {
+    fn from(s: SwitchState) -> Self {
+        match s {
+            SwitchState::On => KillSwitch::On,
+            SwitchState::Off => KillSwitch::Off,
+        }
+    }
 }
 
 /// `healer incidents …`.
@@ -156,10 +174,11 @@ pub fn run_store(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             StoreCommand::KillSwitch { state, store } => {
                 let store = store.open().await?;
                 let key = healer::safety::KILL_SWITCH_KEY;
+                let state = KillSwitch::from(state).as_str();
                 // Compare-and-set until it sticks (another replica may write too).
                 for _ in 0..16 {
                     let (_, version) = store.governor_get(key).await?;
-                    if store.governor_cas(key, &state, version).await? {
+                    if store.governor_cas(key, state, version).await? {
                         println!("kill switch {state}");
                         return Ok(ExitCode::SUCCESS);
                     }

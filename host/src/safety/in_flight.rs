@@ -15,7 +15,7 @@ pub(crate) fn check(ctx: &Ctx<'_>) -> Option<Verdict> {
             ),
         ));
     }
-    ctx.incident.group.as_ref()?;
+    ctx.scope.group.as_ref()?;
     let group = ctx.tally.running_group + pending;
     (group >= ctx.config.max_in_flight_per_group as usize).then(|| {
         Verdict::deny(

@@ -2,33 +2,36 @@
 //! 3 in an hour) stop the automation for it and escalate to humans. This is what
 //! ends launch/terminate loops.
 
-use super::{Ctx, Rule, Verdict, counted};
+use super::{Ctx, Effect, Rule, Verdict, counted};
 
 pub(crate) fn check(ctx: &Ctx<'_>) -> Option<Verdict> {
     let c = ctx.config;
     let since = ctx.now - Ctx::minutes(c.loop_breaker_window_minutes);
     let limit = c.loop_breaker_count as usize;
     let target = ctx.target()?;
-    let on_resource = counted(ctx, &ctx.history.resource, |k, t, at| {
+    let on_resource = counted(ctx, &ctx.history.all, |k, t, at| {
         k.is_mutating() && t == target && at > since
     });
     if on_resource >= limit {
-        return Some(Verdict::deny(
+        return Some(Verdict::deny_with(
             Rule::LoopBreaker,
+            Effect::Escalate,
             format!(
                 "{target} was healed {on_resource} times in {} minutes; stop and escalate",
                 c.loop_breaker_window_minutes
             ),
         ));
     }
-    let group = ctx.incident.group.as_ref()?;
+    let group = ctx.scope.group.as_ref()?;
     // A group trips when the heals of its members add up to K per member under
     // the blast radius, i.e. the group keeps failing however often it is healed.
-    let group_limit = limit * ctx.facts.group_size.unwrap_or(1).max(1) as usize;
+    let size = ctx.facts.of(&group.id).group_size.unwrap_or(1).max(1);
+    let group_limit = limit * size as usize;
     let on_group = ctx.tally.group_heals + super::pending(ctx, |k| k.is_mutating());
     (on_group >= group_limit).then(|| {
-        Verdict::deny(
+        Verdict::deny_with(
             Rule::LoopBreaker,
+            Effect::Escalate,
             format!(
                 "group {} was healed {on_group} times in {} minutes; stop and escalate",
                 group.id, c.loop_breaker_window_minutes
@@ -46,10 +49,11 @@ mod tests {
     fn third_heal_in_the_window_trips() {
         let cfg = GovernorConfig {
             cooldown_minutes: 0,
+            self_caused_window_minutes: 0,
             ..GovernorConfig::default()
         };
         let heals = |ages: &[i64]| History {
-            resource: ages
+            all: ages
                 .iter()
                 .map(|m| action(ActionKind::RebootInstance, "i-1", *m, false))
                 .collect(),

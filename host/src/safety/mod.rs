@@ -4,216 +4,60 @@
 //!
 //! Each rule is one small module with its own tests. The governor reads its state
 //! once per decision (`History`: the actions index for the resource, the group
-//! and everything recent, plus the store's kill-switch flag) and is otherwise a
-//! pure function of (incident, decision, facts, history, config, now).
+//! and everything recent, plus the store's kill-switch flag) and the facts of
+//! every resource the decision's steps name; it is otherwise a pure function of
+//! (incident, decision, facts, history, config, now). Every step is judged on
+//! the resources it names (see `scope`), not on the incident's resource.
 
 mod allowed;
+mod aws_facts;
 mod blast;
+mod config;
 mod cooldown;
 mod facts;
 mod in_flight;
 mod loop_breaker;
 mod opt_in;
+mod params;
 mod rate;
+mod scope;
 mod self_caused;
 mod switches;
 mod target;
-
-use std::collections::BTreeMap;
-use std::fmt;
-use std::path::PathBuf;
+#[cfg(test)]
+pub(crate) mod testkit;
+mod verdict;
 
 use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::decision::{ActionKind, Decision, Step};
-use crate::incident::Incident;
+use crate::incident::{Incident, ResourceRef};
 use crate::store::{ActionRecord, DecisionState};
 
-pub use facts::{AWS_FACT_ACTIONS, AwsFacts, FactSource, Facts, Layered, StaticFacts};
+pub use aws_facts::{AWS_FACT_ACTIONS, AwsFacts};
+pub use config::GovernorConfig;
+pub use facts::{FactSource, Facts, Layered, ResourceFacts, ServiceFacts, StaticFacts, gather};
+pub use params::ParamsConfig;
+pub use switches::KillSwitch;
+pub use verdict::{Effect, Judgement, Rule, StepVerdict, Verdict, VerdictKind};
 
-/// Governor limits, with their defaults.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
-pub struct GovernorConfig {
-    /// Mode: `true` (default) computes and records every verdict, executes nothing.
-    pub dry_run: bool,
-    /// Global kill switch: deny every mutating step.
-    pub kill_switch: bool,
-    /// A file whose existence trips the kill switch (for operators with a shell).
-    pub kill_switch_file: Option<PathBuf>,
-    /// Opt-in tag key EC2 instances need. Default `SelfHeal`.
-    pub opt_in_tag_key: String,
-    /// Opt-in tag value. Default `true`.
-    pub opt_in_tag_value: String,
-    /// Cooldown per resource and action kind, minutes. Default 10.
-    pub cooldown_minutes: u32,
-    /// Mutating actions per hour, per action kind. Default 20 each; override per kind.
-    pub rate_per_kind_per_hour: u32,
-    /// Per-kind overrides of `rate-per-kind-per-hour`.
-    pub rate_overrides: BTreeMap<ActionKind, u32>,
-    /// Mutating actions per hour, all kinds. Default 60.
-    pub rate_global_per_hour: u32,
-    /// Notify/escalate steps per hour. Default 30.
-    pub notify_per_hour: u32,
-    /// Actions running at once, globally. Default 10.
-    pub max_in_flight: u32,
-    /// Actions running at once in one group. Default 2.
-    pub max_in_flight_per_group: u32,
-    /// Minutes an action counts as in flight when its end is unknown. Default 15.
-    pub in_flight_minutes: u32,
-    /// Most members of a group under action at once, percent. Default 34.
-    pub blast_radius_percent: u32,
-    /// Window in which acted-on group members count for the blast radius, minutes. Default 15.
-    pub blast_window_minutes: u32,
-    /// Heals of one resource within the window that trip the loop breaker. Default 3.
-    pub loop_breaker_count: u32,
-    /// Loop breaker window, minutes. Default 60.
-    pub loop_breaker_window_minutes: u32,
-    /// Window in which incidents on resources our own actions touched are self-caused, minutes. Default 30.
-    pub self_caused_window_minutes: u32,
-    /// Action kinds that wait for a human's approval.
-    pub require_approval: Vec<ActionKind>,
-}
-
-impl Default for GovernorConfig {
-    fn default() -> Self {
-        GovernorConfig {
-            dry_run: true,
-            kill_switch: false,
-            kill_switch_file: None,
-            opt_in_tag_key: "SelfHeal".into(),
-            opt_in_tag_value: "true".into(),
-            cooldown_minutes: 10,
-            rate_per_kind_per_hour: 20,
-            rate_overrides: BTreeMap::new(),
-            rate_global_per_hour: 60,
-            notify_per_hour: 30,
-            max_in_flight: 10,
-            max_in_flight_per_group: 2,
-            in_flight_minutes: 15,
-            blast_radius_percent: 34,
-            blast_window_minutes: 15,
-            loop_breaker_count: 3,
-            loop_breaker_window_minutes: 60,
-            self_caused_window_minutes: 30,
-            require_approval: Vec::new(),
-        }
-    }
-}
-
-impl GovernorConfig {
-    /// Mutating actions of `kind` per hour (its override, else the per-kind rate).
-    pub fn rate_limit(&self, kind: ActionKind) -> u32 {
-        self.rate_overrides
-            .get(&kind)
-            .copied()
-            .unwrap_or(self.rate_per_kind_per_hour)
-    }
-
-    /// The longest window any rule looks back over.
-    pub fn history_window(&self) -> Duration {
-        let minutes = [
-            60,
-            self.cooldown_minutes,
-            self.in_flight_minutes,
-            self.blast_window_minutes,
-            self.loop_breaker_window_minutes,
-            self.self_caused_window_minutes,
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or(60);
-        Duration::minutes(i64::from(minutes))
-    }
-}
-
-/// The rule that denied or held a step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Rule {
-    /// Target must be the incident's resource or a member of its group.
-    TargetGuard,
-    /// Opt-in tag / skip-recovery.
-    OptIn,
-    /// Per-resource allowed actions and the policy's declared kinds.
-    AllowedActions,
-    /// Per resource and action kind.
-    Cooldown,
-    /// Per action kind and global.
-    RateLimit,
-    /// Concurrent actions globally and per group.
-    InFlight,
-    /// Share of a group under action.
-    BlastRadius,
-    /// Repeated heals of one resource.
-    LoopBreaker,
-    /// Incident caused by our own action.
-    SelfCaused,
-    /// Global kill switch.
-    KillSwitch,
-    /// Manual approval required.
-    Approval,
-}
-
-impl fmt::Display for Rule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        f.write_str(&s)
-    }
-}
-
-/// The governor's judgement of one step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "verdict")]
-pub enum Verdict {
-    /// May run (in dry-run mode: recorded as what would run).
-    Approved,
-    /// Must not run.
-    Denied {
-        /// Which rule.
-        rule: Rule,
-        /// Why, for humans.
-        reason: String,
-    },
-    /// Waits for a human.
-    PendingApproval {
-        /// Why.
-        reason: String,
-    },
-}
-
-impl Verdict {
-    fn deny(rule: Rule, reason: impl Into<String>) -> Self {
-        Verdict::Denied {
-            rule,
-            reason: reason.into(),
-        }
-    }
-
-    /// Whether the step may run.
-    pub fn is_approved(&self) -> bool {
-        matches!(self, Verdict::Approved)
-    }
-}
+use scope::StepScope;
 
 /// The store state one decision is judged against, read once.
 #[derive(Debug, Clone, Default)]
 pub struct History {
     /// Actions on the incident's resource in the window.
     pub resource: Vec<ActionRecord>,
-    /// Actions on its group in the window.
+    /// Actions in its group in the window (the incident's group, or the
+    /// incident's resource when it has none: a service is the group of its tasks).
     pub group: Vec<ActionRecord>,
     /// Every action in the window.
     pub all: Vec<ActionRecord>,
     /// The store's kill-switch flag (so every replica sees it).
-    pub kill_switch: bool,
+    pub kill_switch: KillSwitch,
 }
 
-/// Store key of the kill-switch flag (`on` trips it).
+/// Store key of the kill-switch flag (anything but `off` trips it).
 pub const KILL_SWITCH_KEY: &str = "kill-switch";
 
 impl History {
@@ -221,54 +65,38 @@ impl History {
     /// the resource's and the group's actions are the matching part of the
     /// window's actions.
     pub fn from_state(incident: &Incident, state: &DecisionState) -> History {
-        let group = incident.group.as_ref().map(|g| g.id.as_str());
+        let resource = incident.resource.id.as_str();
+        let group = blast_group(incident).id.as_str();
+        let pick = |f: &dyn Fn(&ActionRecord) -> bool| {
+            state.actions.iter().filter(|a| f(a)).cloned().collect()
+        };
         History {
-            resource: state
-                .actions
-                .iter()
-                .filter(|a| a.target == incident.resource.id)
-                .cloned()
-                .collect(),
-            group: match group {
-                Some(g) => state
-                    .actions
-                    .iter()
-                    .filter(|a| a.group.as_deref() == Some(g))
-                    .cloned()
-                    .collect(),
-                None => Vec::new(),
-            },
+            resource: pick(&|a| a.target == resource),
+            group: pick(&|a| a.group.as_deref() == Some(group)),
             all: state.actions.clone(),
-            kill_switch: state.kill_switch.as_deref() == Some("on"),
+            kill_switch: KillSwitch::from_stored(state.kill_switch.as_deref()),
         }
     }
 }
 
-/// One step's verdict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct StepVerdict {
-    /// Index in the decision.
-    pub step: usize,
-    /// The step's action kind.
-    pub action: ActionKind,
-    /// The verdict.
-    #[serde(flatten)]
-    pub verdict: Verdict,
+/// The group an incident's actions count in: its group, else its own resource.
+fn blast_group(incident: &Incident) -> &ResourceRef {
+    incident.group.as_ref().unwrap_or(&incident.resource)
 }
 
-/// The governor's answer for a whole decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct Judgement {
-    /// One verdict per step, in order.
-    pub verdicts: Vec<StepVerdict>,
-    /// Nothing is executed (the default mode).
-    pub dry_run: bool,
-    /// The blast radius tripped for the group: notify and escalate only.
-    pub storm: bool,
-    /// The loop breaker tripped: stop acting, hand to humans.
-    pub escalate: bool,
+/// The resources of the incident's scope that `decision`'s steps name and
+/// `facts` does not hold yet: what the pipeline reads before judging.
+pub fn unread_resources(
+    incident: &Incident,
+    decision: &Decision,
+    facts: &Facts,
+) -> Vec<ResourceRef> {
+    decision
+        .steps
+        .iter()
+        .flat_map(|s| StepScope::of(incident, &s.action, facts).guarded)
+        .filter(|r| !facts.contains(&r.id))
+        .collect()
 }
 
 /// Per-decision aggregates of the history, computed once so each rule is O(1)
@@ -281,10 +109,13 @@ pub(crate) struct Tally<'a> {
     pub running_group: usize,
     /// Group members acted on within the blast window.
     pub blast_members: std::collections::BTreeSet<&'a str>,
+    /// A group-wide action (a new deployment) ran on the group within the
+    /// blast window: every member counts as under action.
+    pub blast_group_wide: bool,
     /// Mutating actions on the group within the loop-breaker window.
     pub group_heals: usize,
     /// Our own earlier action that caused this incident, if any.
-    pub cause: Option<&'a ActionRecord>,
+    pub cause: Option<self_caused::Cause<'a>>,
 }
 
 impl<'a> Tally<'a> {
@@ -304,6 +135,7 @@ impl<'a> Tally<'a> {
             running_all: 0,
             running_group: 0,
             blast_members: std::collections::BTreeSet::new(),
+            blast_group_wide: false,
             group_heals: 0,
             cause: self_caused::cause(incident, history, config, now),
         };
@@ -314,6 +146,7 @@ impl<'a> Tally<'a> {
             t.running_group += usize::from(running(a));
             if a.kind.is_mutating() && a.started_at > blast {
                 t.blast_members.insert(a.target.as_str());
+                t.blast_group_wide |= a.kind.is_group_wide();
             }
             t.group_heals += usize::from(a.kind.is_mutating() && a.started_at > looped);
         }
@@ -321,18 +154,27 @@ impl<'a> Tally<'a> {
     }
 }
 
+/// A step of this decision approved so far (it counts against limits before
+/// it is in the store).
+#[derive(Debug, Clone)]
+pub(crate) struct Approved {
+    pub kind: ActionKind,
+    /// Its resolved target.
+    pub target: Option<String>,
+}
+
 /// Everything a rule may look at for one step.
 pub(crate) struct Ctx<'a> {
     pub tally: &'a Tally<'a>,
-    pub incident: &'a Incident,
     pub step: &'a Step,
+    /// Where each resource the step names sits in the incident's scope.
+    pub scope: &'a StepScope<'a>,
     pub declared: &'a [ActionKind],
     pub facts: &'a Facts,
     pub history: &'a History,
     pub config: &'a GovernorConfig,
     pub now: DateTime<Utc>,
-    /// Steps of this same decision approved so far (they count against limits).
-    pub approved_before: &'a [&'a Step],
+    pub approved_before: &'a [Approved],
 }
 
 impl Ctx<'_> {
@@ -340,8 +182,14 @@ impl Ctx<'_> {
         self.step.action.kind()
     }
 
+    /// The step's target as resolved in the incident's scope.
     pub fn target(&self) -> Option<&str> {
-        self.step.action.target().map(|(_, id)| id)
+        self.scope.target.as_ref().map(|t| t.id.as_str())
+    }
+
+    /// The facts of the step's target (all unknown without one).
+    pub fn target_facts(&self) -> &ResourceFacts {
+        self.facts.of(self.target().unwrap_or_default())
     }
 
     pub fn minutes(m: u32) -> Duration {
@@ -367,7 +215,8 @@ impl Governor {
     }
 
     /// Judges every step of a decision. `declared` is the deciding policy's
-    /// declared action kinds.
+    /// declared action kinds; `facts` holds what is known about each resource
+    /// the steps name (see [`unread_resources`]).
     pub fn judge(
         &self,
         incident: &Incident,
@@ -378,15 +227,14 @@ impl Governor {
         now: DateTime<Utc>,
     ) -> Judgement {
         let mut verdicts = Vec::with_capacity(decision.steps.len());
-        let mut approved: Vec<&Step> = Vec::new();
+        let mut approved: Vec<Approved> = Vec::new();
         let tally = Tally::new(incident, history, &self.config, now);
-        let mut storm = false;
-        let mut escalate = false;
         for (i, step) in decision.steps.iter().enumerate() {
+            let scope = StepScope::of(incident, &step.action, facts);
             let ctx = Ctx {
                 tally: &tally,
-                incident,
                 step,
+                scope: &scope,
                 declared,
                 facts,
                 history,
@@ -395,25 +243,27 @@ impl Governor {
                 approved_before: &approved,
             };
             let verdict = judge_step(&ctx);
-            if let Verdict::Denied { rule, reason } = &verdict {
-                // A fail-safe denial (unknown group size) is not a storm.
-                storm |= *rule == Rule::BlastRadius && reason.starts_with(blast::STORM_PREFIX);
-                escalate |= *rule == Rule::LoopBreaker;
-            }
+            let target = scope.target.map(|t| t.id);
             if verdict.is_approved() {
-                approved.push(step);
+                approved.push(Approved {
+                    kind: step.action.kind(),
+                    target: target.clone(),
+                });
             }
             verdicts.push(StepVerdict {
                 step: i,
                 action: step.action.kind(),
+                target,
+                group: scope.group.map(|g| g.id),
                 verdict,
             });
         }
+        let any = |e: Effect| verdicts.iter().any(|v| v.verdict.effect() == e);
         Judgement {
+            storm: any(Effect::Storm),
+            escalate: any(Effect::Escalate),
             verdicts,
             dry_run: self.config.dry_run,
-            storm,
-            escalate,
         }
     }
 }
@@ -426,12 +276,13 @@ fn judge_step(ctx: &Ctx<'_>) -> Verdict {
             .or_else(|| rate::notify(ctx))
             .unwrap_or(Verdict::Approved);
     }
-    let rules: [fn(&Ctx<'_>) -> Option<Verdict>; 11] = [
+    let rules: [fn(&Ctx<'_>) -> Option<Verdict>; 12] = [
         switches::kill_switch,
         target::guard,
         allowed::declared,
         allowed::per_resource,
         opt_in::check,
+        params::check,
         self_caused::check,
         loop_breaker::check,
         cooldown::check,
@@ -461,10 +312,7 @@ pub(crate) fn counted<'a>(
     let pending = ctx
         .approved_before
         .iter()
-        .filter(|s| {
-            let target = s.action.target().map_or("", |(_, id)| id);
-            pred(s.action.kind(), target, now)
-        })
+        .filter(|s| pred(s.kind, s.target.as_deref().unwrap_or_default(), now))
         .count();
     past + pending
 }
@@ -472,103 +320,5 @@ pub(crate) fn counted<'a>(
 /// This decision's approved steps that match `pred` (they count against limits
 /// before they are in the store).
 pub(crate) fn pending(ctx: &Ctx<'_>, pred: impl Fn(ActionKind) -> bool) -> usize {
-    ctx.approved_before
-        .iter()
-        .filter(|s| pred(s.action.kind()))
-        .count()
-}
-
-#[cfg(test)]
-pub(crate) mod testkit {
-    //! Builders for the rule tests.
-    use super::*;
-    use crate::decision::Action;
-    use crate::incident::{IncidentKind, IncidentParts, ResourceKind, ResourceRef};
-
-    pub fn now() -> DateTime<Utc> {
-        chrono::TimeZone::timestamp_opt(&Utc, 1_714_557_600, 0)
-            .single()
-            .expect("valid")
-    }
-
-    pub fn instance_incident(id: &str) -> Incident {
-        Incident::new(IncidentParts {
-            kind: IncidentKind::InstanceImpaired,
-            source: "test".into(),
-            resource: ResourceRef::new(ResourceKind::Ec2Instance, id),
-            group: Some(ResourceRef::new(ResourceKind::AutoscalingGroup, "web")),
-            reason: "test".into(),
-            detail: BTreeMap::new(),
-            detected_at: now(),
-            dedupe_key: format!("{id}#test"),
-        })
-    }
-
-    pub fn replace(id: &str) -> Step {
-        Step {
-            action: Action::ReplaceInstance {
-                instance_id: id.into(),
-                move_elastic_ip: true,
-            },
-            reason: "test".into(),
-        }
-    }
-
-    pub fn notify() -> Step {
-        Step {
-            action: Action::Notify {
-                channel: "default".into(),
-                subject: "s".into(),
-                message: "m".into(),
-            },
-            reason: "test".into(),
-        }
-    }
-
-    pub fn tagged() -> Facts {
-        Facts {
-            tags: Some(BTreeMap::from([("SelfHeal".to_owned(), "true".to_owned())])),
-            group_size: Some(6),
-            ..Facts::default()
-        }
-    }
-
-    pub fn action(kind: ActionKind, target: &str, minutes_ago: i64, running: bool) -> ActionRecord {
-        ActionRecord {
-            incident_id: format!("inc-{target}-{minutes_ago}"),
-            step: 0,
-            kind,
-            target: target.into(),
-            group: Some("web".into()),
-            started_at: now() - Duration::minutes(minutes_ago),
-            ended_at: (!running)
-                .then(|| now() - Duration::minutes(minutes_ago) + Duration::seconds(30)),
-            result: if running { "running" } else { "succeeded" }.into(),
-        }
-    }
-
-    /// Judges one step with the given facts and history.
-    pub fn judge_one(
-        step: Step,
-        facts: &Facts,
-        history: &History,
-        config: GovernorConfig,
-    ) -> Verdict {
-        let incident = instance_incident("i-1");
-        let decision = Decision {
-            steps: vec![step],
-            verify: None,
-            summary: "t".into(),
-        };
-        let declared = [
-            ActionKind::ReplaceInstance,
-            ActionKind::Notify,
-            ActionKind::RebootInstance,
-        ];
-        Governor::new(config)
-            .judge(&incident, &decision, &declared, facts, history, now())
-            .verdicts
-            .remove(0)
-            .verdict
-    }
+    ctx.approved_before.iter().filter(|s| pred(s.kind)).count()
 }

@@ -227,7 +227,7 @@ mod tests {
         ]);
         let v = judge_one(replace("i-1"), &tagged(), &mixed, cfg.clone());
         assert!(
-            matches!(v, Verdict::Denied { rule: Rule::RateLimit, ref reason } if reason.contains("global")),
+            matches!(v, Verdict::Denied { rule: Rule::RateLimit, ref reason, .. } if reason.contains("global")),
             "{v:?}"
         );
         let notified = hist(vec![action(ActionKind::Notify, "", 5, false)]);

@@ -1,6 +1,38 @@
 //! Global kill switch (config, file flag, store flag) and manual approval.
 
+use serde::{Deserialize, Serialize};
+
 use super::{Ctx, Rule, Verdict};
+
+/// The store's kill-switch flag.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KillSwitch {
+    /// Steps are judged by the other rules.
+    #[default]
+    Off,
+    /// Every mutating step is denied.
+    On,
+}
+
+impl KillSwitch {
+    /// The stored value (`on` / `off`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KillSwitch::Off => "off",
+            KillSwitch::On => "on",
+        }
+    }
+
+    /// The flag from its stored value, fail-safe: never set is off, and only
+    /// exactly `off` is off; anything else (`on`, `ON`, `0`, empty) is on.
+    pub fn from_stored(value: Option<&str>) -> Self {
+        match value {
+            None | Some("off") => KillSwitch::Off,
+            Some(_) => KillSwitch::On,
+        }
+    }
+}
 
 /// Every mutating step is denied while any kill switch is on.
 pub(crate) fn kill_switch(ctx: &Ctx<'_>) -> Option<Verdict> {
@@ -9,7 +41,7 @@ pub(crate) fn kill_switch(ctx: &Ctx<'_>) -> Option<Verdict> {
         Some("kill switch is on in the config".to_owned())
     } else if let Some(f) = c.kill_switch_file.as_ref().filter(|f| f.exists()) {
         Some(format!("kill switch file {} exists", f.display()))
-    } else if ctx.history.kill_switch {
+    } else if ctx.history.kill_switch == KillSwitch::On {
         Some("kill switch flag is on in the store".to_owned())
     } else {
         None
@@ -57,7 +89,7 @@ mod tests {
         std::fs::write(&file, "").expect("write");
         assert!(!judge_one(replace("i-1"), &tagged(), &History::default(), cfg).is_approved());
         let store_flag = History {
-            kill_switch: true,
+            kill_switch: KillSwitch::On,
             ..History::default()
         };
         assert!(
@@ -73,6 +105,39 @@ mod tests {
         assert!(
             judge_one(notify(), &tagged(), &store_flag, GovernorConfig::default()).is_approved()
         );
+    }
+
+    #[test]
+    fn kill_switch_value_not_exactly_off_is_on() {
+        // Issue 11, item 8: a typo or another spelling must not lift the switch.
+        for (stored, expect) in [
+            (None, KillSwitch::Off),
+            (Some("off"), KillSwitch::Off),
+            (Some("on"), KillSwitch::On),
+            (Some("ON"), KillSwitch::On),
+            (Some("Off"), KillSwitch::On),
+            (Some("true"), KillSwitch::On),
+            (Some(""), KillSwitch::On),
+        ] {
+            assert_eq!(KillSwitch::from_stored(stored), expect, "{stored:?}");
+        }
+        let state = crate::store::DecisionState {
+            kill_switch: Some("yes".into()),
+            ..crate::store::DecisionState::default()
+        };
+        let history = History::from_state(&instance_incident("i-1"), &state);
+        assert!(matches!(
+            judge_one(
+                replace("i-1"),
+                &tagged(),
+                &history,
+                GovernorConfig::default()
+            ),
+            Verdict::Denied {
+                rule: Rule::KillSwitch,
+                ..
+            }
+        ));
     }
 
     #[test]

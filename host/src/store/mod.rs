@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 pub use dynamo::{DynamoError, DynamoStore, DynamoTables};
 pub use record::{
-    ActionRecord, IncidentRecord, LifecycleState, Provenance, ResourceConfigRecord,
-    ResourceSelector, StepRecord, VerdictRecord,
+    ActionRecord, IncidentRecord, LifecycleState, Outcome, Provenance, ResourceConfigRecord,
+    ResourceSelector, ResourceSettings, StepRecord, VerdictRecord,
 };
 pub use slots::{Reservation, SlotClaim, SlotLimit};
 pub use sqlite::SqliteStore;

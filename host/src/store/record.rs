@@ -1,6 +1,9 @@
 //! The stored shapes: an incident's record with its lifecycle, provenance,
 //! verdicts and steps; action index entries; per-resource config. The lifecycle
-//! rules (which transition is legal, MTTR) live here, backend-independent.
+//! rules (which transition is legal, MTTR) and how matching config records
+//! combine live here, backend-independent. Every state is typed (enums in their
+//! kebab-case wire spelling), so stored JSON stays readable and nothing past
+//! the store parses a string.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,6 +15,7 @@ use super::StoreError;
 use crate::decision::{Action, ActionKind, Decision};
 use crate::incident::Incident;
 use crate::policy::PolicyId;
+use crate::safety::{Rule, StepVerdict, VerdictKind};
 
 /// How long a record is kept before DynamoDB's TTL removes it (90 days).
 pub const RETENTION_SECS: i64 = 90 * 24 * 3600;
@@ -122,13 +126,56 @@ pub struct Provenance {
 pub struct VerdictRecord {
     /// Index of the step in the decision.
     pub step: usize,
-    /// `approved`, `denied` or `pending-approval`.
-    pub verdict: String,
-    /// The rule that decided (for denials).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
+    /// Approved, denied or pending approval.
+    pub verdict: VerdictKind,
+    /// The rule that denied or held the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<Rule>,
     /// The human reason.
     pub reason: String,
+}
+
+impl VerdictRecord {
+    /// The record of one step's verdict; `dry_run` says so in an approval's reason.
+    pub fn of(v: &StepVerdict, dry_run: bool) -> Self {
+        use crate::safety::Verdict;
+        let reason = match &v.verdict {
+            Verdict::Approved if dry_run => "approved (dry run: not executed)".to_owned(),
+            Verdict::Approved => "approved".to_owned(),
+            Verdict::Denied { reason, .. } | Verdict::PendingApproval { reason } => reason.clone(),
+        };
+        VerdictRecord {
+            step: v.step,
+            verdict: v.verdict.kind(),
+            rule: v.verdict.rule(),
+            reason,
+        }
+    }
+}
+
+/// How a step or action ended (or that it has not).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Started, not ended.
+    Running,
+    /// Done.
+    Succeeded,
+    /// The call failed, with the error.
+    Failed(String),
+    /// Dry run: approved, recorded as what would have run, not executed.
+    DryRun,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Running => f.write_str("running"),
+            Outcome::Succeeded => f.write_str("succeeded"),
+            Outcome::Failed(e) => write!(f, "failed: {e}"),
+            Outcome::DryRun => f.write_str("dry-run"),
+        }
+    }
 }
 
 /// One executed (or dry-run) step.
@@ -143,8 +190,12 @@ pub struct StepRecord {
     pub started_at: DateTime<Utc>,
     /// When it ended; `None` while running.
     pub ended_at: Option<DateTime<Utc>>,
-    /// `running`, `succeeded`, `failed: …`, `dry-run`.
-    pub result: String,
+    /// How it ended.
+    pub result: Outcome,
+    /// Resources the step created (a replacement instance), so incidents on
+    /// them are recognised as caused by it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created: Vec<String>,
 }
 
 /// An incident's whole life.
@@ -237,20 +288,26 @@ pub struct ActionRecord {
     pub step: usize,
     /// Action kind.
     pub kind: ActionKind,
-    /// Target resource id ("" for notify/escalate).
+    /// Target resource id ("" for notify/escalate), as the governor resolved it.
     pub target: String,
-    /// The incident's group, if any.
+    /// The group the action counts in, if any.
     pub group: Option<String>,
     /// Start.
     pub started_at: DateTime<Utc>,
     /// End.
     pub ended_at: Option<DateTime<Utc>>,
-    /// Result text.
-    pub result: String,
+    /// How it ended.
+    pub result: Outcome,
+    /// Resources it created (the self-caused marker: an incident on one of
+    /// them was caused by this action).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created: Vec<String>,
 }
 
 impl ActionRecord {
-    /// The index entry of a step of an incident.
+    /// The index entry of a step of an incident: its target as the action
+    /// names it, in the incident's group. The pipeline replaces both with what
+    /// the governor resolved ([`ActionRecord::judged`]).
     pub fn of(record: &IncidentRecord, step: &StepRecord) -> Self {
         ActionRecord {
             incident_id: record.incident.id.to_string(),
@@ -265,7 +322,21 @@ impl ActionRecord {
             started_at: step.started_at,
             ended_at: step.ended_at,
             result: step.result.clone(),
+            created: step.created.clone(),
         }
+    }
+
+    /// The entry with the target and group the governor resolved for the step,
+    /// so every spelling of a resource (ARN, bare name) is one resource in the
+    /// limits.
+    pub fn judged(mut self, v: &StepVerdict) -> Self {
+        if let Some(t) = &v.target {
+            self.target.clone_from(t);
+        }
+        if v.group.is_some() {
+            self.group.clone_from(&v.group);
+        }
+        self
     }
 }
 
@@ -311,22 +382,68 @@ pub struct ResourceConfigRecord {
     pub allowed_actions: Option<Vec<ActionKind>>,
 }
 
+/// The operator config that applies to one resource: every matching record
+/// (and operator facts) combined fail-safe.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ResourceSettings {
+    /// Never act automatically: a `true` from any source wins.
+    pub skip_recovery: bool,
+    /// Cooldown override, minutes: the longest of the sources'.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooldown_minutes: Option<u32>,
+    /// Only these actions: the kinds every source that lists some allows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_actions: Option<Vec<ActionKind>>,
+}
+
+impl ResourceSettings {
+    /// Both sources' settings, fail-safe: skip if either skips, the longer
+    /// cooldown, the kinds both allow.
+    pub fn combine(&self, other: &ResourceSettings) -> ResourceSettings {
+        let allowed_actions = match (&self.allowed_actions, &other.allowed_actions) {
+            (Some(a), Some(b)) => Some(a.iter().filter(|k| b.contains(k)).copied().collect()),
+            (a, b) => a.clone().or_else(|| b.clone()),
+        };
+        ResourceSettings {
+            skip_recovery: self.skip_recovery || other.skip_recovery,
+            cooldown_minutes: self.cooldown_minutes.max(other.cooldown_minutes),
+            allowed_actions,
+        }
+    }
+}
+
 impl ResourceConfigRecord {
-    /// The config that applies to a resource: an id match beats tag matches
-    /// (the first tag match in selector order otherwise).
-    pub fn resolve<'a>(
-        configs: &'a [ResourceConfigRecord],
-        resource_id: &str,
+    /// This record's settings.
+    pub fn settings(&self) -> ResourceSettings {
+        ResourceSettings {
+            skip_recovery: self.skip_recovery,
+            cooldown_minutes: self.cooldown_minutes,
+            allowed_actions: self.allowed_actions.clone(),
+        }
+    }
+
+    /// Whether this record applies to the resource `id` with `tags`.
+    pub fn matches(&self, id: &str, tags: &BTreeMap<String, String>) -> bool {
+        match &self.selector {
+            ResourceSelector::Id(s) => s == id,
+            ResourceSelector::Tag { key, value } => tags.get(key) == Some(value),
+        }
+    }
+
+    /// The settings that apply to a resource: every matching record (by id and
+    /// by tag) combined fail-safe, so a `skip-recovery` on a tag is not lost to
+    /// an id record that does not set it. `None` when no record matches.
+    pub fn settings_for(
+        configs: &[ResourceConfigRecord],
+        id: &str,
         tags: &BTreeMap<String, String>,
-    ) -> Option<&'a ResourceConfigRecord> {
+    ) -> Option<ResourceSettings> {
         configs
             .iter()
-            .find(|c| matches!(&c.selector, ResourceSelector::Id(id) if id == resource_id))
-            .or_else(|| {
-                configs.iter().find(|c| {
-                    matches!(&c.selector, ResourceSelector::Tag { key, value } if tags.get(key) == Some(value))
-                })
-            })
+            .filter(|c| c.matches(id, tags))
+            .map(ResourceConfigRecord::settings)
+            .reduce(|a, b| a.combine(&b))
     }
 }
 
@@ -353,7 +470,7 @@ mod tests {
     }
 
     #[test]
-    fn id_selector_beats_tag_selector() {
+    fn matching_records_combine_fail_safe() {
         let configs = vec![
             ResourceConfigRecord {
                 selector: ResourceSelector::Tag {
@@ -361,24 +478,62 @@ mod tests {
                     value: "a".into(),
                 },
                 skip_recovery: true,
-                cooldown_minutes: None,
-                allowed_actions: None,
+                cooldown_minutes: Some(30),
+                allowed_actions: Some(vec![ActionKind::RebootInstance, ActionKind::Notify]),
             },
             ResourceConfigRecord {
                 selector: ResourceSelector::Id("i-1".into()),
                 skip_recovery: false,
                 cooldown_minutes: Some(5),
-                allowed_actions: None,
+                allowed_actions: Some(vec![
+                    ActionKind::ReplaceInstance,
+                    ActionKind::RebootInstance,
+                ]),
             },
         ];
         let tags = BTreeMap::from([("team".to_owned(), "a".to_owned())]);
-        assert_eq!(
-            ResourceConfigRecord::resolve(&configs, "i-1", &tags).map(|c| c.cooldown_minutes),
-            Some(Some(5))
-        );
+        let both = ResourceConfigRecord::settings_for(&configs, "i-1", &tags).expect("matches");
+        // Issue 11, item 8: a skip-recovery from any matching record wins.
         assert!(
-            ResourceConfigRecord::resolve(&configs, "i-2", &tags).is_some_and(|c| c.skip_recovery)
+            both.skip_recovery,
+            "the tag record's skip-recovery is not lost"
         );
-        assert!(ResourceConfigRecord::resolve(&configs, "i-2", &BTreeMap::new()).is_none());
+        assert_eq!(both.cooldown_minutes, Some(30));
+        assert_eq!(both.allowed_actions, Some(vec![ActionKind::RebootInstance]));
+        let id_only = ResourceConfigRecord::settings_for(&configs, "i-1", &BTreeMap::new());
+        assert_eq!(id_only.map(|s| s.skip_recovery), Some(false));
+        assert!(
+            ResourceConfigRecord::settings_for(&configs, "i-2", &tags)
+                .is_some_and(|c| c.skip_recovery)
+        );
+        assert!(ResourceConfigRecord::settings_for(&configs, "i-2", &BTreeMap::new()).is_none());
+    }
+
+    #[test]
+    fn typed_states_keep_their_wire_spelling() {
+        for (outcome, json) in [
+            (Outcome::Running, serde_json::json!("running")),
+            (Outcome::Succeeded, serde_json::json!("succeeded")),
+            (Outcome::DryRun, serde_json::json!("dry-run")),
+            (
+                Outcome::Failed("boom".into()),
+                serde_json::json!({"failed": "boom"}),
+            ),
+        ] {
+            assert_eq!(serde_json::to_value(&outcome).expect("json"), json);
+            assert_eq!(
+                serde_json::from_value::<Outcome>(json).expect("reads"),
+                outcome
+            );
+        }
+        // A verdict record as earlier versions stored it.
+        let old =
+            r#"{"step":0,"verdict":"denied","rule":"blast-radius","reason":"storm mode: 3 of 6"}"#;
+        let v: VerdictRecord = serde_json::from_str(old).expect("reads");
+        assert_eq!(
+            (v.verdict, v.rule),
+            (VerdictKind::Denied, Some(Rule::BlastRadius))
+        );
+        assert_eq!(serde_json::to_string(&v).expect("json"), old);
     }
 }

@@ -612,3 +612,225 @@ fn decide_survives_the_hostile_set() {
         "fine: calm"
     );
 }
+
+/// `healer plan` of one incident JSON with operator facts, a policy and,
+/// optionally, a context and a proposed decision (`--propose`); returns the
+/// JSON line and the `--text` line.
+fn plan_one(
+    policy: &str,
+    incident: &str,
+    facts: &str,
+    context: Option<&str>,
+    propose: Option<&str>,
+) -> (serde_json::Value, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).expect("mkdir");
+    std::fs::copy(policy, policies.join("policy.wasm")).expect("copy");
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    };
+    let mut args = vec![
+        "plan".into(),
+        "--no-cache".into(),
+        "--policies".into(),
+        policies.into_os_string(),
+        "--facts".into(),
+        write("facts.json", facts).into_os_string(),
+    ];
+    if let Some(c) = context {
+        args.extend([
+            "--context".into(),
+            write("context.json", c).into_os_string(),
+        ]);
+    }
+    if let Some(d) = propose {
+        args.extend([
+            "--propose".into(),
+            write("propose.json", d).into_os_string(),
+        ]);
+    }
+    args.push(write("incident.json", incident).into_os_string());
+    let run = |text: bool| {
+        let out = Command::new(env!("CARGO_BIN_EXE_healer"))
+            .args(&args)
+            .args(text.then_some("--text"))
+            .env("HEALER_DATA_DIR", dir.path().join("data"))
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let json = serde_json::from_str(&run(false)).expect("JSON");
+    (json, run(true))
+}
+
+/// The first step's verdict is a denial by `rule` whose reason names `needle`,
+/// and the text line says so.
+fn assert_denied(plan: &(serde_json::Value, String), action: &str, rule: &str, needle: &str) {
+    let (v, text) = plan;
+    let verdict = &v["plan"]["judgement"]["verdicts"][0];
+    assert_eq!(verdict["action"], action, "{v}");
+    assert_eq!(verdict["verdict"], "denied", "{v}");
+    assert_eq!(verdict["rule"], rule, "{v}");
+    let reason = verdict["reason"].as_str().expect("a reason");
+    assert!(reason.contains(needle), "{needle:?} in {reason:?}");
+    assert!(
+        text.contains(&format!("{action} denied by {rule} (")),
+        "{text}"
+    );
+}
+
+const INSTANCE_IN_ASG: &str = r#"{"kind":"instance-impaired","source":"cloudwatch-alarm",
+  "resource":{"kind":"ec2-instance","id":"i-1","region":"eu-west-1"},
+  "group":{"kind":"autoscaling-group","id":"web"},
+  "reason":"StatusCheckFailed","detected-at":"2024-05-01T10:00:00Z"}"#;
+
+const TASK_IN_PROD_API: &str = r#"{"kind":"task-crashed","source":"aws.ecs",
+  "resource":{"kind":"ecs-task","id":"arn:aws:ecs:eu-west-1:111111111111:task/prod/0123456789abcdef0123456789abcdef"},
+  "group":{"kind":"ecs-service","id":"arn:aws:ecs:eu-west-1:111111111111:service/prod/api"},
+  "reason":"Essential container in task exited","detected-at":"2024-05-01T10:00:00Z"}"#;
+
+const PROD_API_FACTS: &str = r#"{"arn:aws:ecs:eu-west-1:111111111111:service/prod/api": {
+  "group-size": 4, "tags": {},
+  "service": {"task-definition": "arn:aws:ecs:eu-west-1:111111111111:task-definition/api:7", "desired-count": 4}}}"#;
+
+/// Issue 11, item 4.
+#[test]
+fn plan_denies_confused_deputy_replace_of_an_untagged_sibling() {
+    let facts = r#"{"i-1": {"tags": {"SelfHeal": "true"}},
+      "i-2": {"tags": {}},
+      "web": {"group-size": 6, "group-members": ["i-1", "i-2"], "tags": {"SelfHeal": "true"}}}"#;
+    let propose = r#"{"summary": "replace the neighbour",
+      "steps": [{"action": "replace-instance", "instance_id": "i-2", "move_elastic_ip": true, "reason": "confused"}]}"#;
+    let plan = plan_one(
+        artifacts::EC2_REPLACE,
+        INSTANCE_IN_ASG,
+        facts,
+        None,
+        Some(propose),
+    );
+    assert_denied(
+        &plan,
+        "replace-instance",
+        "opt-in",
+        "instance i-2 is not tagged SelfHeal=true",
+    );
+    assert_eq!(
+        plan.0["plan"]["facts"]["i-2"]["tags"],
+        serde_json::json!({})
+    );
+}
+
+/// Issue 11, item 5.
+#[test]
+fn plan_denies_a_redeploy_of_the_same_name_in_a_foreign_cluster() {
+    let propose = r#"{"summary": "redeploy",
+      "steps": [{"action": "force-new-deployment", "cluster": "staging", "service": "api", "reason": "wrong cluster"}]}"#;
+    let plan = plan_one(
+        artifacts::ECS_TASK_RESTART,
+        TASK_IN_PROD_API,
+        PROD_API_FACTS,
+        None,
+        Some(propose),
+    );
+    assert_denied(&plan, "force-new-deployment", "target-guard", "staging/api");
+}
+
+/// Issue 11, item 6.
+#[test]
+fn plan_denies_a_rollback_to_an_arbitrary_task_definition() {
+    let failed = r#"{"kind":"deployment-failed","source":"aws.ecs",
+      "resource":{"kind":"ecs-service","id":"arn:aws:ecs:eu-west-1:111111111111:service/prod/api"},
+      "reason":"circuit breaker","detected-at":"2024-05-01T10:00:00Z"}"#;
+    let propose = r#"{"summary": "roll back",
+      "steps": [{"action": "rollback-deployment", "cluster": "prod", "service": "api",
+                 "task_definition": "arn:aws:ecs:eu-west-1:111111111111:task-definition/miner:1", "reason": "x"}]}"#;
+    let plan = plan_one(
+        artifacts::ECS_TASK_RESTART,
+        failed,
+        PROD_API_FACTS,
+        None,
+        Some(propose),
+    );
+    assert_denied(
+        &plan,
+        "rollback-deployment",
+        "parameters",
+        "not in the service's own task-definition family api",
+    );
+    // The policy's own rollback (to the previous revision) is approved.
+    let (own, _) = plan_one(
+        artifacts::ECS_TASK_RESTART,
+        failed,
+        PROD_API_FACTS,
+        None,
+        None,
+    );
+    assert_eq!(
+        own["plan"]["judgement"]["verdicts"][0]["verdict"], "approved",
+        "{own}"
+    );
+}
+
+/// Issue 11, item 6: the real lambda-failure-rate policy, configured to set
+/// another variable, proposes it; the governor denies it.
+#[test]
+fn plan_denies_env_exfiltration_through_the_function_config() {
+    let function = r#"{"kind":"function-errors","source":"cloudwatch-alarm",
+      "resource":{"kind":"lambda-function","id":"fragile-fn","region":"eu-west-1"},
+      "reason":"Errors > 1","detected-at":"2024-05-01T10:00:00Z"}"#;
+    let context =
+        r#"{"config": {"variable": "AWS_LAMBDA_EXEC_WRAPPER", "value": "/tmp/exfiltrate"}}"#;
+    let plan = plan_one(
+        artifacts::LAMBDA_FAILURE_RATE,
+        function,
+        r#"{"fragile-fn": {"tags": {}}}"#,
+        Some(context),
+        None,
+    );
+    assert_denied(
+        &plan,
+        "update-function-config",
+        "parameters",
+        "AWS_LAMBDA_EXEC_WRAPPER",
+    );
+    // The default variable is on the allow-list.
+    let (ok, _) = plan_one(
+        artifacts::LAMBDA_FAILURE_RATE,
+        function,
+        r#"{"fragile-fn": {"tags": {}}}"#,
+        None,
+        None,
+    );
+    assert_eq!(
+        ok["plan"]["judgement"]["verdicts"][0]["verdict"], "approved",
+        "{ok}"
+    );
+}
+
+/// Issue 11, item 6.
+#[test]
+fn plan_denies_scaling_a_service_to_zero() {
+    let propose = r#"{"summary": "scale down",
+      "steps": [{"action": "scale-service", "cluster": "prod", "service": "api", "desired_count": 0, "reason": "x"}]}"#;
+    let plan = plan_one(
+        artifacts::ECS_TASK_RESTART,
+        TASK_IN_PROD_API,
+        PROD_API_FACTS,
+        None,
+        Some(propose),
+    );
+    assert_denied(
+        &plan,
+        "scale-service",
+        "parameters",
+        "desired count 0 is outside 1..=8",
+    );
+}

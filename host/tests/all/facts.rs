@@ -12,8 +12,9 @@ use aws_sdk_ec2 as ec2;
 use aws_sdk_ecs as ecs;
 use aws_sdk_elasticloadbalancingv2 as elbv2;
 use chrono::{TimeZone, Utc};
+use healer::decision::{Action, ActionKind, Decision, Step};
 use healer::incident::{Incident, IncidentKind, IncidentParts, ResourceKind, ResourceRef};
-use healer::safety::{AwsFacts, FactSource};
+use healer::safety::{AwsFacts, FactSource, Facts, Governor, History, Rule, Verdict, gather};
 use healer_test_artifacts as artifacts;
 
 fn incident(resource: ResourceRef, group: Option<ResourceRef>) -> Incident {
@@ -205,15 +206,13 @@ async fn facts_are_read_from_the_aws_apis() {
     let ec2_ref = |id: &str| ResourceRef::new(ResourceKind::Ec2Instance, id);
 
     // EC2 tags: the opt-in tag, an untagged instance, a missing one.
-    let f = facts.facts(&incident(ec2_ref(&w.tagged), None)).await;
+    let f = facts.resource(&ec2_ref(&w.tagged)).await;
     let tags = f.tags.expect("tags read");
     assert_eq!(tags.get("SelfHeal").map(String::as_str), Some("true"));
     assert_eq!(tags.get("team").map(String::as_str), Some("web"));
-    let f = facts.facts(&incident(ec2_ref(&w.untagged), None)).await;
+    let f = facts.resource(&ec2_ref(&w.untagged)).await;
     assert_eq!(f.tags, Some(BTreeMap::new()), "known and empty");
-    let f = facts
-        .facts(&incident(ec2_ref("i-0123456789abcdef0"), None))
-        .await;
+    let f = facts.resource(&ec2_ref("i-0123456789abcdef0")).await;
     assert_eq!(f.tags, None, "unknown");
     assert!(
         f.lookup_errors[0].contains("ec2:DescribeInstances i-0123456789abcdef0"),
@@ -221,61 +220,90 @@ async fn facts_are_read_from_the_aws_apis() {
         f.lookup_errors
     );
 
-    // An ECS task: its service's desired count and tags.
-    let task = ResourceRef::new(
-        ResourceKind::EcsTask,
-        "arn:aws:ecs:us-east-1:123456789012:task/prod/0123456789abcdef0123456789abcdef",
-    );
+    // An ECS service: desired count, tags and the task definition it runs.
     let service = ResourceRef::new(ResourceKind::EcsService, w.service_arn.clone());
-    let f = facts.facts(&incident(task, Some(service))).await;
+    let f = facts.resource(&service).await;
     assert_eq!(f.group_size, Some(6), "{f:?}");
+    let running = f.service.as_ref().expect("service facts");
+    assert_eq!(running.desired_count, 6);
+    assert!(
+        running.task_definition.ends_with("task-definition/api:1"),
+        "{running:?}"
+    );
     assert_eq!(
         f.tags
             .as_ref()
             .and_then(|t| t.get("SelfHeal"))
             .map(String::as_str),
-        Some("false"),
-        "a task carries its service's tags"
+        Some("false")
+    );
+    // Its tasks are protected by the service's `SelfHeal=false`.
+    let task = ResourceRef::new(
+        ResourceKind::EcsTask,
+        "arn:aws:ecs:us-east-1:123456789012:task/prod/0123456789abcdef0123456789abcdef",
+    );
+    let inc = incident(task.clone(), Some(service.clone()));
+    let mut known = Facts::default();
+    gather(&facts, &[task.clone(), service], &mut known).await;
+    let restart = Decision {
+        steps: vec![Step {
+            action: Action::RestartTask {
+                cluster: "prod".into(),
+                task: task.id.clone(),
+            },
+            reason: "t".into(),
+        }],
+        verify: None,
+        summary: "t".into(),
+    };
+    let j = Governor::default().judge(
+        &inc,
+        &restart,
+        &[ActionKind::RestartTask],
+        &known,
+        &History::default(),
+        inc.detected_at,
+    );
+    assert!(
+        matches!(&j.verdicts[0].verdict, Verdict::Denied { rule: Rule::OptIn, reason, .. } if reason.contains("SelfHeal=false")),
+        "{j:?}"
     );
 
-    // An instance of an Auto Scaling group: desired capacity and members.
-    let group = ResourceRef::new(ResourceKind::AutoscalingGroup, "web");
+    // An Auto Scaling group: desired capacity and members.
     let f = facts
-        .facts(&incident(ec2_ref(&w.tagged), Some(group)))
+        .resource(&ResourceRef::new(ResourceKind::AutoscalingGroup, "web"))
         .await;
     assert_eq!(f.group_size, Some(3), "{f:?}");
     assert_eq!(f.group_members.len(), 3);
 
-    // An ASG instance in a signal without a group (a status check): the
-    // instance's aws:autoscaling:groupName tag puts it in its group.
-    let f = facts.facts(&incident(ec2_ref(&w.asg_member), None)).await;
+    // An ASG instance: its aws:autoscaling:groupName tag puts it in its group
+    // (a status check signal names none).
+    let f = facts.resource(&ec2_ref(&w.asg_member)).await;
     assert_eq!(
         f.group,
         Some(ResourceRef::new(ResourceKind::AutoscalingGroup, "web")),
         "{f:?}"
     );
-    assert_eq!(f.group_size, Some(3));
     assert_eq!(
-        facts.facts(&incident(ec2_ref(&w.tagged), None)).await.group,
+        facts.resource(&ec2_ref(&w.tagged)).await.group,
         None,
         "a standalone instance has no group"
     );
 
-    // A load-balancer target: the target group's registered members.
-    let target = ResourceRef::new(ResourceKind::Target, w.untagged.clone());
+    // A target group: its registered members; a target instance: its own tags.
     let tg = ResourceRef::new(ResourceKind::TargetGroup, w.target_group_arn.clone());
-    let f = facts.facts(&incident(target, Some(tg))).await;
+    let f = facts.resource(&tg).await;
     assert_eq!(f.group_size, Some(2), "{f:?}");
     assert!(f.group_members.contains(&w.tagged));
-    assert_eq!(f.tags, Some(BTreeMap::new()), "the target instance's tags");
+    let target = ResourceRef::new(ResourceKind::Target, w.untagged.clone());
+    assert_eq!(facts.resource(&target).await.tags, Some(BTreeMap::new()));
 
     // A missing service: unknown size, with the reason.
     let ghost = ResourceRef::new(
         ResourceKind::EcsService,
         "arn:aws:ecs:us-east-1:123456789012:service/prod/ghost",
     );
-    let task = ResourceRef::new(ResourceKind::EcsTask, "arn:aws:ecs:us-east-1:1:task/prod/x");
-    let f = facts.facts(&incident(task, Some(ghost))).await;
+    let f = facts.resource(&ghost).await;
     assert_eq!(f.group_size, None);
     assert!(
         f.lookup_errors
@@ -287,12 +315,12 @@ async fn facts_are_read_from_the_aws_apis() {
 
     // Cached: a lookup within the TTL does not call AWS again.
     drop(moto);
-    let f = facts.facts(&incident(ec2_ref(&w.tagged), None)).await;
+    let f = facts.resource(&ec2_ref(&w.tagged)).await;
     assert!(f.tags.is_some(), "served from the cache");
     let uncached = AwsFacts::new(shared)
         .with_ttl(Duration::ZERO)
         .with_timeout(Duration::from_secs(2));
-    let f = uncached.facts(&incident(ec2_ref(&w.tagged), None)).await;
+    let f = uncached.resource(&ec2_ref(&w.tagged)).await;
     assert_eq!(f.tags, None, "AWS unreachable: unknown");
     assert!(!f.lookup_errors.is_empty());
 }
@@ -356,7 +384,7 @@ async fn plan_reads_the_opt_in_tag_from_ec2() {
     let step = &member["plan"]["decisions"]["active"][0]["decision"]["steps"][0];
     assert_eq!(step["action"], "set-instance-unhealthy", "{member}");
     assert_eq!(step["group"], "web", "{member}");
-    assert_eq!(member["plan"]["facts"]["group-size"], 3, "{member}");
+    assert_eq!(member["plan"]["facts"]["web"]["group-size"], 3, "{member}");
     assert_eq!(
         member["plan"]["judgement"]["verdicts"][0]["verdict"], "approved",
         "{member}"
@@ -364,7 +392,11 @@ async fn plan_reads_the_opt_in_tag_from_ec2() {
     let verdicts = &tagged["plan"]["judgement"]["verdicts"];
     assert_eq!(verdicts[0]["action"], "replace-instance", "{tagged}");
     assert_eq!(verdicts[0]["verdict"], "approved", "{tagged}");
-    assert_eq!(tagged["plan"]["facts"]["tags"]["SelfHeal"], "true");
+    assert_eq!(
+        tagged["plan"]["facts"][w.tagged.as_str()]["tags"]["SelfHeal"],
+        "true",
+        "{tagged}"
+    );
     let steps = &untagged["plan"]["judgement"]["verdicts"];
     assert!(
         steps

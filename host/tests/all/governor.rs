@@ -8,8 +8,10 @@ use healer::decision::{Action, ActionKind, Decision, Step};
 use healer::incident::{Incident, IncidentKind, IncidentParts, ResourceKind, ResourceRef};
 use healer::pipeline::{Pipeline, Recorded};
 use healer::policy::{PolicyContext, PolicyRegistry, PolicyRole};
-use healer::safety::{Facts, Governor, GovernorConfig, History, StaticFacts, Verdict};
-use healer::store::{ActionRecord, LifecycleState, SqliteStore};
+use healer::safety::{
+    Facts, Governor, GovernorConfig, History, KillSwitch, ResourceFacts, Rule, StaticFacts, Verdict,
+};
+use healer::store::{ActionRecord, LifecycleState, Outcome, SqliteStore};
 use healer_test_artifacts as artifacts;
 use proptest::prelude::*;
 
@@ -56,6 +58,16 @@ fn tags(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
     )
 }
 
+/// Facts of one resource, by id.
+fn facts_of(entries: &[(&str, ResourceFacts)]) -> Facts {
+    Facts(
+        entries
+            .iter()
+            .map(|(id, f)| ((*id).to_owned(), f.clone()))
+            .collect(),
+    )
+}
+
 #[test]
 fn an_instance_without_selfheal_true_is_not_replaced() {
     let governor = Governor::new(GovernorConfig::default());
@@ -71,27 +83,33 @@ fn an_instance_without_selfheal_true_is_not_replaced() {
         move_elastic_ip: true,
     });
     let declared = [ActionKind::ReplaceInstance];
+    let own = |t| {
+        facts_of(&[(
+            "i-0abc",
+            ResourceFacts {
+                tags: t,
+                ..ResourceFacts::default()
+            },
+        )])
+    };
     for facts in [
         Facts::default(),
-        Facts {
-            tags: tags(&[]),
-            ..Facts::default()
-        },
-        Facts {
-            tags: tags(&[("SelfHeal", "false")]),
-            ..Facts::default()
-        },
+        own(tags(&[])),
+        own(tags(&[("SelfHeal", "false")])),
     ] {
         let j = governor.judge(&inc, &replace, &declared, &facts, &History::default(), t0());
         assert!(
-            matches!(&j.verdicts[0].verdict, Verdict::Denied { rule, .. } if rule.to_string() == "opt-in"),
+            matches!(
+                &j.verdicts[0].verdict,
+                Verdict::Denied {
+                    rule: Rule::OptIn,
+                    ..
+                }
+            ),
             "{facts:?}: {j:?}"
         );
     }
-    let opted_in = Facts {
-        tags: tags(&[("SelfHeal", "true")]),
-        ..Facts::default()
-    };
+    let opted_in = own(tags(&[("SelfHeal", "true")]));
     let j = governor.judge(
         &inc,
         &replace,
@@ -110,11 +128,22 @@ fn a_flapping_target_is_not_replaced_six_times() {
         ResourceKind::TargetGroup,
         "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/web/1",
     );
-    let facts = Facts {
-        tags: tags(&[("SelfHeal", "true")]),
-        group_size: Some(3),
-        ..Facts::default()
-    };
+    let facts = facts_of(&[
+        (
+            "i-flap",
+            ResourceFacts {
+                tags: tags(&[("SelfHeal", "true")]),
+                ..ResourceFacts::default()
+            },
+        ),
+        (
+            &group.id,
+            ResourceFacts {
+                group_size: Some(3),
+                ..ResourceFacts::default()
+            },
+        ),
+    ]);
     let declared = [ActionKind::ReplaceInstance];
     let mut history = History::default();
     let mut approved = 0;
@@ -143,7 +172,8 @@ fn a_flapping_target_is_not_replaced_six_times() {
                 group: Some(group.id.clone()),
                 started_at: now,
                 ended_at: Some(now + Duration::seconds(90)),
-                result: "succeeded".into(),
+                result: Outcome::Succeeded,
+                created: Vec::new(),
             };
             history.resource.push(a.clone());
             history.group.push(a.clone());
@@ -174,19 +204,14 @@ async fn five_of_six_tasks_failing_at_once_is_a_storm_with_one_notification() {
     let tasks: Vec<String> = (1..=5)
         .map(|n| format!("arn:aws:ecs:us-east-1:1:task/prod/{n:032}"))
         .collect();
-    let facts: BTreeMap<String, Facts> = tasks
-        .iter()
-        .map(|t| {
-            (
-                t.clone(),
-                Facts {
-                    group_size: Some(6),
-                    ..Facts::default()
-                },
-            )
-        })
-        .collect();
-    let facts = StaticFacts(facts);
+    // The service's size is the service's fact (its tasks have none of their own).
+    let facts = StaticFacts(BTreeMap::from([(
+        service.id.clone(),
+        ResourceFacts {
+            group_size: Some(6),
+            ..ResourceFacts::default()
+        },
+    )]));
     let pipeline = Pipeline {
         store: &store,
         registry: &registry,
@@ -295,13 +320,24 @@ proptest! {
                 resource: visible.iter().filter(|a| a.target == id).cloned().collect(),
                 group: visible.clone(),
                 all: visible.clone(),
-                kill_switch: false,
+                kill_switch: KillSwitch::Off,
             };
-            let facts = Facts {
-                tags: tags(&[("SelfHeal", if tagged[e.target] { "true" } else { "false" })]),
-                group_size: Some(group_size),
-                ..Facts::default()
-            };
+            let facts = facts_of(&[
+                (
+                    id.as_str(),
+                    ResourceFacts {
+                        tags: tags(&[("SelfHeal", if tagged[e.target] { "true" } else { "false" })]),
+                        ..ResourceFacts::default()
+                    },
+                ),
+                (
+                    "web",
+                    ResourceFacts {
+                        group_size: Some(group_size),
+                        ..ResourceFacts::default()
+                    },
+                ),
+            ]);
             let inc = incident(IncidentKind::InstanceImpaired, ResourceKind::Ec2Instance, &id, Some(group.clone()), now);
             let action = if e.reboot {
                 Action::RebootInstance { instance_id: id.clone() }
@@ -340,7 +376,8 @@ proptest! {
                     group: Some("web".into()),
                     started_at: now,
                     ended_at: None,
-                    result: "succeeded".into(),
+                    result: Outcome::Succeeded,
+                    created: Vec::new(),
                 },
                 now + Duration::seconds(e.duration_secs),
             ));

@@ -7,10 +7,11 @@ use chrono::{DateTime, TimeZone, Utc};
 use healer::decision::{Action, Decision};
 use healer::incident::{Incident, IncidentKind, IncidentParts, ResourceKind, ResourceRef};
 use healer::policy::PolicyId;
+use healer::safety::VerdictKind;
 use healer::store::{
-    ActionRecord, DynamoStore, DynamoTables, GroupBy, LifecycleState, ListFilter, Provenance,
-    ResourceConfigRecord, ResourceSelector, Scope, SqliteStore, StepRecord, Store, StoreError,
-    VerdictRecord,
+    ActionRecord, DynamoStore, DynamoTables, GroupBy, LifecycleState, ListFilter, Outcome,
+    Provenance, ResourceConfigRecord, ResourceSelector, Scope, SqliteStore, StepRecord, Store,
+    StoreError, VerdictRecord,
 };
 
 fn t(secs: i64) -> DateTime<Utc> {
@@ -63,7 +64,8 @@ fn step(inc: &Incident, at: i64) -> StepRecord {
         },
         started_at: t(at),
         ended_at: Some(t(at + 1)),
-        result: "succeeded".into(),
+        result: Outcome::Succeeded,
+        created: Vec::new(),
     }
 }
 
@@ -73,7 +75,7 @@ async fn heal(store: &dyn Store, inc: &Incident, mttr: i64, policy: &str) {
     store.create_incident(inc).await.expect("create");
     let verdicts = vec![VerdictRecord {
         step: 0,
-        verdict: "approved".into(),
+        verdict: VerdictKind::Approved,
         rule: None,
         reason: "within limits".into(),
     }];
@@ -408,8 +410,9 @@ async fn config_governor_policies(store: &dyn Store) {
     let configs = store.resource_configs().await.expect("configs");
     assert_eq!(configs.len(), 2);
     let tags = [("team".to_owned(), "web".to_owned())].into();
-    let hit = ResourceConfigRecord::resolve(&configs, "i-1", &tags).expect("id match");
+    let hit = ResourceConfigRecord::settings_for(&configs, "i-1", &tags).expect("id and tag match");
     assert!(hit.skip_recovery);
+    assert_eq!(hit.cooldown_minutes, Some(30), "the longest of the matches");
 
     assert_eq!(
         store.governor_get("kill-switch").await.expect("get"),
@@ -495,7 +498,8 @@ async fn decision_state_reads_the_window(store: &dyn Store) {
         group: Some("asg-window".into()),
         started_at: at(started),
         ended_at: None,
-        result: "dry-run".into(),
+        result: Outcome::DryRun,
+        created: Vec::new(),
     };
     store
         .put_action(&action(&old, 0, "i-window", 100))
