@@ -115,6 +115,7 @@ fn recorded_text(recorded: Option<&Recorded>) -> String {
     match recorded {
         None => String::new(),
         Some(Recorded::New(r)) => format!(" [recorded {} {}]", r.incident.id, r.state),
+        Some(Recorded::Resumed(r)) => format!(" [resumed {} {}]", r.incident.id, r.state),
         Some(Recorded::Duplicate(r)) => {
             format!(
                 " [duplicate of {} ({}), not decided again]",
@@ -294,10 +295,12 @@ pub fn run(a: DecideArgs, record: bool) -> anyhow::Result<ExitCode> {
                     .map(|(p, r)| (p, Some(r))),
                 Signal::Incident(i) => runtime
                     .block_on(pipeline.plan_with(i, &context, proposed.as_ref(), now))
-                    .map(|p| (Some(p), None)),
+                    .map(|p| (Some(p), None))
+                    .map_err(Into::into),
                 Signal::Recovery(r) if record => runtime
                     .block_on(pipeline.on_recovery(r))
-                    .map(|r| (None, Some(r))),
+                    .map(|r| (None, Some(r)))
+                    .map_err(Into::into),
                 _ => Ok((None, None)),
             };
             // A store failure loses nothing silently: it is reported for this
@@ -308,9 +311,9 @@ pub fn run(a: DecideArgs, record: bool) -> anyhow::Result<ExitCode> {
                     ok = false;
                     println!(
                         "{}",
-                        serde_json::json!({"input": input, "path": signal_path, "error": format!("store: {e}")})
+                        serde_json::json!({"input": input, "path": signal_path, "error": e.to_string()})
                     );
-                    eprintln!("error: {input}: store: {e}");
+                    eprintln!("error: {input}: {e}");
                     continue;
                 }
             };

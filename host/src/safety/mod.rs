@@ -20,6 +20,7 @@ mod loop_breaker;
 mod opt_in;
 mod params;
 mod rate;
+mod reserve;
 mod scope;
 mod self_caused;
 mod switches;
@@ -38,6 +39,7 @@ pub use aws_facts::{AWS_FACT_ACTIONS, AwsFacts};
 pub use config::GovernorConfig;
 pub use facts::{FactSource, Facts, Layered, ResourceFacts, ServiceFacts, StaticFacts, gather};
 pub use params::ParamsConfig;
+pub use reserve::lost_race;
 pub use switches::KillSwitch;
 pub use verdict::{Effect, Judgement, Rule, StepVerdict, Verdict, VerdictKind};
 

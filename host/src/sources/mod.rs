@@ -69,7 +69,7 @@ pub async fn handle(
     for n in signals {
         let result = match &n.signal {
             Signal::Incident(i) => pipeline.on_incident(i, context, now).await.map(|(_, r)| r),
-            Signal::Recovery(r) => pipeline.on_recovery(r).await,
+            Signal::Recovery(r) => pipeline.on_recovery(r).await.map_err(Into::into),
             Signal::Ignored { reason } => {
                 note(reason.clone());
                 continue;
@@ -87,7 +87,7 @@ pub async fn handle(
             }
         };
         match result {
-            Ok(Recorded::New(_)) => incidents += 1,
+            Ok(Recorded::New(_) | Recorded::Resumed(_)) => incidents += 1,
             Ok(Recorded::Duplicate(_)) => {}
             Ok(Recorded::Healed(h)) => healed += h.len(),
             Err(e) => return Handled::Failed(e.to_string()),

@@ -315,9 +315,24 @@ pub trait Store: Send + Sync {
         verdicts: Vec<VerdictRecord>,
         at: DateTime<Utc>,
     ) -> Result<IncidentRecord, StoreError> {
+        self.record_decisions(id, provenance, Vec::new(), verdicts, at)
+            .await
+    }
+
+    /// `record_decision`, with the decisions of the other routed policies and
+    /// the shadows recorded beside the acting one.
+    async fn record_decisions(
+        &self,
+        id: &IncidentId,
+        provenance: Provenance,
+        also_decided: Vec<Provenance>,
+        verdicts: Vec<VerdictRecord>,
+        at: DateTime<Utc>,
+    ) -> Result<IncidentRecord, StoreError> {
         self.update(id, &|r| {
             r.advance(LifecycleState::Decided, at, None)?;
             r.provenance = Some(provenance.clone());
+            r.also_decided = also_decided.clone();
             r.verdicts = verdicts.clone();
             Ok(())
         })

@@ -110,7 +110,9 @@ impl fmt::Display for LifecycleState {
 pub struct Provenance {
     /// Policy name, version, sha256.
     pub policy: PolicyId,
-    /// sha256 of the incident JSON the policy saw.
+    /// sha256 of the exact input the policy saw (incident, context and
+    /// virtual time as canonical JSON: `PolicyInput`); the input itself is
+    /// stored once under it (`Store::policy_input`).
     pub input_hash: String,
     /// Fuel used.
     pub fuel_used: u64,
@@ -214,6 +216,10 @@ pub struct IncidentRecord {
     pub note: Option<String>,
     /// The deciding policy and its decision.
     pub provenance: Option<Provenance>,
+    /// The other routed policies' decisions and the shadows', recorded
+    /// beside the acting one and never executed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_decided: Vec<Provenance>,
     /// The governor's verdict on every step.
     pub verdicts: Vec<VerdictRecord>,
     /// Executed steps, by index.
@@ -233,6 +239,7 @@ impl IncidentRecord {
             mttr_ms: None,
             note: None,
             provenance: None,
+            also_decided: Vec::new(),
             verdicts: Vec::new(),
             steps: Vec::new(),
             version: 1,

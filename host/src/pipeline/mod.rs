@@ -5,22 +5,28 @@
 //! provenance and verdicts; a recovery heals the open incidents of its resource
 //! or group and sets their MTTR.
 //!
+//! An incident is decided under its lease, and an approved mutating step
+//! reserves its places under the counted limits before it is recorded (see
+//! `record`), so limits hold across replicas and a redelivery resumes an
+//! incident that an earlier attempt created but never decided.
+//!
 //! Executors are not wired yet, so every approved step stays a plan (dry run).
 //! This is the only module that knows the order of the stages.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+mod record;
+
 use crate::decision::Decision;
 use crate::incident::{Incident, Recovery, ResourceKind, ResourceRef};
-use crate::policy::{Decisions, PolicyContext, PolicyRegistry};
+use crate::policy::{Decisions, PolicyContext, PolicyInput, PolicyRegistry};
 use crate::safety::{
-    FactSource, Facts, Governor, History, Judgement, KILL_SWITCH_KEY, Verdict, gather,
-    unread_resources,
+    FactSource, Facts, Governor, History, Judgement, KILL_SWITCH_KEY, gather, unread_resources,
 };
 use crate::store::{
-    ActionRecord, DecisionState, IncidentRecord, LifecycleState, Outcome, Provenance,
-    ResourceConfigRecord, Scope, StepRecord, Store, StoreError, VerdictRecord,
+    ActionRecord, DecisionState, IncidentRecord, LifecycleState, ResourceConfigRecord, Scope,
+    Store, StoreError,
 };
 
 /// Store key prefix of the storm notice sent per group (compare-and-set, so one
@@ -41,6 +47,23 @@ pub struct Plan {
     pub facts: Facts,
     /// This incident put its group in storm mode and is the one that tells humans.
     pub storm_notice: bool,
+    /// The exact input the routed policies decided on (recorded by hash).
+    #[serde(skip)]
+    pub input: PolicyInput,
+}
+
+/// Why a signal could not be recorded. Either way nothing was lost: the
+/// source leaves the message to be redelivered, and the redelivery resumes
+/// the incident (still `detected`) under its lease.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The policy host could not run a policy (pool exhausted, cache I/O): a
+    /// host fault, not the policy's, so the incident is not escalated.
+    #[error("policy host error (transient; the signal is retried): {0}")]
+    PolicyHost(String),
 }
 
 /// What recording one signal did.
@@ -51,6 +74,9 @@ pub enum Recorded {
     New(Box<IncidentRecord>),
     /// The incident's id was already stored: a redelivery, not decided again.
     Duplicate(Box<IncidentRecord>),
+    /// The incident was stored by an earlier attempt that never decided it
+    /// (the store or the policy host failed): decided now.
+    Resumed(Box<IncidentRecord>),
     /// Open incidents this recovery healed.
     Healed(Vec<IncidentRecord>),
 }
@@ -210,7 +236,7 @@ impl Pipeline<'_> {
         if let (Some(d), Some(first)) = (proposed, decisions.active.first_mut()) {
             first.result = Ok(d.clone());
         }
-        let judgement = match decisions.active.first() {
+        let judgement = match decisions.acting() {
             Some(outcome) => match &outcome.result {
                 Ok(decision) => {
                     let mut declared = self
@@ -238,6 +264,7 @@ impl Pipeline<'_> {
             judgement,
             facts,
             storm_notice: false,
+            input: PolicyInput::new(incident, &context, now),
         })
     }
 
@@ -259,135 +286,43 @@ impl Pipeline<'_> {
     }
 
     /// Records a new incident, its decision and the governor's verdicts. A
-    /// duplicate is returned untouched and not decided again.
+    /// duplicate of a decided incident is returned untouched and not decided
+    /// again; one still `detected` (an earlier attempt failed before deciding)
+    /// is resumed. Either way the decision runs under the incident's lease, so
+    /// two replicas never decide one incident twice.
     pub async fn on_incident(
         &self,
         incident: &Incident,
         context: &PolicyContext,
         now: DateTime<Utc>,
-    ) -> Result<(Option<Plan>, Recorded), StoreError> {
-        // A task stops once: a later event about the same task ARN (a higher
-        // `version`, the spot warning then the stop) is the same incident.
-        if incident.resource.kind == crate::incident::ResourceKind::EcsTask
-            && let Some(earlier) = self
-                .store
-                .incidents_of(&Scope::Resource(incident.resource.id.clone()))
-                .await?
-                .into_iter()
-                .find(|r| r.incident.id != incident.id)
-        {
-            return Ok((None, Recorded::Duplicate(Box::new(earlier))));
-        }
+    ) -> Result<(Option<Plan>, Recorded), PipelineError> {
         let (enriched, facts) = self.discover_group(incident).await;
         let incident = enriched.as_ref().unwrap_or(incident);
         let (record, created) = self.store.create_incident(incident).await?;
-        if !created {
+        if !created && record.state != LifecycleState::Detected {
             return Ok((None, Recorded::Duplicate(Box::new(record))));
         }
-        let mut plan = self
-            .plan_judged(incident, facts, context, None, now)
-            .await?;
-        let at = now.max(incident.detected_at);
-        let id = &incident.id;
-        let Some(outcome) = plan.decisions.active.first() else {
-            let note = format!("no active policy handles {}", incident.kind);
-            let record = self
-                .store
-                .transition(id, LifecycleState::Ignored, at, Some(note))
-                .await?;
-            return Ok((Some(plan), Recorded::New(Box::new(record))));
-        };
-        let provenance = Provenance {
-            policy: outcome.policy.clone(),
-            input_hash: incident.input_hash(),
-            fuel_used: outcome.fuel_used,
-            duration_us: u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX),
-            decision: outcome.result.clone().map_err(|e| e.to_string()),
-        };
-        let verdicts = plan.judgement.as_ref().map_or_else(Vec::new, |j| {
-            j.verdicts
-                .iter()
-                .map(|v| VerdictRecord::of(v, j.dry_run))
-                .collect()
-        });
-        let mut record = self
+        let owner = record::lease_owner();
+        if !self
             .store
-            .record_decision(id, provenance, verdicts, at)
-            .await?;
-        let next = match (&outcome.result, &plan.judgement) {
-            (Err(e), _) => Some((
-                LifecycleState::Escalated,
-                format!("policy {} failed: {e}", outcome.policy.name),
-            )),
-            (Ok(decision), Some(j)) => {
-                if j.dry_run {
-                    self.record_dry_run(&record, decision, j, at).await?;
-                }
-                if j.storm {
-                    plan.storm_notice = self.claim_storm_notice(incident, now).await?;
-                }
-                next_state(j, decision)
-            }
-            (Ok(_), None) => None,
+            .claim(&incident.id, &owner, record::LEASE_TTL, now)
+            .await?
+        {
+            // Another replica is deciding it right now.
+            return Ok((None, Recorded::Duplicate(Box::new(record))));
+        }
+        let decided = self.decide_and_record(incident, facts, context, now).await;
+        if let Err(error) = self.store.release(&incident.id, &owner).await {
+            // The lease expires on its own; nothing waits on it but a resume.
+            tracing::warn!(incident = %incident.id, error = %error, "Could not release the incident's lease.");
+        }
+        let (plan, record) = decided?;
+        let recorded = if created {
+            Recorded::New(Box::new(record))
+        } else {
+            Recorded::Resumed(Box::new(record))
         };
-        if let Some((state, note)) = next {
-            record = self.store.transition(id, state, at, Some(note)).await?;
-        }
-        Ok((Some(plan), Recorded::New(Box::new(record))))
-    }
-
-    /// Dry run executes nothing, but the approved steps go into the actions
-    /// index as `dry-run`, on the target and group the governor resolved, so
-    /// later verdicts see exactly what live mode would have done (cooldowns,
-    /// rates, blast radius).
-    async fn record_dry_run(
-        &self,
-        record: &IncidentRecord,
-        decision: &Decision,
-        j: &Judgement,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        for v in j.verdicts.iter().filter(|v| v.verdict.is_approved()) {
-            let Some(step) = decision.steps.get(v.step) else {
-                continue;
-            };
-            let dry = StepRecord {
-                index: v.step,
-                action: step.action.clone(),
-                started_at: at,
-                ended_at: Some(at),
-                result: Outcome::DryRun,
-                created: Vec::new(),
-            };
-            let action = ActionRecord::of(record, &dry).judged(v);
-            self.store.put_action(&action).await?;
-        }
-        Ok(())
-    }
-
-    /// One storm notice per group per blast window, whichever replica gets there first.
-    async fn claim_storm_notice(
-        &self,
-        incident: &Incident,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let Some(group) = &incident.group else {
-            return Ok(false);
-        };
-        let key = format!("{STORM_KEY}{}", group.id);
-        let window =
-            chrono::Duration::minutes(i64::from(self.governor.config().blast_window_minutes));
-        let (last, version) = self.store.governor_get(&key).await?;
-        let recent = last
-            .as_deref()
-            .and_then(|s| s.parse::<DateTime<Utc>>().ok())
-            .is_some_and(|t| now - t < window);
-        if recent {
-            return Ok(false);
-        }
-        self.store
-            .governor_cas(&key, &now.to_rfc3339(), version)
-            .await
+        Ok((Some(plan), recorded))
     }
 
     /// Heals the open incidents of the recovered resource (or group) that were
@@ -423,18 +358,6 @@ impl Pipeline<'_> {
     }
 }
 
-/// Where a judged incident goes next: escalated when the loop breaker tripped,
-/// denied when every mutating step was, else it stays decided.
-fn next_state(j: &Judgement, decision: &Decision) -> Option<(LifecycleState, String)> {
-    if j.escalate {
-        return Some((
-            LifecycleState::Escalated,
-            "loop breaker tripped: stop acting, humans take over".to_owned(),
-        ));
-    }
-    denied_note(j, decision).map(|n| (LifecycleState::Denied, n))
-}
-
 /// Completes each resource's settings with the store's config records that
 /// match it (by id or by its tags), combined fail-safe with the operator's.
 fn apply_configs(facts: &mut Facts, configs: &[ResourceConfigRecord]) {
@@ -447,34 +370,4 @@ fn apply_configs(facts: &mut Facts, configs: &[ResourceConfigRecord]) {
             });
         }
     }
-}
-
-/// When the plan proposed mutating steps and the governor approved none of them
-/// (and no human approval is pending), the incident is denied; the note lists why.
-fn denied_note(j: &Judgement, decision: &Decision) -> Option<String> {
-    let mutating: Vec<_> = j
-        .verdicts
-        .iter()
-        .filter(|v| {
-            decision
-                .steps
-                .get(v.step)
-                .is_some_and(|s| s.action.kind().is_mutating())
-        })
-        .collect();
-    if mutating.is_empty()
-        || mutating
-            .iter()
-            .any(|v| !matches!(v.verdict, Verdict::Denied { .. }))
-    {
-        return None;
-    }
-    let reasons: Vec<String> = mutating
-        .iter()
-        .filter_map(|v| match &v.verdict {
-            Verdict::Denied { rule, reason, .. } => Some(format!("{rule}: {reason}")),
-            _ => None,
-        })
-        .collect();
-    Some(reasons.join("; "))
 }

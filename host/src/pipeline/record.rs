@@ -1,0 +1,244 @@
+//! Recording a decided incident: the exact input by hash, the acting
+//! decision with the others beside it, the reservations of the approved
+//! mutating steps (a step that loses a place to a concurrent decision is
+//! denied by the rule whose limit was full), the verdicts, the dry-run
+//! entries of the actions index and the next lifecycle state.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{Pipeline, PipelineError, Plan, STORM_KEY};
+use crate::decision::Decision;
+use crate::incident::Incident;
+use crate::policy::{DecisionOutcome, PolicyContext, PolicyError};
+use crate::safety::{Effect, Facts, Judgement, Verdict, lost_race};
+use crate::store::{
+    ActionRecord, IncidentRecord, LifecycleState, Outcome, Provenance, Reservation, StepRecord,
+    StoreError, VerdictRecord,
+};
+
+/// How long a decision holds its incident's lease. A decision takes
+/// milliseconds; a replica that dies mid-decision frees the incident for the
+/// redelivery after this.
+pub(super) const LEASE_TTL: Duration = Duration::from_secs(60);
+
+/// A lease owner unique to this process and call.
+pub(super) fn lease_owner() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn provenance(outcome: &DecisionOutcome, input_hash: &str) -> Provenance {
+    Provenance {
+        policy: outcome.policy.clone(),
+        input_hash: input_hash.to_owned(),
+        fuel_used: outcome.fuel_used,
+        duration_us: u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX),
+        decision: outcome.result.clone().map_err(|e| e.to_string()),
+    }
+}
+
+impl Pipeline<'_> {
+    /// Decides an incident (held under its lease) and records the result.
+    pub(super) async fn decide_and_record(
+        &self,
+        incident: &Incident,
+        facts: Facts,
+        context: &PolicyContext,
+        now: DateTime<Utc>,
+    ) -> Result<(Plan, IncidentRecord), PipelineError> {
+        let mut plan = self
+            .plan_judged(incident, facts, context, None, now)
+            .await?;
+        let at = now.max(incident.detected_at);
+        let id = &incident.id;
+        let Some(outcome) = plan.decisions.acting().cloned() else {
+            let note = format!("no active policy handles {}", incident.kind);
+            let record = self
+                .store
+                .transition(id, LifecycleState::Ignored, at, Some(note))
+                .await?;
+            return Ok((plan, record));
+        };
+        if let Err(PolicyError::Host(e)) = &outcome.result {
+            // Not the policy's fault: leave the incident detected; the
+            // redelivered signal resumes it.
+            return Err(PipelineError::PolicyHost(e.clone()));
+        }
+        let hash = plan.input.hash();
+        self.store
+            .put_policy_input(&hash, &plan.input.canonical_json())
+            .await?;
+        if let Some(j) = plan.judgement.as_mut() {
+            self.reserve(incident, j, &plan.facts, now).await?;
+        }
+        let also: Vec<Provenance> = plan
+            .decisions
+            .active
+            .iter()
+            .filter(|o| o.policy != outcome.policy)
+            .chain(&plan.decisions.shadow)
+            .map(|o| provenance(o, &hash))
+            .collect();
+        let verdicts = plan.judgement.as_ref().map_or_else(Vec::new, |j| {
+            j.verdicts
+                .iter()
+                .map(|v| VerdictRecord::of(v, j.dry_run))
+                .collect()
+        });
+        let mut record = self
+            .store
+            .record_decisions(id, provenance(&outcome, &hash), also, verdicts, at)
+            .await?;
+        let next = match (&outcome.result, &plan.judgement) {
+            (Err(e), _) => Some((
+                LifecycleState::Escalated,
+                format!("policy {} failed: {e}", outcome.policy.name),
+            )),
+            (Ok(decision), Some(j)) => {
+                if j.dry_run {
+                    self.record_dry_run(&record, decision, j, at).await?;
+                }
+                if j.storm {
+                    plan.storm_notice = self.claim_storm_notice(incident, now).await?;
+                }
+                next_state(j, decision)
+            }
+            (Ok(_), None) => None,
+        };
+        if let Some((state, note)) = next {
+            record = self.store.transition(id, state, at, Some(note)).await?;
+        }
+        Ok((plan, record))
+    }
+
+    /// Reserves the places of every approved mutating step, in order; a step
+    /// whose limit is full (a concurrent decision took the last place) is
+    /// denied by that limit's rule.
+    async fn reserve(
+        &self,
+        incident: &Incident,
+        j: &mut Judgement,
+        facts: &Facts,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        for v in j.verdicts.iter_mut() {
+            let claims = self.governor.claims(incident, v, facts);
+            if claims.is_empty() {
+                continue;
+            }
+            if let Reservation::Full(limit) = self.store.reserve(&claims, now).await? {
+                tracing::info!(incident = %incident.id, step = v.step, limit = ?limit,
+                    "Step lost its reservation to a concurrent decision.");
+                v.verdict = lost_race(&limit);
+            }
+        }
+        j.storm = j
+            .verdicts
+            .iter()
+            .any(|v| v.verdict.effect() == Effect::Storm);
+        Ok(())
+    }
+
+    /// Dry run executes nothing, but the approved steps go into the actions
+    /// index as `dry-run`, on the target and group the governor resolved, so
+    /// later verdicts see exactly what live mode would have done (cooldowns,
+    /// rates, blast radius).
+    async fn record_dry_run(
+        &self,
+        record: &IncidentRecord,
+        decision: &Decision,
+        j: &Judgement,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        for v in j.verdicts.iter().filter(|v| v.verdict.is_approved()) {
+            let Some(step) = decision.steps.get(v.step) else {
+                continue;
+            };
+            let dry = StepRecord {
+                index: v.step,
+                action: step.action.clone(),
+                started_at: at,
+                ended_at: Some(at),
+                result: Outcome::DryRun,
+                created: Vec::new(),
+            };
+            let action = ActionRecord::of(record, &dry).judged(v);
+            self.store.put_action(&action).await?;
+        }
+        Ok(())
+    }
+
+    /// One storm notice per group per blast window, whichever replica gets there first.
+    async fn claim_storm_notice(
+        &self,
+        incident: &Incident,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let Some(group) = &incident.group else {
+            return Ok(false);
+        };
+        let key = format!("{STORM_KEY}{}", group.id);
+        let window =
+            chrono::Duration::minutes(i64::from(self.governor.config().blast_window_minutes));
+        let (last, version) = self.store.governor_get(&key).await?;
+        let recent = last
+            .as_deref()
+            .and_then(|s| s.parse::<DateTime<Utc>>().ok())
+            .is_some_and(|t| now - t < window);
+        if recent {
+            return Ok(false);
+        }
+        self.store
+            .governor_cas(&key, &now.to_rfc3339(), version)
+            .await
+    }
+}
+
+/// Where a judged incident goes next: escalated when the loop breaker tripped,
+/// denied when every mutating step was, else it stays decided.
+fn next_state(j: &Judgement, decision: &Decision) -> Option<(LifecycleState, String)> {
+    if j.escalate {
+        return Some((
+            LifecycleState::Escalated,
+            "loop breaker tripped: stop acting, humans take over".to_owned(),
+        ));
+    }
+    denied_note(j, decision).map(|n| (LifecycleState::Denied, n))
+}
+
+/// When the plan proposed mutating steps and the governor approved none of them
+/// (and no human approval is pending), the incident is denied; the note lists why.
+fn denied_note(j: &Judgement, decision: &Decision) -> Option<String> {
+    let mutating: Vec<_> = j
+        .verdicts
+        .iter()
+        .filter(|v| {
+            decision
+                .steps
+                .get(v.step)
+                .is_some_and(|s| s.action.kind().is_mutating())
+        })
+        .collect();
+    if mutating.is_empty()
+        || mutating
+            .iter()
+            .any(|v| !matches!(v.verdict, Verdict::Denied { .. }))
+    {
+        return None;
+    }
+    let reasons: Vec<String> = mutating
+        .iter()
+        .filter_map(|v| match &v.verdict {
+            Verdict::Denied { rule, reason, .. } => Some(format!("{rule}: {reason}")),
+            _ => None,
+        })
+        .collect();
+    Some(reasons.join("; "))
+}
