@@ -7,6 +7,7 @@ mod facts;
 mod governor;
 mod hot_swap;
 mod moto;
+mod replicas;
 mod sandbox;
 mod service;
 mod signals;
