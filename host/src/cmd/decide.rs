@@ -244,6 +244,7 @@ pub fn run(a: DecideArgs, record: bool) -> anyhow::Result<ExitCode> {
     dry_run_only(&governor_config)?;
     let governor = Governor::new(governor_config);
     let (registry, report) = load_policies(a.engine.engine(4)?, &a.policies)?;
+    a.engine.route(&registry);
     let mut ok = report.failed.is_empty();
     let mut paths = Vec::new();
     expand(&a.inputs, &mut paths)?;

@@ -39,9 +39,27 @@ pub struct EngineArgs {
     /// Linear memory cap per decision, in bytes.
     #[arg(long)]
     memory_bytes: Option<usize>,
+    /// Routing order when several active policies handle an incident's
+    /// kind, comma-separated names: they decide in this order (others follow
+    /// by name) and the first whose decision proposes steps acts.
+    #[arg(long, env = "HEALER_POLICY_PRIORITY", value_delimiter = ',')]
+    policy_priority: Vec<String>,
 }
 
 impl EngineArgs {
+    /// Applies the configured routing order to a loaded registry.
+    pub fn route(&self, registry: &healer::policy::PolicyRegistry) {
+        let names: Vec<String> = self
+            .policy_priority
+            .iter()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if !names.is_empty() {
+            registry.set_priority(names);
+        }
+    }
+
     pub fn engine(&self, max_concurrent: u32) -> anyhow::Result<std::sync::Arc<PolicyEngine>> {
         let defaults = PolicyLimits::default();
         let limits = PolicyLimits {

@@ -202,6 +202,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let context: PolicyContext = load_json(a.context.as_deref(), "context")?;
     let operator = load_json(a.facts.as_deref(), "facts")?;
     let (registry, report) = load_policies(a.engine.engine(a.max_concurrent)?, &a.policies)?;
+    a.engine.route(&registry);
     let policies = report
         .loaded
         .iter()

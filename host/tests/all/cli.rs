@@ -834,3 +834,43 @@ fn plan_denies_scaling_a_service_to_zero() {
         "desired count 0 is outside 1..=8",
     );
 }
+
+/// Issue 11: `HEALER_POLICY_PRIORITY` orders the policies that handle one
+/// kind; every outcome is printed, the first plan with steps acts.
+#[test]
+fn policy_priority_orders_routing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).expect("mkdir");
+    std::fs::copy(artifacts::HOSTILE, policies.join("a-hostile.wasm")).expect("copy");
+    std::fs::copy(artifacts::SWAP_V1, policies.join("b-swap.wasm")).expect("copy");
+    let inc = dir.path().join("calm.json");
+    std::fs::write(
+        &inc,
+        r#"{"kind":"alarm","source":"test","reason":"calm",
+            "resource":{"kind":"alarm","id":"arn:aws:cloudwatch:us-east-1:1:alarm:calm"},
+            "detected-at":"2024-05-01T10:00:00Z"}"#,
+    )
+    .expect("write");
+    let run = |priority: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_healer"));
+        cmd.args(["decide", "--no-cache", "--no-record", "--policies"])
+            .arg(&policies)
+            .arg(&inc);
+        if let Some(p) = priority {
+            cmd.env("HEALER_POLICY_PRIORITY", p);
+        }
+        let out = cmd.output().expect("runs");
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+        line["plan"]["decisions"]["active"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|o| o["policy"]["name"].as_str().unwrap_or("").to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(run(None), ["hostile", "swap-test"]);
+    assert_eq!(run(Some("swap-test, hostile")), ["swap-test", "hostile"]);
+}
