@@ -453,7 +453,7 @@ async fn hostile_guests_through_the_pipeline_are_recorded_and_the_host_keeps_ser
 /// with its error), and the service stays up and healthy to take the next.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_guests_through_healer_run_leave_the_service_serving() {
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     use std::time::{Duration, Instant};
 
     let Some(moto) = crate::moto::start("hostile_guests_through_healer_run") else {
@@ -505,34 +505,9 @@ async fn hostile_guests_through_healer_run_leave_the_service_serving() {
     std::fs::create_dir(&policies).expect("mkdir");
     std::fs::copy(artifacts::HOSTILE, policies.join("hostile.wasm")).expect("copy");
     let data = dir.path().join("data");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_healer"))
-        .args(["run", "--no-cache"])
-        .env("HEALER_POLICIES", &policies)
-        .env("HEALER_SQS_QUEUE_URL", &queue)
-        .env("HEALER_LISTEN", &listen)
-        .env("HEALER_DATA_DIR", &data)
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("healer run starts");
-    let health = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_healer"))
-            .args(["health", "--listen", &listen])
-            .output()
-            .expect("runs");
-        out.status
-            .success()
-            .then(|| serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON"))
-    };
+    let listen = format!("127.0.0.1:{}", crate::support::free_port());
+    let mut child = crate::support::spawn_run(&policies, &queue, &listen, &data, &moto.endpoint);
+    let health = || crate::support::health(&listen);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(v) = health()

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,17 +20,7 @@ use healer::sources::{Handled, handle};
 use healer::store::{ListFilter, SqliteStore, Store as _};
 use healer_test_artifacts as artifacts;
 
-/// `/health` of the service on `listen`, through `healer health` (the
-/// container's probe): the report when it answers 200.
-fn health(listen: &str) -> Option<serde_json::Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_healer"))
-        .args(["health", "--listen", listen])
-        .output()
-        .expect("runs");
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).expect("health JSON"))
-}
+use crate::support::health;
 
 fn fixture(rel: &str) -> String {
     std::fs::read_to_string(
@@ -76,27 +65,14 @@ async fn run_consumes_sqs_records_and_stops_on_sigterm() {
     std::fs::create_dir(&policies).expect("mkdir");
     std::fs::copy(artifacts::ECS_TASK_RESTART, policies.join("ecs.wasm")).expect("copy");
     let data = dir.path().join("data");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let aws_env = [
-        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-    ];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_healer"))
-        .args(["run", "--no-cache"])
-        .env("HEALER_POLICIES", &policies)
-        .env("HEALER_SQS_QUEUE_URL", &queue)
-        .env("HEALER_LISTEN", format!("127.0.0.1:{port}"))
-        .env("HEALER_DATA_DIR", &data)
-        .envs(aws_env)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("healer run starts");
+    let port = crate::support::free_port();
+    let mut child = crate::support::spawn_run(
+        &policies,
+        &queue,
+        &format!("127.0.0.1:{port}"),
+        &data,
+        &moto.endpoint,
+    );
 
     // Two messages recorded and acked, the unreadable one left on the queue.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -38,3 +38,48 @@ pub fn alarm(reason: &str) -> Incident {
             "detected-at":"2024-05-01T10:00:00Z"}}"#
     ))
 }
+
+/// `/health` of a service on `listen`, through `healer health` (the
+/// container's probe): the report when it answers 200.
+pub fn health(listen: &str) -> Option<serde_json::Value> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(["health", "--listen", listen])
+        .output()
+        .expect("runs");
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).expect("health JSON"))
+}
+
+/// A free port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// `healer run` on `listen`, polling `queue` on the AWS at `endpoint` (moto),
+/// with the policies in `policies` and SQLite in `data`; stderr piped.
+pub fn spawn_run(
+    policies: &std::path::Path,
+    queue: &str,
+    listen: &str,
+    data: &std::path::Path,
+    endpoint: &str,
+) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(["run", "--no-cache"])
+        .env("HEALER_POLICIES", policies)
+        .env("HEALER_SQS_QUEUE_URL", queue)
+        .env("HEALER_LISTEN", listen)
+        .env("HEALER_DATA_DIR", data)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("healer run starts")
+}
