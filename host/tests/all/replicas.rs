@@ -340,3 +340,84 @@ async fn a_decision_interrupted_by_the_store_is_resumed_by_the_redelivery() {
     assert_eq!(input.hash(), provenance.input_hash);
     assert_eq!(plan.expect("plan").input, input);
 }
+
+/// A policy host error (here: the instance pool is exhausted, one slot and
+/// two decisions at once) is transient: that incident is not escalated, it
+/// stays `detected`, and its redelivery decides it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_host_error_is_retried_not_escalated() {
+    use healer::policy::{PolicyEngine, PolicyLimits};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: &'static SqliteStore = Box::leak(Box::new(
+        SqliteStore::open(&dir.path().join("healer.db"))
+            .await
+            .expect("open"),
+    ));
+    // One instance slot; each hostile `loop` decision holds it for its whole
+    // 1 s deadline, so two decisions at once overlap.
+    let limits = PolicyLimits {
+        max_concurrent: 1,
+        fuel: u64::MAX / 4,
+        deadline_ms: 1000,
+        ..PolicyLimits::default()
+    };
+    let registry = PolicyRegistry::new(PolicyEngine::new(limits, None).expect("engine"));
+    registry
+        .swap(&artifacts::bytes(artifacts::HOSTILE), PolicyRole::Active)
+        .expect("hostile");
+    let registry: &'static PolicyRegistry = Box::leak(Box::new(registry));
+    let governor: &'static Governor = Box::leak(Box::new(Governor::new(GovernorConfig::default())));
+    let facts: &'static StaticFacts = Box::leak(Box::new(StaticFacts::default()));
+    let pipeline = Pipeline {
+        store,
+        registry,
+        governor,
+        facts,
+    };
+    let loops: Vec<Incident> = ["loop-a", "loop-b"]
+        .iter()
+        .map(|id| {
+            Incident::new(IncidentParts {
+                kind: IncidentKind::Alarm,
+                source: "test".into(),
+                resource: ResourceRef::new(
+                    ResourceKind::Alarm,
+                    format!("arn:aws:cloudwatch:us-east-1:1:alarm:{id}"),
+                ),
+                group: None,
+                reason: "loop".into(),
+                detail: BTreeMap::new(),
+                detected_at: t0(),
+                dedupe_key: (*id).to_owned(),
+            })
+        })
+        .collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for inc in loops.clone() {
+        let pipeline = Pipeline { ..pipeline };
+        tasks.spawn(async move {
+            let r = pipeline
+                .on_incident(&inc, &PolicyContext::default(), t0())
+                .await;
+            (inc, r)
+        });
+    }
+    let mut transient = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let (inc, r) = done.expect("task");
+        match r {
+            Err(PipelineError::PolicyHost(_)) => transient.push(inc),
+            Ok((_, Recorded::New(rec))) => assert_eq!(rec.state, LifecycleState::Escalated),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(transient.len(), 1, "one decision found the pool full");
+    let inc = &transient[0];
+    let stored = store.get(&inc.id).await.expect("get").expect("created");
+    assert_eq!(stored.state, LifecycleState::Detected, "not escalated");
+    let (_, again) = pipeline
+        .on_incident(inc, &PolicyContext::default(), t0())
+        .await
+        .expect("redelivery");
+    assert!(matches!(again, Recorded::Resumed(_)), "{again:?}");
+}
