@@ -93,7 +93,8 @@ pub fn long_poll_timeouts(base: &TimeoutConfig, wait: Duration) -> TimeoutConfig
 }
 
 /// What an AWS SDK error means for the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum AwsErrorClass {
     /// The service asked for less traffic (a throttling error code, HTTP 429):
     /// retry, with backoff.

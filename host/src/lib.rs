@@ -7,6 +7,7 @@
 //! `aws` is the SDK edge the AWS clients share: one configuration with per-call
 //! timeouts, and the classification of SDK errors.
 
+pub mod actions;
 pub mod api;
 pub mod aws;
 pub mod decision;
