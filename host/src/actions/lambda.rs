@@ -79,6 +79,8 @@ impl LambdaExecutor {
             .and_then(|e| e.variables())
             .cloned()
             .unwrap_or_default();
+        // AWS always returns one; an emulator that does not (moto) gets an
+        // unconditioned update.
         let revision = read.revision_id().map(str::to_owned);
         let previous: BTreeMap<String, Option<String>> = targets
             .iter()
