@@ -13,6 +13,8 @@
 //! what an earlier attempt created before creating again.
 
 mod dry_run;
+mod lambda;
+mod sns;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -22,6 +24,8 @@ use crate::decision::{Action, ActionKind};
 use crate::incident::Incident;
 
 pub use dry_run::DryRun;
+pub use lambda::{LambdaExecutor, PreviousEnvironment};
+pub use sns::{SnsExecutor, sanitize_subject};
 
 /// One approved step to carry out.
 #[derive(Debug, Clone, Copy)]

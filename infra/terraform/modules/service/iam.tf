@@ -6,6 +6,8 @@
 #                                       only: Terraform owns the tables here)
 #   queue   host/src/sources/sqs.rs
 #   facts   host/src/safety/facts.rs
+#   lambda  host/src/actions/lambda.rs  (update-function-config)
+#   notify  host/src/actions/sns.rs     (notify, escalate)
 # Mutating EC2 actions (the executors) are granted only on instances tagged
 # SelfHeal=true; the list is empty until the executors call any.
 
@@ -15,6 +17,8 @@ locals {
   describe_actions     = ["autoscaling:DescribeAutoScalingGroups", "ec2:DescribeInstances", "elasticloadbalancing:DescribeTargetHealth"]
   ecs_read_actions     = ["ecs:DescribeServices"]
   ec2_mutating_actions = []
+  lambda_actions       = ["lambda:GetFunctionConfiguration", "lambda:UpdateFunctionConfiguration"]
+  notify_actions       = ["sns:Publish"]
 }
 
 data "aws_iam_policy_document" "assume_ecs_tasks" {
@@ -58,6 +62,21 @@ data "aws_iam_policy_document" "task" {
     sid       = "EcsFacts"
     actions   = local.ecs_read_actions
     resources = ["arn:aws:ecs:${var.region}:${var.account_id}:service/*"]
+  }
+
+  # The functions of this account and region; the governor decides which
+  # one a step may touch.
+  statement {
+    sid       = "LambdaEnvironment"
+    actions   = local.lambda_actions
+    resources = ["arn:aws:lambda:${var.region}:${var.account_id}:function:*"]
+  }
+
+  # The notification channels' topics, in this account and region.
+  statement {
+    sid       = "Notify"
+    actions   = local.notify_actions
+    resources = ["arn:aws:sns:${var.region}:${var.account_id}:*"]
   }
 
   dynamic "statement" {
