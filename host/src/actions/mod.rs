@@ -13,6 +13,7 @@
 //! what an earlier attempt created before creating again.
 
 mod dry_run;
+mod ec2;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,7 @@ use crate::decision::{Action, ActionKind};
 use crate::incident::Incident;
 
 pub use dry_run::DryRun;
+pub use ec2::{EC2_ACTIONS, Ec2Executor};
 
 /// One approved step to carry out.
 #[derive(Debug, Clone, Copy)]

@@ -6,15 +6,18 @@
 #                                       only: Terraform owns the tables here)
 #   queue   host/src/sources/sqs.rs
 #   facts   host/src/safety/facts.rs
+#   ec2     host/src/actions/ec2.rs    (reboot-instance, replace-instance)
 # Mutating EC2 actions (the executors) are granted only on instances tagged
-# SelfHeal=true; the list is empty until the executors call any.
+# SelfHeal=true; a replacement launches only a twin tagged SelfHealed=true.
 
 locals {
   store_actions        = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:UpdateItem"]
   queue_actions        = ["sqs:DeleteMessage", "sqs:ReceiveMessage"]
-  describe_actions     = ["autoscaling:DescribeAutoScalingGroups", "ec2:DescribeInstances", "elasticloadbalancing:DescribeTargetHealth"]
+  describe_actions     = ["autoscaling:DescribeAutoScalingGroups", "ec2:DescribeAddresses", "ec2:DescribeInstanceAttribute", "ec2:DescribeInstances", "ec2:DescribeVolumes", "elasticloadbalancing:DescribeTargetHealth"]
   ecs_read_actions     = ["ecs:DescribeServices"]
-  ec2_mutating_actions = []
+  ec2_mutating_actions = ["ec2:RebootInstances", "ec2:TerminateInstances"]
+  ec2_launch_actions   = ["ec2:RunInstances"]
+  ec2_address_actions  = ["ec2:AssociateAddress"]
 }
 
 data "aws_iam_policy_document" "assume_ecs_tasks" {
@@ -74,6 +77,41 @@ data "aws_iam_policy_document" "task" {
         values   = ["true"]
       }
     }
+  }
+
+  # replace-instance: the twin itself must be requested with SelfHealed=true
+  # (aws:RequestTag applies to the instance only, so the resources it is
+  # launched from are a separate statement).
+  statement {
+    sid       = "Ec2LaunchTwin"
+    actions   = local.ec2_launch_actions
+    resources = ["arn:aws:ec2:${var.region}:${var.account_id}:instance/*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/SelfHealed"
+      values   = ["true"]
+    }
+  }
+
+  statement {
+    sid     = "Ec2LaunchFrom"
+    actions = local.ec2_launch_actions
+    resources = [
+      "arn:aws:ec2:${var.region}::image/*",
+      "arn:aws:ec2:${var.region}:${var.account_id}:key-pair/*",
+      "arn:aws:ec2:${var.region}:${var.account_id}:network-interface/*",
+      "arn:aws:ec2:${var.region}:${var.account_id}:security-group/*",
+      "arn:aws:ec2:${var.region}:${var.account_id}:subnet/*",
+      "arn:aws:ec2:${var.region}:${var.account_id}:volume/*",
+    ]
+  }
+
+  # replace-instance with move_elastic_ip: the address moves to the twin.
+  statement {
+    sid       = "Ec2MoveAddress"
+    actions   = local.ec2_address_actions
+    resources = ["arn:aws:ec2:${var.region}:${var.account_id}:elastic-ip/*", "arn:aws:ec2:${var.region}:${var.account_id}:instance/*", "arn:aws:ec2:${var.region}:${var.account_id}:network-interface/*"]
   }
 }
 

@@ -1,0 +1,449 @@
+//! The executors of issue 12 on moto through the real SDK clients: each
+//! semantic changes real (emulated) state, checked with the SDK, and moto's
+//! request recorder audits the exact calls where "exactly one" matters.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use aws_sdk_ec2 as ec2;
+use healer::actions::{Ec2Executor, ExecOutcome, Executor, StepRequest};
+use healer::decision::Action;
+use healer::incident::Incident;
+
+fn incident(resource: &str) -> Incident {
+    Incident::from_json(
+        format!(
+            r#"{{"kind":"instance-impaired","resource":{{"kind":"ec2-instance","id":"{resource}"}},"detected-at":"2024-05-01T10:00:00Z"}}"#
+        )
+        .as_bytes(),
+    )
+    .expect("incident")
+}
+
+/// One request to moto's own API (`/moto-api/...`); returns the body.
+fn moto_api(endpoint: &str, method: &str, path: &str, body: &str) -> String {
+    let addr = endpoint.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).expect("connect to moto");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    assert!(
+        out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200"),
+        "{out}"
+    );
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
+}
+
+fn base64(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let (mut out, mut acc, mut bits) = (Vec::new(), 0u32, 0);
+    for c in text.bytes().filter(|c| *c != b'=') {
+        let v = ALPHABET.iter().position(|a| *a == c).expect("base64") as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// moto's recorder writes one file, `moto_recording` in its working
+/// directory (the test's), whichever server records: one recording at a time.
+static RECORDER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Starts moto's request recorder afresh; recording lasts while the guard lives.
+async fn start_recording(endpoint: &str) -> tokio::sync::MutexGuard<'static, ()> {
+    let guard = RECORDER.lock().await;
+    moto_api(endpoint, "POST", "/moto-api/recorder/reset-recording", "");
+    moto_api(endpoint, "POST", "/moto-api/recorder/start-recording", "");
+    guard
+}
+
+/// Stops the recorder; returns the operation of every request recorded, in
+/// order (the form's `Action=`, or the JSON protocols' `X-Amz-Target`).
+fn recorded_operations(endpoint: &str) -> Vec<String> {
+    moto_api(endpoint, "POST", "/moto-api/recorder/stop-recording", "");
+    let recording = moto_api(endpoint, "GET", "/moto-api/recorder/download-recording", "");
+    let _ = std::fs::remove_file("moto_recording");
+    recording
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("recorded request");
+            if let Some(target) = v["headers"]["X-Amz-Target"].as_str() {
+                return target.rsplit('.').next().unwrap_or(target).to_owned();
+            }
+            let body = v["body"].as_str().unwrap_or_default();
+            let body = if v["body_encoded"].as_bool() == Some(true) {
+                String::from_utf8_lossy(&base64(body)).into_owned()
+            } else {
+                body.to_owned()
+            };
+            body.split('&')
+                .find_map(|kv| kv.strip_prefix("Action="))
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn count(ops: &[String], op: &str) -> usize {
+    ops.iter().filter(|o| *o == op).count()
+}
+
+fn tag(k: &str, v: &str) -> ec2::types::Tag {
+    ec2::types::Tag::builder().key(k).value(v).build()
+}
+
+/// An original worth replacing: AMI, type, subnet, security group, key pair,
+/// user data, tags, and an Elastic IP on it.
+struct Original {
+    id: String,
+    image: String,
+    subnet: String,
+    group: String,
+    allocation: String,
+}
+
+async fn original(c: &ec2::Client) -> Original {
+    let images = c.describe_images().send().await.expect("describe_images");
+    let image = images.images()[0].image_id().expect("image").to_owned();
+    let vpc = c
+        .create_vpc()
+        .cidr_block("10.9.0.0/16")
+        .send()
+        .await
+        .expect("create_vpc");
+    let vpc = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc").to_owned();
+    let subnet = c
+        .create_subnet()
+        .vpc_id(&vpc)
+        .cidr_block("10.9.1.0/24")
+        .send()
+        .await
+        .expect("create_subnet");
+    let subnet = subnet
+        .subnet()
+        .and_then(|s| s.subnet_id())
+        .expect("subnet")
+        .to_owned();
+    let group = c
+        .create_security_group()
+        .group_name("web")
+        .description("web")
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .expect("create_security_group")
+        .group_id()
+        .expect("group")
+        .to_owned();
+    c.create_key_pair()
+        .key_name("ops")
+        .send()
+        .await
+        .expect("create_key_pair");
+    let out = c
+        .run_instances()
+        .image_id(&image)
+        .instance_type(ec2::types::InstanceType::T3Micro)
+        .subnet_id(&subnet)
+        .security_group_ids(&group)
+        .key_name("ops")
+        .user_data("aGVsbG8=")
+        .min_count(1)
+        .max_count(1)
+        .tag_specifications(
+            ec2::types::TagSpecification::builder()
+                .resource_type(ec2::types::ResourceType::Instance)
+                .tags(tag("SelfHeal", "true"))
+                .tags(tag("team", "web"))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("run_instances");
+    let id = out.instances()[0].instance_id().expect("id").to_owned();
+    let allocation = c
+        .allocate_address()
+        .domain(ec2::types::DomainType::Vpc)
+        .send()
+        .await
+        .expect("allocate_address")
+        .allocation_id()
+        .expect("allocation")
+        .to_owned();
+    c.associate_address()
+        .allocation_id(&allocation)
+        .instance_id(&id)
+        .send()
+        .await
+        .expect("associate_address");
+    Original {
+        id,
+        image,
+        subnet,
+        group,
+        allocation,
+    }
+}
+
+async fn instance(c: &ec2::Client, id: &str) -> ec2::types::Instance {
+    c.describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .expect("describe_instances")
+        .reservations()[0]
+        .instances()[0]
+        .clone()
+}
+
+fn state(i: &ec2::types::Instance) -> &str {
+    i.state().and_then(|s| s.name()).map_or("", |n| n.as_str())
+}
+
+fn tag_of<'a>(i: &'a ec2::types::Instance, key: &str) -> Option<&'a str> {
+    i.tags()
+        .iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+/// Instances (any state) tagged with this incident.
+async fn twins(c: &ec2::Client, incident: &Incident) -> Vec<String> {
+    c.describe_instances()
+        .filters(
+            ec2::types::Filter::builder()
+                .name("tag:HealerIncident")
+                .values(incident.id.as_str())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("describe_instances")
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| i.instance_id().map(str::to_owned))
+        .collect()
+}
+
+fn executor(shared: &aws_config::SdkConfig) -> Ec2Executor {
+    Ec2Executor::new(shared)
+        .with_launch_deadline(Duration::from_secs(10))
+        .with_poll_interval(Duration::from_millis(100))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_instance_launches_a_running_twin_moves_the_eip_and_terminates_the_original() {
+    let Some(moto) = crate::moto::start(
+        "replace_instance_launches_a_running_twin_moves_the_eip_and_terminates_the_original",
+    ) else {
+        return;
+    };
+    let shared = crate::moto::sdk_config(&moto.endpoint).await;
+    let c = ec2::Client::new(&shared);
+    let o = original(&c).await;
+    let inc = incident(&o.id);
+    let action = Action::ReplaceInstance {
+        instance_id: o.id.clone(),
+        move_elastic_ip: true,
+    };
+    let req = StepRequest {
+        incident: &inc,
+        step: 1,
+        action: &action,
+    };
+    let e = executor(&shared).execute(&req).await;
+    assert_eq!(e.outcome, ExecOutcome::Succeeded, "{e:?}");
+    assert_eq!(e.created.len(), 1, "{e:?}");
+    let twin_id = &e.created[0];
+    assert_eq!(
+        e.note.as_deref(),
+        Some(format!("{} → {twin_id}", o.id).as_str())
+    );
+    assert!(!e.request_ids.is_empty());
+
+    let twin = instance(&c, twin_id).await;
+    assert_eq!(state(&twin), "running");
+    assert_eq!(twin.image_id(), Some(o.image.as_str()));
+    assert_eq!(twin.instance_type().map(|t| t.as_str()), Some("t3.micro"));
+    assert_eq!(twin.subnet_id(), Some(o.subnet.as_str()));
+    assert_eq!(twin.key_name(), Some("ops"));
+    let groups: Vec<_> = twin
+        .security_groups()
+        .iter()
+        .filter_map(|g| g.group_id())
+        .collect();
+    assert_eq!(groups, [o.group.as_str()]);
+    assert_eq!(tag_of(&twin, "SelfHeal"), Some("true"));
+    assert_eq!(tag_of(&twin, "team"), Some("web"));
+    assert_eq!(tag_of(&twin, "SelfHealed"), Some("true"));
+    assert_eq!(tag_of(&twin, "ReplacedInstance"), Some(o.id.as_str()));
+    assert_eq!(tag_of(&twin, "HealerIncident"), Some(inc.id.as_str()));
+    assert_eq!(tag_of(&twin, "HealerStep"), Some("1"));
+    let healed_at = tag_of(&twin, "HealedAt").expect("HealedAt");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(healed_at).is_ok(),
+        "{healed_at}"
+    );
+    let user_data = c
+        .describe_instance_attribute()
+        .instance_id(twin_id)
+        .attribute(ec2::types::InstanceAttributeName::UserData)
+        .send()
+        .await
+        .expect("describe_instance_attribute");
+    assert_eq!(
+        user_data.user_data().and_then(|v| v.value()),
+        Some("aGVsbG8=")
+    );
+
+    let addrs = c
+        .describe_addresses()
+        .allocation_ids(&o.allocation)
+        .send()
+        .await
+        .expect("describe_addresses");
+    assert_eq!(addrs.addresses()[0].instance_id(), Some(twin_id.as_str()));
+
+    let old = instance(&c, &o.id).await;
+    assert_eq!(state(&old), "terminated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_replace_instance_launches_exactly_one_twin() {
+    let Some(moto) = crate::moto::start("a_redelivered_replace_instance_launches_exactly_one_twin")
+    else {
+        return;
+    };
+    let shared = crate::moto::sdk_config(&moto.endpoint).await;
+    let c = ec2::Client::new(&shared);
+    let o = original(&c).await;
+    let inc = incident(&o.id);
+    let action = Action::ReplaceInstance {
+        instance_id: o.id.clone(),
+        move_elastic_ip: true,
+    };
+    let req = StepRequest {
+        incident: &inc,
+        step: 0,
+        action: &action,
+    };
+    let exec = executor(&shared);
+    let recording = start_recording(&moto.endpoint).await;
+    let first = exec.execute(&req).await;
+    assert_eq!(first.outcome, ExecOutcome::Succeeded, "{first:?}");
+    // The same step again: a redelivery, or a restart after a crash.
+    let second = exec.execute(&req).await;
+    let ops = recorded_operations(&moto.endpoint);
+    drop(recording);
+    assert_eq!(second.outcome, ExecOutcome::Succeeded, "{second:?}");
+    assert_eq!(
+        second.created, first.created,
+        "continued from the same twin"
+    );
+    assert_eq!(twins(&c, &inc).await, first.created, "exactly one twin");
+    assert_eq!(
+        count(&ops, "RunInstances"),
+        1,
+        "exactly one RunInstances: {ops:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_twin_that_cannot_launch_fails_and_leaves_the_original_running() {
+    let Some(moto) =
+        crate::moto::start("a_twin_that_cannot_launch_fails_and_leaves_the_original_running")
+    else {
+        return;
+    };
+    let shared = crate::moto::sdk_config(&moto.endpoint).await;
+    let c = ec2::Client::new(&shared);
+    let o = original(&c).await;
+    // moto launches any AMI id, so the launch is broken another way: the
+    // original's security group no longer exists (InvalidGroup.NotFound).
+    c.delete_security_group()
+        .group_id(&o.group)
+        .send()
+        .await
+        .expect("delete_security_group");
+    let inc = incident(&o.id);
+    let action = Action::ReplaceInstance {
+        instance_id: o.id.clone(),
+        move_elastic_ip: true,
+    };
+    let req = StepRequest {
+        incident: &inc,
+        step: 0,
+        action: &action,
+    };
+    let e = executor(&shared).execute(&req).await;
+    let ExecOutcome::Failed { reason, .. } = &e.outcome else {
+        panic!("expected a failure: {e:?}");
+    };
+    assert!(reason.contains("RunInstances"), "{reason}");
+    assert!(e.created.is_empty(), "{e:?}");
+    assert_eq!(
+        e.calls.last().map(|c| c.operation.as_str()),
+        Some("ec2:RunInstances")
+    );
+    assert_eq!(state(&instance(&c, &o.id).await), "running");
+    assert!(twins(&c, &inc).await.is_empty());
+    let addrs = c
+        .describe_addresses()
+        .allocation_ids(&o.allocation)
+        .send()
+        .await
+        .expect("describe_addresses");
+    assert_eq!(addrs.addresses()[0].instance_id(), Some(o.id.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reboot_instance_sends_reboot_instances() {
+    let Some(moto) = crate::moto::start("reboot_instance_sends_reboot_instances") else {
+        return;
+    };
+    let shared = crate::moto::sdk_config(&moto.endpoint).await;
+    let c = ec2::Client::new(&shared);
+    let o = original(&c).await;
+    let inc = incident(&o.id);
+    let action = Action::RebootInstance {
+        instance_id: o.id.clone(),
+    };
+    let req = StepRequest {
+        incident: &inc,
+        step: 0,
+        action: &action,
+    };
+    let recording = start_recording(&moto.endpoint).await;
+    let e = executor(&shared).execute(&req).await;
+    let ops = recorded_operations(&moto.endpoint);
+    drop(recording);
+    assert_eq!(e.outcome, ExecOutcome::Succeeded, "{e:?}");
+    assert_eq!(e.request_ids.len(), 1);
+    assert_eq!(ops, ["RebootInstances"]);
+    assert_eq!(state(&instance(&c, &o.id).await), "running");
+    // An unknown instance is a classified failure, not a panic.
+    let missing = Action::RebootInstance {
+        instance_id: "i-0123456789abcdef0".into(),
+    };
+    let e = executor(&shared)
+        .execute(&StepRequest {
+            action: &missing,
+            ..req
+        })
+        .await;
+    assert!(matches!(e.outcome, ExecOutcome::Failed { .. }), "{e:?}");
+}
