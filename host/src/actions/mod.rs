@@ -12,8 +12,10 @@
 //! resources tags them with the incident and step and, when resumed, looks for
 //! what an earlier attempt created before creating again.
 
+mod autoscaling;
 mod dry_run;
 mod ec2;
+mod elbv2;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -22,8 +24,10 @@ use crate::aws::AwsErrorClass;
 use crate::decision::{Action, ActionKind};
 use crate::incident::Incident;
 
+pub use autoscaling::{AUTOSCALING_ACTIONS, AutoscalingExecutor};
 pub use dry_run::DryRun;
 pub use ec2::{EC2_ACTIONS, Ec2Executor};
+pub use elbv2::{ELBV2_ACTIONS, Elbv2Executor};
 
 /// One approved step to carry out.
 #[derive(Debug, Clone, Copy)]

@@ -6,8 +6,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use aws_sdk_autoscaling as asg;
 use aws_sdk_ec2 as ec2;
-use healer::actions::{Ec2Executor, ExecOutcome, Executor, StepRequest};
+use aws_sdk_elasticloadbalancingv2 as elbv2;
+use healer::actions::{
+    AutoscalingExecutor, Ec2Executor, Elbv2Executor, ExecOutcome, Executor, StepRequest,
+};
 use healer::decision::Action;
 use healer::incident::Incident;
 
@@ -440,6 +444,173 @@ async fn reboot_instance_sends_reboot_instances() {
         instance_id: "i-0123456789abcdef0".into(),
     };
     let e = executor(&shared)
+        .execute(&StepRequest {
+            action: &missing,
+            ..req
+        })
+        .await;
+    assert!(matches!(e.outcome, ExecOutcome::Failed { .. }), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_instance_unhealthy_flips_the_auto_scaling_health() {
+    let Some(moto) = crate::moto::start("set_instance_unhealthy_flips_the_auto_scaling_health")
+    else {
+        return;
+    };
+    let shared = crate::moto::sdk_config(&moto.endpoint).await;
+    let c = ec2::Client::new(&shared);
+    let images = c.describe_images().send().await.expect("describe_images");
+    let image = images.images()[0].image_id().expect("image").to_owned();
+    let a = asg::Client::new(&shared);
+    a.create_launch_configuration()
+        .launch_configuration_name("web")
+        .image_id(&image)
+        .instance_type("t3.micro")
+        .send()
+        .await
+        .expect("create_launch_configuration");
+    a.create_auto_scaling_group()
+        .auto_scaling_group_name("web")
+        .launch_configuration_name("web")
+        .min_size(1)
+        .max_size(1)
+        .desired_capacity(1)
+        .availability_zones("us-east-1a")
+        .send()
+        .await
+        .expect("create_auto_scaling_group");
+    let health = || async {
+        let out = a
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names("web")
+            .send()
+            .await
+            .expect("describe_auto_scaling_groups");
+        let i = &out.auto_scaling_groups()[0].instances()[0];
+        (
+            i.instance_id().expect("member").to_owned(),
+            i.health_status().expect("health").to_owned(),
+        )
+    };
+    let (member, before) = health().await;
+    assert_eq!(before, "Healthy");
+    let inc = incident(&member);
+    let action = Action::SetInstanceUnhealthy {
+        group: "web".into(),
+        instance_id: member.clone(),
+    };
+    let req = StepRequest {
+        incident: &inc,
+        step: 0,
+        action: &action,
+    };
+    let recording = start_recording(&moto.endpoint).await;
+    let e = AutoscalingExecutor::new(&shared).execute(&req).await;
+    let ops = recorded_operations(&moto.endpoint);
+    drop(recording);
+    assert_eq!(e.outcome, ExecOutcome::Succeeded, "{e:?}");
+    assert_eq!(ops, ["SetInstanceHealth"]);
+    assert_eq!(health().await, (member, "Unhealthy".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_and_deregister_target_change_the_target_health() {
+    let Some(moto) = crate::moto::start("register_and_deregister_target_change_the_target_health")
+    else {
+        return;
+    };
+    let shared = crate::moto::sdk_config(&moto.endpoint).await;
+    let c = ec2::Client::new(&shared);
+    let o = original(&c).await;
+    let vpc = c
+        .describe_subnets()
+        .subnet_ids(&o.subnet)
+        .send()
+        .await
+        .expect("describe_subnets")
+        .subnets()[0]
+        .vpc_id()
+        .expect("vpc")
+        .to_owned();
+    let elb = elbv2::Client::new(&shared);
+    let tg = elb
+        .create_target_group()
+        .name("web")
+        .protocol(elbv2::types::ProtocolEnum::Http)
+        .port(80)
+        .vpc_id(vpc)
+        .send()
+        .await
+        .expect("create_target_group");
+    let tg = tg.target_groups()[0]
+        .target_group_arn()
+        .expect("tg arn")
+        .to_owned();
+    let members = || async {
+        elb.describe_target_health()
+            .target_group_arn(&tg)
+            .send()
+            .await
+            .expect("describe_target_health")
+            .target_health_descriptions()
+            .iter()
+            .map(|d| {
+                (
+                    d.target()
+                        .and_then(|t| t.id())
+                        .unwrap_or_default()
+                        .to_owned(),
+                    d.target().and_then(|t| t.port()),
+                    d.target_health()
+                        .and_then(|h| h.state())
+                        .map_or(String::new(), |s| s.as_str().to_owned()),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(members().await.is_empty());
+    let inc = incident(&o.id);
+    let exec = Elbv2Executor::new(&shared);
+    let register = Action::RegisterTarget {
+        target_group: tg.clone(),
+        target_id: o.id.clone(),
+        port: Some(8080),
+    };
+    let req = StepRequest {
+        incident: &inc,
+        step: 0,
+        action: &register,
+    };
+    let e = exec.execute(&req).await;
+    assert_eq!(e.outcome, ExecOutcome::Succeeded, "{e:?}");
+    assert_eq!(e.request_ids.len(), 1);
+    assert_eq!(
+        members().await,
+        [(o.id.clone(), Some(8080), "healthy".to_owned())]
+    );
+    let deregister = Action::DeregisterTarget {
+        target_group: tg.clone(),
+        target_id: o.id.clone(),
+        port: Some(8080),
+    };
+    let e = exec
+        .execute(&StepRequest {
+            action: &deregister,
+            ..req
+        })
+        .await;
+    assert_eq!(e.outcome, ExecOutcome::Succeeded, "{e:?}");
+    assert!(members().await.is_empty(), "{:?}", members().await);
+    // An unknown target group is a classified failure.
+    let missing = Action::RegisterTarget {
+        target_group:
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/none/0123456789abcdef"
+                .into(),
+        target_id: o.id.clone(),
+        port: None,
+    };
+    let e = exec
         .execute(&StepRequest {
             action: &missing,
             ..req

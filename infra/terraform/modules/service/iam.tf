@@ -7,6 +7,8 @@
 #   queue   host/src/sources/sqs.rs
 #   facts   host/src/safety/facts.rs
 #   ec2     host/src/actions/ec2.rs    (reboot-instance, replace-instance)
+#   asg     host/src/actions/autoscaling.rs (set-instance-unhealthy)
+#   elbv2   host/src/actions/elbv2.rs  (register-target, deregister-target)
 # Mutating EC2 actions (the executors) are granted only on instances tagged
 # SelfHeal=true; a replacement launches only a twin tagged SelfHealed=true.
 
@@ -18,6 +20,8 @@ locals {
   ec2_mutating_actions = ["ec2:RebootInstances", "ec2:TerminateInstances"]
   ec2_launch_actions   = ["ec2:RunInstances"]
   ec2_address_actions  = ["ec2:AssociateAddress"]
+  asg_mutating_actions = ["autoscaling:SetInstanceHealth"]
+  elb_mutating_actions = ["elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:RegisterTargets"]
 }
 
 data "aws_iam_policy_document" "assume_ecs_tasks" {
@@ -112,6 +116,20 @@ data "aws_iam_policy_document" "task" {
     sid       = "Ec2MoveAddress"
     actions   = local.ec2_address_actions
     resources = ["arn:aws:ec2:${var.region}:${var.account_id}:elastic-ip/*", "arn:aws:ec2:${var.region}:${var.account_id}:instance/*", "arn:aws:ec2:${var.region}:${var.account_id}:network-interface/*"]
+  }
+
+  # set-instance-unhealthy: the group replaces the instance by its own rules.
+  statement {
+    sid       = "AutoscalingHealth"
+    actions   = local.asg_mutating_actions
+    resources = ["arn:aws:autoscaling:${var.region}:${var.account_id}:autoScalingGroup:*:autoScalingGroupName/*"]
+  }
+
+  # register-target / deregister-target.
+  statement {
+    sid       = "TargetGroupMembers"
+    actions   = local.elb_mutating_actions
+    resources = ["arn:aws:elasticloadbalancing:${var.region}:${var.account_id}:targetgroup/*/*"]
   }
 }
 
