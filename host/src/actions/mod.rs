@@ -15,6 +15,7 @@
 mod autoscaling;
 mod dry_run;
 mod ec2;
+mod ecs;
 mod elbv2;
 
 use async_trait::async_trait;
@@ -27,6 +28,7 @@ use crate::incident::Incident;
 pub use autoscaling::{AUTOSCALING_ACTIONS, AutoscalingExecutor};
 pub use dry_run::DryRun;
 pub use ec2::{EC2_ACTIONS, Ec2Executor};
+pub use ecs::{ECS_ACTIONS, EcsExecutor};
 pub use elbv2::{ELBV2_ACTIONS, Elbv2Executor};
 
 /// One approved step to carry out.

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use aws_sdk_autoscaling as asg;
 use aws_sdk_ec2 as ec2;
+use aws_sdk_ecs as ecs;
 use aws_sdk_elasticloadbalancingv2 as elbv2;
 use healer::actions::{
-    AutoscalingExecutor, Ec2Executor, Elbv2Executor, ExecOutcome, Executor, StepRequest,
+    AutoscalingExecutor, Ec2Executor, EcsExecutor, Elbv2Executor, ExecOutcome, Executor,
+    StepRequest,
 };
 use healer::decision::Action;
 use healer::incident::Incident;
@@ -37,10 +39,8 @@ fn moto_api(endpoint: &str, method: &str, path: &str, body: &str) -> String {
     .expect("write");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
-    assert!(
-        out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200"),
-        "{out}"
-    );
+    let status = out.split(' ').nth(1).unwrap_or_default();
+    assert!(status.starts_with('2'), "{out}");
     out.split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default()
@@ -617,4 +617,390 @@ async fn register_and_deregister_target_change_the_target_health() {
         })
         .await;
     assert!(matches!(e.outcome, ExecOutcome::Failed { .. }), "{e:?}");
+}
+
+/// ECS on moto: a cluster, three revisions of `api` (the second deregistered),
+/// a service on the third, and a subnet of a VPC with DNS hostnames (which
+/// moto's RunTask needs). Tasks stay where they are put (manual transitions).
+struct EcsWorld {
+    ecs: ecs::Client,
+    revisions: Vec<String>,
+    subnet: String,
+    group: String,
+}
+
+async fn ecs_world(moto: &crate::moto::Moto, shared: &aws_config::SdkConfig) -> EcsWorld {
+    moto_api(
+        &moto.endpoint,
+        "POST",
+        "/moto-api/state-manager/set-transition",
+        r#"{"model_name":"ecs::task","transition":{"progression":"manual","times":1000000}}"#,
+    );
+    let c = ec2::Client::new(shared);
+    let vpc = c
+        .create_vpc()
+        .cidr_block("10.8.0.0/16")
+        .send()
+        .await
+        .expect("create_vpc");
+    let vpc = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc").to_owned();
+    c.modify_vpc_attribute()
+        .vpc_id(&vpc)
+        .enable_dns_hostnames(
+            ec2::types::AttributeBooleanValue::builder()
+                .value(true)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("modify_vpc_attribute");
+    let subnet = c
+        .create_subnet()
+        .vpc_id(&vpc)
+        .cidr_block("10.8.1.0/24")
+        .send()
+        .await
+        .expect("create_subnet")
+        .subnet()
+        .and_then(|s| s.subnet_id())
+        .expect("subnet")
+        .to_owned();
+    // moto's RunTask needs security groups in an awsvpc configuration.
+    let group = c
+        .create_security_group()
+        .group_name("api")
+        .description("api")
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .expect("create_security_group")
+        .group_id()
+        .expect("group")
+        .to_owned();
+    let e = ecs::Client::new(shared);
+    e.create_cluster()
+        .cluster_name("prod")
+        .send()
+        .await
+        .expect("create_cluster");
+    let mut revisions = Vec::new();
+    for image in ["api:1", "api:2", "api:3"] {
+        let out = e
+            .register_task_definition()
+            .family("api")
+            .requires_compatibilities(ecs::types::Compatibility::Fargate)
+            .network_mode(ecs::types::NetworkMode::Awsvpc)
+            .cpu("256")
+            .memory("512")
+            .container_definitions(
+                ecs::types::ContainerDefinition::builder()
+                    .name("api")
+                    .image(image)
+                    .memory(128)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("register_task_definition");
+        revisions.push(
+            out.task_definition()
+                .and_then(|t| t.task_definition_arn())
+                .expect("arn")
+                .to_owned(),
+        );
+    }
+    e.deregister_task_definition()
+        .task_definition(&revisions[1])
+        .send()
+        .await
+        .expect("deregister_task_definition");
+    e.create_service()
+        .cluster("prod")
+        .service_name("api")
+        .task_definition(&revisions[2])
+        .desired_count(2)
+        .send()
+        .await
+        .expect("create_service");
+    EcsWorld {
+        ecs: e,
+        revisions,
+        subnet,
+        group,
+    }
+}
+
+impl EcsWorld {
+    async fn service(&self) -> ecs::types::Service {
+        self.ecs
+            .describe_services()
+            .cluster("prod")
+            .services("api")
+            .send()
+            .await
+            .expect("describe_services")
+            .services()[0]
+            .clone()
+    }
+
+    /// Runs one Fargate task of revision 1, in `group` when given.
+    async fn run(&self, group: Option<&str>) -> String {
+        let out = self
+            .ecs
+            .run_task()
+            .cluster("prod")
+            .task_definition(&self.revisions[0])
+            .launch_type(ecs::types::LaunchType::Fargate)
+            .set_group(group.map(str::to_owned))
+            .network_configuration(
+                ecs::types::NetworkConfiguration::builder()
+                    .awsvpc_configuration(
+                        ecs::types::AwsVpcConfiguration::builder()
+                            .subnets(&self.subnet)
+                            .security_groups(&self.group)
+                            .build()
+                            .expect("awsvpc"),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("run_task");
+        out.tasks()[0].task_arn().expect("task arn").to_owned()
+    }
+
+    async fn stop(&self, task: &str) {
+        self.ecs
+            .stop_task()
+            .cluster("prod")
+            .task(task)
+            .send()
+            .await
+            .expect("stop_task");
+    }
+
+    async fn task(&self, task: &str) -> ecs::types::Task {
+        self.ecs
+            .describe_tasks()
+            .cluster("prod")
+            .tasks(task)
+            .send()
+            .await
+            .expect("describe_tasks")
+            .tasks()[0]
+            .clone()
+    }
+}
+
+fn step<'a>(incident: &'a Incident, action: &'a Action) -> StepRequest<'a> {
+    StepRequest {
+        incident,
+        step: 0,
+        action,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_deployment_picks_the_newest_earlier_active_revision() {
+    let Some(moto) =
+        crate::moto::start("rollback_deployment_picks_the_newest_earlier_active_revision")
+    else {
+        return;
+    };
+    let shared = crate::moto::sdk_config(&moto.endpoint).await;
+    let w = ecs_world(&moto, &shared).await;
+    let inc = incident("api");
+    let exec = EcsExecutor::new(&shared);
+    let rollback = Action::RollbackDeployment {
+        cluster: "prod".into(),
+        service: "api".into(),
+        task_definition: None,
+    };
+    let e = exec.execute(&step(&inc, &rollback)).await;
+    assert_eq!(e.outcome, ExecOutcome::Succeeded, "{e:?}");
+    // Revision 2 is INACTIVE: the newest earlier ACTIVE one is 1.
+    assert_eq!(e.note.as_deref(), Some("api:3 → api:1"));
+    assert_eq!(
+        w.service().await.task_definition(),
+        Some(w.revisions[0].as_str())
+    );
+
+    // A named revision is used as named.
+    let named = Action::RollbackDeployment {
+        cluster: "prod".into(),
+        service: "api".into(),
+        task_definition: Some(w.revisions[2].clone()),
+    };
+    let e = exec.execute(&step(&inc, &named)).await;
+    assert_eq!(e.outcome, ExecOutcome::Succeeded, "{e:?}");
+    assert_eq!(e.note.as_deref(), Some("api:1 → api:3"));
+    assert_eq!(
+        w.service().await.task_definition(),
+        Some(w.revisions[2].as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_service_and_force_new_deployment_update_the_service() {
+    let Some(moto) =
+        crate::moto::start("scale_service_and_force_new_deployment_update_the_service")
+    else {
+        return;
+    };
+    let shared = crate::moto::sdk_config(&moto.endpoint).await;
+    let w = ecs_world(&moto, &shared).await;
+    let inc = incident("api");
+    let exec = EcsExecutor::new(&shared);
+    let scale = Action::ScaleService {
+        cluster: "prod".into(),
+        service: "api".into(),
+        desired_count: 5,
+    };
+    let e = exec.execute(&step(&inc, &scale)).await;
+    assert_eq!(e.outcome, ExecOutcome::Succeeded, "{e:?}");
+    assert_eq!(e.request_ids.len(), 1);
+    assert_eq!(w.service().await.desired_count(), 5);
+
+    let before = w.service().await.deployments()[0].id().map(str::to_owned);
+    let force = Action::ForceNewDeployment {
+        cluster: "prod".into(),
+        service: "api".into(),
+    };
+    let e = exec.execute(&step(&inc, &force)).await;
+    assert_eq!(e.outcome, ExecOutcome::Succeeded, "{e:?}");
+    let after = w.service().await.deployments()[0].id().map(str::to_owned);
+    assert_ne!(before, after, "a new deployment");
+    assert_eq!(w.service().await.desired_count(), 5);
+
+    let missing = Action::ScaleService {
+        cluster: "prod".into(),
+        service: "none".into(),
+        desired_count: 1,
+    };
+    let e = exec.execute(&step(&inc, &missing)).await;
+    assert!(matches!(e.outcome, ExecOutcome::Failed { .. }), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_task_stops_a_running_task_with_the_incident_as_reason() {
+    let Some(moto) =
+        crate::moto::start("restart_task_stops_a_running_task_with_the_incident_as_reason")
+    else {
+        return;
+    };
+    let shared = crate::moto::sdk_config(&moto.endpoint).await;
+    let w = ecs_world(&moto, &shared).await;
+    let task = w.run(Some("service:api")).await;
+    let inc = incident("task");
+    let action = Action::RestartTask {
+        cluster: "prod".into(),
+        task: task.clone(),
+    };
+    let e = EcsExecutor::new(&shared)
+        .execute(&step(&inc, &action))
+        .await;
+    assert_eq!(e.outcome, ExecOutcome::Succeeded, "{e:?}");
+    let stopped = w.task(&task).await;
+    assert_eq!(stopped.last_status(), Some("STOPPED"));
+    assert_eq!(
+        stopped.stopped_reason(),
+        Some(format!("healer {}", inc.id.as_str()).as_str())
+    );
+    assert!(e.created.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_task_of_a_stopped_service_task_is_superseded_without_a_call() {
+    let Some(moto) =
+        crate::moto::start("restart_task_of_a_stopped_service_task_is_superseded_without_a_call")
+    else {
+        return;
+    };
+    let shared = crate::moto::sdk_config(&moto.endpoint).await;
+    let w = ecs_world(&moto, &shared).await;
+    let task = w.run(Some("service:api")).await;
+    w.stop(&task).await;
+    let inc = incident("task");
+    let action = Action::RestartTask {
+        cluster: "prod".into(),
+        task: task.clone(),
+    };
+    let recording = start_recording(&moto.endpoint).await;
+    let e = EcsExecutor::new(&shared)
+        .execute(&step(&inc, &action))
+        .await;
+    let ops = recorded_operations(&moto.endpoint);
+    drop(recording);
+    let ExecOutcome::Superseded { seen } = &e.outcome else {
+        panic!("expected superseded: {e:?}");
+    };
+    assert!(seen.contains("already STOPPED"), "{seen}");
+    assert_eq!(ops, ["DescribeTasks"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_task_reruns_a_stopped_standalone_task_exactly_once() {
+    let Some(moto) =
+        crate::moto::start("restart_task_reruns_a_stopped_standalone_task_exactly_once")
+    else {
+        return;
+    };
+    let shared = crate::moto::sdk_config(&moto.endpoint).await;
+    let w = ecs_world(&moto, &shared).await;
+    // A task without an awsvpc configuration: moto's RunTask needs security
+    // groups there, which DescribeTasks does not return (as in AWS), so the
+    // rerun of an awsvpc task carries its subnets only and moto refuses it.
+    let batch = w
+        .ecs
+        .register_task_definition()
+        .family("batch")
+        .container_definitions(
+            ecs::types::ContainerDefinition::builder()
+                .name("batch")
+                .image("batch:1")
+                .memory(128)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("register_task_definition");
+    let batch = batch
+        .task_definition()
+        .and_then(|t| t.task_definition_arn())
+        .expect("arn")
+        .to_owned();
+    let out = w
+        .ecs
+        .run_task()
+        .cluster("prod")
+        .task_definition(&batch)
+        .launch_type(ecs::types::LaunchType::Fargate)
+        .send()
+        .await
+        .expect("run_task");
+    let task = out.tasks()[0].task_arn().expect("task arn").to_owned();
+    w.stop(&task).await;
+    assert_eq!(w.task(&task).await.group(), Some("family:batch"));
+    let inc = incident("task");
+    let action = Action::RestartTask {
+        cluster: "prod".into(),
+        task: task.clone(),
+    };
+    let exec = EcsExecutor::new(&shared);
+    let recording = start_recording(&moto.endpoint).await;
+    let first = exec.execute(&step(&inc, &action)).await;
+    // The same step again: a redelivery finds the task it ran.
+    let second = exec.execute(&step(&inc, &action)).await;
+    let ops = recorded_operations(&moto.endpoint);
+    drop(recording);
+    assert_eq!(first.outcome, ExecOutcome::Succeeded, "{first:?}");
+    assert_eq!(second.outcome, ExecOutcome::Succeeded, "{second:?}");
+    assert_eq!(count(&ops, "RunTask"), 1, "{ops:?}");
+    assert_eq!(count(&ops, "StopTask"), 0, "{ops:?}");
+    assert_eq!(first.created.len(), 1, "{first:?}");
+    assert_eq!(second.created, first.created, "{second:?}");
+    let rerun = w.task(&first.created[0]).await;
+    assert_eq!(rerun.task_definition_arn(), Some(batch.as_str()));
+    assert_eq!(rerun.launch_type(), Some(&ecs::types::LaunchType::Fargate));
+    assert_eq!(rerun.group(), Some("family:batch"));
 }

@@ -7,6 +7,8 @@
 #   queue   host/src/sources/sqs.rs
 #   facts   host/src/safety/facts.rs
 #   ec2     host/src/actions/ec2.rs    (reboot-instance, replace-instance)
+#   ecs     host/src/actions/ecs.rs    (restart-task, force-new-deployment,
+#                                       scale-service, rollback-deployment)
 #   asg     host/src/actions/autoscaling.rs (set-instance-unhealthy)
 #   elbv2   host/src/actions/elbv2.rs  (register-target, deregister-target)
 # Mutating EC2 actions (the executors) are granted only on instances tagged
@@ -20,6 +22,9 @@ locals {
   ec2_mutating_actions = ["ec2:RebootInstances", "ec2:TerminateInstances"]
   ec2_launch_actions   = ["ec2:RunInstances"]
   ec2_address_actions  = ["ec2:AssociateAddress"]
+  ecs_task_actions     = ["ecs:DescribeTasks", "ecs:RunTask", "ecs:StopTask"]
+  ecs_list_actions     = ["ecs:ListTaskDefinitions", "ecs:ListTasks"]
+  ecs_service_actions  = ["ecs:UpdateService"]
   asg_mutating_actions = ["autoscaling:SetInstanceHealth"]
   elb_mutating_actions = ["elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:RegisterTargets"]
 }
@@ -116,6 +121,28 @@ data "aws_iam_policy_document" "task" {
     sid       = "Ec2MoveAddress"
     actions   = local.ec2_address_actions
     resources = ["arn:aws:ec2:${var.region}:${var.account_id}:elastic-ip/*", "arn:aws:ec2:${var.region}:${var.account_id}:instance/*", "arn:aws:ec2:${var.region}:${var.account_id}:network-interface/*"]
+  }
+
+  # restart-task: read, stop or re-run one task (RunTask is authorised on the
+  # task definition it runs).
+  statement {
+    sid       = "EcsTasks"
+    actions   = local.ecs_task_actions
+    resources = ["arn:aws:ecs:${var.region}:${var.account_id}:task/*", "arn:aws:ecs:${var.region}:${var.account_id}:task-definition/*"]
+  }
+
+  # ListTasks and ListTaskDefinitions support no resource-level permissions.
+  statement {
+    sid       = "EcsLists"
+    actions   = local.ecs_list_actions
+    resources = ["*"]
+  }
+
+  # force-new-deployment, scale-service, rollback-deployment.
+  statement {
+    sid       = "EcsServices"
+    actions   = local.ecs_service_actions
+    resources = ["arn:aws:ecs:${var.region}:${var.account_id}:service/*"]
   }
 
   # set-instance-unhealthy: the group replaces the instance by its own rules.
