@@ -515,6 +515,15 @@ impl Ec2Executor {
                 .await
             {
                 Ok(out) => out,
+                // A new instance can be briefly unknown to DescribeInstances
+                // (eventual consistency): keep waiting, within the deadline.
+                Err(e)
+                    if classify(&e) == AwsErrorClass::NotFound
+                        && Instant::now() + self.poll_interval <= deadline =>
+                {
+                    tokio::time::sleep(self.poll_interval).await;
+                    continue;
+                }
                 Err(e) => {
                     p.calls.push(call(
                         "ec2:DescribeInstances",
