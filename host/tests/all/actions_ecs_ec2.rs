@@ -367,6 +367,70 @@ async fn a_redelivered_replace_instance_launches_exactly_one_twin() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replace_resumed_after_the_launch_continues_from_the_launched_twin() {
+    let Some(moto) =
+        crate::moto::start("a_replace_resumed_after_the_launch_continues_from_the_launched_twin")
+    else {
+        return;
+    };
+    let shared = crate::moto::sdk_config(&moto.endpoint).await;
+    let c = ec2::Client::new(&shared);
+    let o = original(&c).await;
+    let inc = incident(&o.id);
+    // An earlier attempt launched the twin and crashed before moving the
+    // address and terminating the original.
+    let launched = c
+        .run_instances()
+        .image_id(&o.image)
+        .subnet_id(&o.subnet)
+        .min_count(1)
+        .max_count(1)
+        .tag_specifications(
+            ec2::types::TagSpecification::builder()
+                .resource_type(ec2::types::ResourceType::Instance)
+                .tags(tag("HealerIncident", inc.id.as_str()))
+                .tags(tag("HealerStep", "3"))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("run_instances");
+    let twin = launched.instances()[0]
+        .instance_id()
+        .expect("id")
+        .to_owned();
+    let action = Action::ReplaceInstance {
+        instance_id: o.id.clone(),
+        move_elastic_ip: true,
+    };
+    let req = StepRequest {
+        incident: &inc,
+        step: 3,
+        action: &action,
+    };
+    let recording = start_recording(&moto.endpoint).await;
+    let e = executor(&shared).execute(&req).await;
+    let ops = recorded_operations(&moto.endpoint);
+    drop(recording);
+    assert_eq!(e.outcome, ExecOutcome::Succeeded, "{e:?}");
+    assert_eq!(e.created, std::slice::from_ref(&twin));
+    assert_eq!(count(&ops, "RunInstances"), 0, "{ops:?}");
+    assert_eq!(count(&ops, "TerminateInstances"), 1, "{ops:?}");
+    let addrs = c
+        .describe_addresses()
+        .allocation_ids(&o.allocation)
+        .send()
+        .await
+        .expect("describe_addresses");
+    assert_eq!(addrs.addresses()[0].instance_id(), Some(twin.as_str()));
+    assert_eq!(state(&instance(&c, &o.id).await), "terminated");
+    // Another step of the same incident is a different replacement.
+    let other = StepRequest { step: 4, ..req };
+    let plan = executor(&shared).plan(&other);
+    assert_eq!(plan[0].params["Filters"][1]["Values"][0], "4");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_twin_that_cannot_launch_fails_and_leaves_the_original_running() {
     let Some(moto) =
         crate::moto::start("a_twin_that_cannot_launch_fails_and_leaves_the_original_running")
