@@ -229,6 +229,9 @@ def pascal(snake: str) -> str:
 # SDK operations authorised by other IAM actions.
 IAM_OF_OPERATION = {
     "dynamodb:TransactWriteItems": ["dynamodb:PutItem"],
+    # Tags at launch are authorised as CreateTags; a twin with an instance
+    # profile passes its role.
+    "ec2:RunInstances": ["ec2:RunInstances", "ec2:CreateTags", "iam:PassRole"],
 }
 
 

@@ -12,7 +12,11 @@
 //! resources tags them with the incident and step and, when resumed, looks for
 //! what an earlier attempt created before creating again.
 
+mod autoscaling;
 mod dry_run;
+mod ec2;
+mod ecs;
+mod elbv2;
 mod lambda;
 mod sns;
 
@@ -23,7 +27,11 @@ use crate::aws::AwsErrorClass;
 use crate::decision::{Action, ActionKind};
 use crate::incident::Incident;
 
+pub use autoscaling::{AUTOSCALING_ACTIONS, AutoscalingExecutor};
 pub use dry_run::DryRun;
+pub use ec2::{EC2_ACTIONS, Ec2Executor};
+pub use ecs::{ECS_ACTIONS, EcsExecutor};
+pub use elbv2::{ELBV2_ACTIONS, Elbv2Executor};
 pub use lambda::{LambdaExecutor, PreviousEnvironment};
 pub use sns::{SnsExecutor, sanitize_subject};
 

@@ -1,5 +1,6 @@
 //! The host's integration tests: one binary, one module per topic.
 
+mod actions_ecs_ec2;
 mod actions_lambda_sns;
 mod aws;
 mod cli;

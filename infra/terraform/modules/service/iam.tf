@@ -6,17 +6,31 @@
 #                                       only: Terraform owns the tables here)
 #   queue   host/src/sources/sqs.rs
 #   facts   host/src/safety/facts.rs
+#   ec2     host/src/actions/ec2.rs    (reboot-instance, replace-instance)
+#   ecs     host/src/actions/ecs.rs    (restart-task, force-new-deployment,
+#                                       scale-service, rollback-deployment)
+#   asg     host/src/actions/autoscaling.rs (set-instance-unhealthy)
+#   elbv2   host/src/actions/elbv2.rs  (register-target, deregister-target)
 #   lambda  host/src/actions/lambda.rs  (update-function-config)
 #   notify  host/src/actions/sns.rs     (notify, escalate)
 # Mutating EC2 actions (the executors) are granted only on instances tagged
-# SelfHeal=true; the list is empty until the executors call any.
+# SelfHeal=true; a replacement launches only a twin tagged SelfHealed=true.
 
 locals {
   store_actions        = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:UpdateItem"]
   queue_actions        = ["sqs:DeleteMessage", "sqs:ReceiveMessage"]
-  describe_actions     = ["autoscaling:DescribeAutoScalingGroups", "ec2:DescribeInstances", "elasticloadbalancing:DescribeTargetHealth"]
+  describe_actions     = ["autoscaling:DescribeAutoScalingGroups", "ec2:DescribeAddresses", "ec2:DescribeInstanceAttribute", "ec2:DescribeInstances", "ec2:DescribeVolumes", "elasticloadbalancing:DescribeTargetHealth"]
   ecs_read_actions     = ["ecs:DescribeServices"]
-  ec2_mutating_actions = []
+  ec2_mutating_actions = ["ec2:RebootInstances", "ec2:TerminateInstances"]
+  ec2_launch_actions   = ["ec2:RunInstances"]
+  ec2_launch_tags      = ["ec2:CreateTags"]
+  pass_role_actions    = ["iam:PassRole"]
+  ec2_address_actions  = ["ec2:AssociateAddress"]
+  ecs_task_actions     = ["ecs:DescribeTasks", "ecs:RunTask", "ecs:StopTask"]
+  ecs_list_actions     = ["ecs:ListTaskDefinitions", "ecs:ListTasks"]
+  ecs_service_actions  = ["ecs:UpdateService"]
+  asg_mutating_actions = ["autoscaling:SetInstanceHealth"]
+  elb_mutating_actions = ["elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:RegisterTargets"]
   lambda_actions       = ["lambda:GetFunctionConfiguration", "lambda:UpdateFunctionConfiguration"]
   notify_actions       = ["sns:Publish"]
 }
@@ -93,6 +107,105 @@ data "aws_iam_policy_document" "task" {
         values   = ["true"]
       }
     }
+  }
+
+  # replace-instance: the twin itself must be requested with SelfHealed=true
+  # (aws:RequestTag applies to the instance only, so the resources it is
+  # launched from are a separate statement).
+  statement {
+    sid       = "Ec2LaunchTwin"
+    actions   = local.ec2_launch_actions
+    resources = ["arn:aws:ec2:${var.region}:${var.account_id}:instance/*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/SelfHealed"
+      values   = ["true"]
+    }
+  }
+
+  statement {
+    sid     = "Ec2LaunchFrom"
+    actions = local.ec2_launch_actions
+    resources = [
+      "arn:aws:ec2:${var.region}::image/*",
+      "arn:aws:ec2:${var.region}:${var.account_id}:key-pair/*",
+      "arn:aws:ec2:${var.region}:${var.account_id}:network-interface/*",
+      "arn:aws:ec2:${var.region}:${var.account_id}:security-group/*",
+      "arn:aws:ec2:${var.region}:${var.account_id}:subnet/*",
+      "arn:aws:ec2:${var.region}:${var.account_id}:volume/*",
+    ]
+  }
+
+  # Tagging at launch is authorised as CreateTags, and only as part of the
+  # RunInstances that creates the twin (no retagging of other instances).
+  statement {
+    sid       = "Ec2TagTwinAtLaunch"
+    actions   = local.ec2_launch_tags
+    resources = ["arn:aws:ec2:${var.region}:${var.account_id}:instance/*", "arn:aws:ec2:${var.region}:${var.account_id}:volume/*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:CreateAction"
+      values   = ["RunInstances"]
+    }
+  }
+
+  # A twin keeps the original's instance profile: its role may be passed to
+  # EC2 only.
+  statement {
+    sid       = "PassInstanceProfileRole"
+    actions   = local.pass_role_actions
+    resources = ["arn:aws:iam::${var.account_id}:role/*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["ec2.amazonaws.com"]
+    }
+  }
+
+  # replace-instance with move_elastic_ip: the address moves to the twin.
+  statement {
+    sid       = "Ec2MoveAddress"
+    actions   = local.ec2_address_actions
+    resources = ["arn:aws:ec2:${var.region}:${var.account_id}:elastic-ip/*", "arn:aws:ec2:${var.region}:${var.account_id}:instance/*", "arn:aws:ec2:${var.region}:${var.account_id}:network-interface/*"]
+  }
+
+  # restart-task: read, stop or re-run one task (RunTask is authorised on the
+  # task definition it runs).
+  statement {
+    sid       = "EcsTasks"
+    actions   = local.ecs_task_actions
+    resources = ["arn:aws:ecs:${var.region}:${var.account_id}:task/*", "arn:aws:ecs:${var.region}:${var.account_id}:task-definition/*"]
+  }
+
+  # ListTasks and ListTaskDefinitions support no resource-level permissions.
+  statement {
+    sid       = "EcsLists"
+    actions   = local.ecs_list_actions
+    resources = ["*"]
+  }
+
+  # force-new-deployment, scale-service, rollback-deployment.
+  statement {
+    sid       = "EcsServices"
+    actions   = local.ecs_service_actions
+    resources = ["arn:aws:ecs:${var.region}:${var.account_id}:service/*"]
+  }
+
+  # set-instance-unhealthy: the group replaces the instance by its own rules.
+  statement {
+    sid       = "AutoscalingHealth"
+    actions   = local.asg_mutating_actions
+    resources = ["arn:aws:autoscaling:${var.region}:${var.account_id}:autoScalingGroup:*:autoScalingGroupName/*"]
+  }
+
+  # register-target / deregister-target.
+  statement {
+    sid       = "TargetGroupMembers"
+    actions   = local.elb_mutating_actions
+    resources = ["arn:aws:elasticloadbalancing:${var.region}:${var.account_id}:targetgroup/*/*"]
   }
 }
 
