@@ -22,7 +22,8 @@ use serde_json::json;
 use crate::aws::{AwsErrorClass, classify};
 use crate::decision::{Action, ActionKind};
 
-use super::{ExecOutcome, Execution, Executor, PlannedCall, StepRequest};
+use super::progress::{Progress, send};
+use super::{Execution, Executor, PlannedCall, StepRequest};
 
 /// How long a replacement waits for its twin to run, by default: a new
 /// instance usually runs within a minute; five leave room for a slow AMI.
@@ -148,69 +149,6 @@ fn replace_plan(req: &StepRequest<'_>, old: &str, move_eip: bool) -> Vec<Planned
         json!({ "InstanceIds": [old] }),
     ));
     calls
-}
-
-/// What a replacement has done so far.
-struct Progress {
-    calls: Vec<PlannedCall>,
-    request_ids: Vec<String>,
-    created: Vec<String>,
-}
-
-impl Progress {
-    fn sent(&mut self, planned: PlannedCall, request_id: Option<&str>) {
-        self.calls.push(planned);
-        self.request_ids.extend(request_id.map(str::to_owned));
-    }
-
-    fn new() -> Self {
-        Progress {
-            calls: Vec::new(),
-            request_ids: Vec::new(),
-            created: Vec::new(),
-        }
-    }
-
-    /// The failed execution so far, boxed for `Err`.
-    fn failed(&mut self, class: AwsErrorClass, reason: impl Into<String>) -> Box<Execution> {
-        Box::new(Execution {
-            created: std::mem::take(&mut self.created),
-            request_ids: std::mem::take(&mut self.request_ids),
-            ..Execution::failed(std::mem::take(&mut self.calls), class, reason)
-        })
-    }
-
-    fn done(self, note: String) -> Execution {
-        Execution {
-            outcome: ExecOutcome::Succeeded,
-            calls: self.calls,
-            request_ids: self.request_ids,
-            created: self.created,
-            note: Some(note),
-        }
-    }
-}
-
-/// Sends `$req`; on error, returns `Err(failed execution)` from the enclosing fn.
-macro_rules! send {
-    ($progress:expr, $planned:expr, $req:expr, $what:literal) => {{
-        let planned = $planned;
-        match $req.send().await {
-            Ok(out) => {
-                $progress.sent(planned, out.request_id());
-                out
-            }
-            Err(e) => {
-                $progress.calls.push(planned);
-                let class = classify(&e);
-                let reason = format!(
-                    concat!($what, " failed: {}"),
-                    aws_smithy_types::error::display::DisplayErrorContext(&e)
-                );
-                return Err($progress.failed(class, reason));
-            }
-        }
-    }};
 }
 
 fn first_instance(

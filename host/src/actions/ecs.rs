@@ -16,12 +16,12 @@ use aws_sdk_ecs::types::{
     AwsVpcConfiguration, CapacityProviderStrategyItem, LaunchType, NetworkConfiguration, Task,
     TaskDefinitionStatus,
 };
-use aws_smithy_types::error::display::DisplayErrorContext;
 use serde_json::json;
 
-use crate::aws::{AwsErrorClass, classify};
+use crate::aws::AwsErrorClass;
 use crate::decision::{Action, ActionKind};
 
+use super::progress::{Progress, send};
 use super::{ExecOutcome, Execution, Executor, PlannedCall, StepRequest};
 
 /// The API operations [`EcsExecutor`] calls, as IAM actions.
@@ -81,59 +81,6 @@ fn previous_revision<'a>(failing: &str, active: &'a [String]) -> Option<&'a str>
         .filter(|(f, r, _)| *f == family && *r < current)
         .max_by_key(|(_, r, _)| *r)
         .map(|(_, _, arn)| arn.as_str())
-}
-
-/// The calls made so far.
-struct Progress {
-    calls: Vec<PlannedCall>,
-    request_ids: Vec<String>,
-}
-
-impl Progress {
-    fn new() -> Self {
-        Progress {
-            calls: Vec::new(),
-            request_ids: Vec::new(),
-        }
-    }
-
-    fn failed(&mut self, class: AwsErrorClass, reason: impl Into<String>) -> Box<Execution> {
-        Box::new(Execution {
-            request_ids: std::mem::take(&mut self.request_ids),
-            ..Execution::failed(std::mem::take(&mut self.calls), class, reason)
-        })
-    }
-
-    fn end(self, outcome: ExecOutcome, created: Vec<String>, note: String) -> Execution {
-        Execution {
-            outcome,
-            calls: self.calls,
-            request_ids: self.request_ids,
-            created,
-            note: Some(note),
-        }
-    }
-}
-
-/// Sends `$req`; on error, returns `Err(failed execution)` from the enclosing fn.
-macro_rules! send {
-    ($progress:expr, $planned:expr, $req:expr, $what:literal) => {{
-        let planned = $planned;
-        match $req.send().await {
-            Ok(out) => {
-                $progress.calls.push(planned);
-                $progress
-                    .request_ids
-                    .extend(out.request_id().map(str::to_owned));
-                out
-            }
-            Err(e) => {
-                $progress.calls.push(planned);
-                let reason = format!(concat!($what, " failed: {}"), DisplayErrorContext(&e));
-                return Err($progress.failed(classify(&e), reason));
-            }
-        }
-    }};
 }
 
 /// What a stopped standalone task ran with, to run it again.
@@ -219,7 +166,7 @@ impl EcsExecutor {
             }
         };
         send!(p, planned, update, "UpdateService");
-        Ok(p.end(ExecOutcome::Succeeded, Vec::new(), note))
+        Ok(p.done(note))
     }
 
     async fn rollback(
@@ -311,7 +258,7 @@ impl EcsExecutor {
         let short =
             |td: &str| family_revision(td).map_or(td.to_owned(), |(f, r)| format!("{f}:{r}"));
         let note = format!("{} → {}", short(&failing), short(&target));
-        Ok(p.end(ExecOutcome::Succeeded, Vec::new(), note))
+        Ok(p.done(note))
     }
 
     async fn restart(
@@ -354,21 +301,13 @@ impl EcsExecutor {
                     .reason(&reason),
                 "StopTask"
             );
-            return Ok(p.end(
-                ExecOutcome::Succeeded,
-                Vec::new(),
-                format!("stopped {task_arn} ({status})"),
-            ));
+            return Ok(p.done(format!("stopped {task_arn} ({status})")));
         }
         if !standalone {
             let seen = format!(
                 "task {task_arn} of {group} is already STOPPED; the ECS scheduler replaces it"
             );
-            return Ok(p.end(
-                ExecOutcome::Superseded { seen: seen.clone() },
-                Vec::new(),
-                seen,
-            ));
+            return Ok(p.end(ExecOutcome::Superseded { seen: seen.clone() }, seen));
         }
         let Some(rerun) = Rerun::of(task) else {
             return Err(p.failed(
@@ -388,11 +327,10 @@ impl EcsExecutor {
             "ListTasks"
         );
         if let Some(earlier) = earlier.task_arns().first() {
-            return Ok(p.end(
-                ExecOutcome::Succeeded,
-                vec![earlier.clone()],
-                format!("{task_arn} → {earlier} (run by an earlier attempt)"),
-            ));
+            p.created.push(earlier.clone());
+            return Ok(p.done(format!(
+                "{task_arn} → {earlier} (run by an earlier attempt)"
+            )));
         }
         let mut run = self
             .ecs
@@ -450,7 +388,8 @@ impl EcsExecutor {
             .filter_map(|t| t.task_arn().map(str::to_owned))
             .collect();
         let note = format!("{task_arn} → {}", created.join(", "));
-        Ok(p.end(ExecOutcome::Succeeded, created, note))
+        p.created = created;
+        Ok(p.done(note))
     }
 }
 

@@ -18,6 +18,7 @@ mod ec2;
 mod ecs;
 mod elbv2;
 mod lambda;
+mod progress;
 mod sns;
 
 use async_trait::async_trait;
