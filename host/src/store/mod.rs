@@ -7,6 +7,7 @@
 //! here once, in the trait's provided methods, so both backends behave the same.
 
 mod dynamo;
+mod dynamo_error;
 mod record;
 mod slots;
 mod sqlite;
@@ -18,7 +19,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use dynamo::{DynamoError, DynamoStore, DynamoTables};
+pub use dynamo::{DynamoStore, DynamoTables};
+pub use dynamo_error::DynamoError;
 pub use record::{
     ActionRecord, IncidentRecord, LifecycleState, Outcome, Provenance, ResourceConfigRecord,
     ResourceSelector, ResourceSettings, StepRecord, VerdictRecord,
