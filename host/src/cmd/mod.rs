@@ -71,7 +71,7 @@ pub fn signal_cap(s: &str) -> Result<usize, String> {
 pub fn dry_run_only(config: &healer::safety::GovernorConfig) -> anyhow::Result<()> {
     if !config.dry_run {
         anyhow::bail!(
-            "live mode needs the executors, which are not built yet; keep dry-run = true"
+            "live mode is not wired yet (the executors exist, the acting and verify stages do not); keep dry-run = true"
         );
     }
     Ok(())
