@@ -24,14 +24,20 @@ use crate::store::{
 /// redelivery after this.
 pub(super) const LEASE_TTL: Duration = Duration::from_secs(60);
 
-/// A lease owner unique to this process and call.
+/// A lease owner unique to this process and call. The pid alone is not: in
+/// containers every replica's healer is often pid 1, and two replicas with one
+/// owner name would both pass `claim`. A random per-process part (from the
+/// standard library's randomly keyed hasher) tells them apart.
 pub(super) fn lease_owner() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    let process = PROCESS.get_or_init(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        format!("{}-{:016x}", std::process::id(), h.finish())
+    });
+    format!("{process}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 fn provenance(outcome: &DecisionOutcome, input_hash: &str) -> Provenance {
@@ -241,4 +247,22 @@ fn denied_note(j: &Judgement, decision: &Decision) -> Option<String> {
         })
         .collect();
     Some(reasons.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_owners_are_unique_per_call_and_not_just_the_pid() {
+        let (a, b) = (lease_owner(), lease_owner());
+        assert_ne!(a, b);
+        let pid = std::process::id().to_string();
+        // pid, a 64-bit random process token, the call counter.
+        let parts: Vec<&str> = a.split('-').collect();
+        assert_eq!(parts.len(), 3, "{a}");
+        assert_eq!(parts[0], pid);
+        assert_eq!(parts[1].len(), 16, "{a}");
+        assert_eq!(parts[1], b.split('-').nth(1).unwrap_or_default());
+    }
 }
