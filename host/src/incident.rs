@@ -279,12 +279,6 @@ impl Incident {
     pub fn from_json(bytes: &[u8]) -> Result<Self, IncidentError> {
         serde_json::from_slice(bytes).map_err(IncidentError::Json)
     }
-
-    /// A stable hash of the incident's JSON form, for decision provenance.
-    pub fn input_hash(&self) -> String {
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        hex::encode(Sha256::digest(&json))
-    }
 }
 
 /// Errors reading an incident.

@@ -384,17 +384,6 @@ impl PolicyEngine {
     }
 }
 
-fn truncate_chars(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut cut = max;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &s[..cut])
-}
-
 /// Rejects anything that is not a Wasm component before compiling it, with a hint.
 fn check_component_header(bytes: &[u8]) -> Result<(), PolicyError> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
@@ -424,7 +413,7 @@ fn validate_metadata(m: &PolicyMetadata) -> Result<(), PolicyError> {
     if !name_ok {
         return Err(PolicyError::InvalidMetadata(format!(
             "name {:?} must be 1-64 chars of [a-z0-9-_]",
-            truncate_chars(&m.name, 80)
+            sanitize(&m.name, 80)
         )));
     }
     if m.version.is_empty() || m.version.len() > 64 || sanitize(&m.version, 64) != m.version {
@@ -454,7 +443,7 @@ fn validate_metadata(m: &PolicyMetadata) -> Result<(), PolicyError> {
             return Err(PolicyError::InvalidMetadata(format!(
                 "config field {:?}: names are 1-{MAX_CONFIG_NAME_BYTES} bytes, descriptions \
                  and defaults at most {MAX_CONFIG_TEXT_BYTES}",
-                truncate_chars(&f.name, 80)
+                sanitize(&f.name, 80)
             )));
         }
     }
