@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::dynamo_error::{DynamoError, build_err, condition_met, err};
-use super::slots::{self, SlotSet};
+use super::slots;
 use super::{
     ActionRecord, DecisionState, IncidentRecord, ListFilter, Page, Reservation,
     ResourceConfigRecord, Scope, SlotClaim, Store, StoreError,
@@ -698,9 +698,7 @@ impl Store for DynamoStore {
                 // Strongly consistent: the version read is the one the put
                 // is conditioned on.
                 let (value, version) = self.governor_get(&key).await?;
-                let taken = SlotSet::parse(value.as_deref())
-                    .map(|mut set| (slots::take_all(&mut set, cs, now), set));
-                let Some((true, set)) = taken else {
+                let Some(set) = slots::taken(value.as_deref(), cs, now) else {
                     return Ok(Reservation::Full(limit.clone()));
                 };
                 let mut put = Put::builder()

@@ -120,8 +120,8 @@ impl SlotSet {
     }
 }
 
-/// Merges claims on the same limit (several steps of one decision), keeping
-/// one place per holder, so a decision's places are counted once per record.
+/// Groups claims by limit (several steps of one decision may count against
+/// one limit), so each limit's record is read and written once.
 pub(crate) fn by_limit(claims: &[SlotClaim]) -> BTreeMap<SlotLimit, Vec<&SlotClaim>> {
     let mut out: BTreeMap<SlotLimit, Vec<&SlotClaim>> = BTreeMap::new();
     for c in claims {
@@ -130,9 +130,16 @@ pub(crate) fn by_limit(claims: &[SlotClaim]) -> BTreeMap<SlotLimit, Vec<&SlotCla
     out
 }
 
-/// Applies every claim of one limit to its record; `false` if it is full.
-pub(crate) fn take_all(set: &mut SlotSet, claims: &[&SlotClaim], now: DateTime<Utc>) -> bool {
-    claims.iter().all(|c| set.take(c, now))
+/// The record of one limit after taking every claim on it, from the stored
+/// JSON (`None`: no record yet); `None` when the limit is full or its record
+/// is corrupt (fail safe). Both backends write what this returns.
+pub(crate) fn taken(
+    stored: Option<&str>,
+    claims: &[&SlotClaim],
+    now: DateTime<Utc>,
+) -> Option<SlotSet> {
+    let mut set = SlotSet::parse(stored)?;
+    claims.iter().all(|c| set.take(c, now)).then_some(set)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::slots::{self, SlotSet};
+use super::slots;
 use super::{
     ActionRecord, DecisionState, IncidentRecord, ListFilter, Page, Reservation,
     ResourceConfigRecord, Scope, SlotClaim, Store, StoreError,
@@ -456,9 +456,7 @@ impl Store for SqliteStore {
             for (limit, cs) in slots::by_limit(&claims) {
                 let key = limit.key();
                 let (value, version) = governor_get(&tx, &key)?;
-                let taken = SlotSet::parse(value.as_deref())
-                    .map(|mut set| (slots::take_all(&mut set, &cs, now), set));
-                let Some((true, set)) = taken else {
+                let Some(set) = slots::taken(value.as_deref(), &cs, now) else {
                     // Dropping the transaction rolls back what it took.
                     return Ok(Reservation::Full(limit));
                 };
