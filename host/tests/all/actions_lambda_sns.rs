@@ -337,15 +337,7 @@ async fn inbox(moto: &moto::Moto, name: &str) -> (String, String) {
         .topic_arn()
         .expect("topic arn")
         .to_owned();
-    let queue = sqs
-        .create_queue()
-        .queue_name(format!("{name}-inbox"))
-        .send()
-        .await
-        .expect("create_queue")
-        .queue_url()
-        .expect("queue url")
-        .to_owned();
+    let queue = crate::support::queue(&sqs, &format!("{name}-inbox")).await;
     let arn = sqs
         .get_queue_attributes()
         .queue_url(&queue)

@@ -208,14 +208,7 @@ async fn a_long_poll_longer_than_the_attempt_timeout_is_not_a_timeout() {
     };
     // 300 ms per attempt, 1 s per operation: shorter than the 2 s wait.
     let client = aws_sdk_sqs::Client::new(&shared(&moto.endpoint).await);
-    let queue = client
-        .create_queue()
-        .queue_name("empty")
-        .send()
-        .await
-        .expect("create the queue")
-        .queue_url
-        .expect("a queue URL");
+    let queue = crate::support::queue(&client, "empty").await;
     let started = std::time::Instant::now();
     let messages = SqsSource::new(client, queue)
         .with_wait_seconds(2)

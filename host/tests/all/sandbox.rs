@@ -461,15 +461,7 @@ async fn hostile_guests_through_healer_run_leave_the_service_serving() {
     };
     let shared = crate::moto::sdk_config(&moto.endpoint).await;
     let sqs = aws_sdk_sqs::Client::new(&shared);
-    let queue = sqs
-        .create_queue()
-        .queue_name("healer-hostile")
-        .send()
-        .await
-        .expect("create_queue")
-        .queue_url()
-        .expect("queue url")
-        .to_owned();
+    let queue = crate::support::queue(&sqs, "healer-hostile").await;
     let template: serde_json::Value =
         serde_json::from_str(
             &std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(

@@ -38,15 +38,7 @@ async fn run_consumes_sqs_records_and_stops_on_sigterm() {
     };
     let shared = crate::moto::sdk_config(&moto.endpoint).await;
     let sqs = aws_sdk_sqs::Client::new(&shared);
-    let queue = sqs
-        .create_queue()
-        .queue_name("healer-events")
-        .send()
-        .await
-        .expect("create_queue")
-        .queue_url()
-        .expect("queue url")
-        .to_owned();
+    let queue = crate::support::queue(&sqs, "healer-events").await;
     for body in [
         fixture("ecs/task-stopped-essential-container-exited-fargate.json"),
         fixture("ecs/task-running-fargate.json"),

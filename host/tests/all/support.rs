@@ -83,3 +83,15 @@ pub fn spawn_run(
         .spawn()
         .expect("healer run starts")
 }
+
+/// Creates an SQS queue named `name` and returns its URL.
+pub async fn queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("create_queue")
+        .queue_url()
+        .expect("queue url")
+        .to_owned()
+}
