@@ -77,10 +77,8 @@ impl Pipeline<'_> {
             // redelivered signal resumes it.
             return Err(PipelineError::PolicyHost(e.clone()));
         }
-        let hash = plan.input.hash();
-        self.store
-            .put_policy_input(&hash, &plan.input.canonical_json())
-            .await?;
+        let (json, hash) = plan.input.encoded();
+        self.store.put_policy_input(&hash, &json).await?;
         if let Some(j) = plan.judgement.as_mut() {
             self.reserve(incident, j, &plan.facts, now).await?;
         }

@@ -44,7 +44,14 @@ impl PolicyInput {
 
     /// sha256 of the canonical JSON, hex: the key inputs are stored under.
     pub fn hash(&self) -> String {
-        hex::encode(Sha256::digest(self.canonical_json().as_bytes()))
+        self.encoded().1
+    }
+
+    /// The canonical JSON and its hash, serialized once (what the store keeps).
+    pub fn encoded(&self) -> (String, String) {
+        let json = self.canonical_json();
+        let hash = hex::encode(Sha256::digest(json.as_bytes()));
+        (json, hash)
     }
 }
 
