@@ -78,6 +78,23 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     AwsTimeouts::default().loader().load().await
 }
 
+/// Attempts per call of the executors' clients (the first and its retries).
+pub const ACTION_MAX_ATTEMPTS: u32 = 5;
+
+/// The configuration of the executors' clients: `shared` with the SDK's
+/// standard retry mode tuned for actions: [`ACTION_MAX_ATTEMPTS`] attempts
+/// on throttling, timeouts and 5xx, full-jitter exponential backoff from
+/// 200 ms up to 5 s, and a client-side token bucket so a flood of failures
+/// does not become a retry storm. Non-retryable errors (access denied, bad
+/// parameters) are never retried.
+pub fn action_config(shared: &aws_config::SdkConfig) -> aws_config::SdkConfig {
+    let retry = aws_smithy_types::retry::RetryConfig::standard()
+        .with_max_attempts(ACTION_MAX_ATTEMPTS)
+        .with_initial_backoff(Duration::from_millis(200))
+        .with_max_backoff(Duration::from_secs(5));
+    shared.to_builder().retry_config(retry).build()
+}
+
 /// The timeouts of an operation the server may hold open for `wait` before
 /// answering (an SQS long poll): `base` with `wait` added to every timeout
 /// that runs while the server waits (read, attempt, operation); the connect

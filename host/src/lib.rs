@@ -18,6 +18,7 @@ pub mod safety;
 pub mod signals;
 pub mod sources;
 pub mod store;
+pub mod verify;
 
 pub use decision::{Action, ActionKind, Decision, Step, VerifyMethod, VerifySpec};
 pub use incident::{Incident, IncidentId, IncidentKind, Recovery, ResourceKind, ResourceRef};

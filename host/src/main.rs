@@ -34,9 +34,17 @@ enum Command {
     /// What would healer do with these events, and why? Like `decide`, against
     /// the store's current state, but writes nothing.
     Plan(cmd::decide::DecideArgs),
-    /// Run the service: long-poll SQS for events, decide, judge and record them
-    /// (dry run), and serve `/health`. Configured by flags or `HEALER_*` env.
+    /// Run the service: long-poll SQS for events, decide, judge and record
+    /// them, act and verify with `--live` (else dry run), and serve `/health`.
+    /// Configured by flags or `HEALER_*` env.
     Run(Box<cmd::run::RunArgs>),
+    /// One signal through every stage in the foreground: normalize, decide,
+    /// judge, act (with `--live`; else print the requests it would send),
+    /// verify; each step printed as it ends.
+    Heal(Box<cmd::heal::HealArgs>),
+    /// Undo what an incident's steps changed, where that can be undone (a
+    /// function's environment variables); dry run unless `--live`.
+    Revert(cmd::revert::RevertArgs),
     /// Probe a running service's `/health` (exit 0 on 200): the container health check.
     Health(cmd::health::HealthArgs),
 }
@@ -61,6 +69,8 @@ fn main() -> ExitCode {
         Command::Decide(a) => cmd::decide::run(a, true),
         Command::Plan(a) => cmd::decide::run(a, false),
         Command::Run(a) => cmd::run::run(*a),
+        Command::Heal(a) => cmd::heal::run(*a),
+        Command::Revert(a) => cmd::revert::run(a),
         Command::Health(a) => cmd::health::run(a),
         Command::Normalize(a) => cmd::normalize::run(a),
         Command::Store(c) => cmd::store::run_store(c),

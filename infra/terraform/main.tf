@@ -48,6 +48,8 @@ module "service" {
   log_retention    = var.log_retention_days
   governor_json    = var.governor_json
   aws_facts        = var.aws_facts
+  live             = var.live
+  notify_topic_arn = aws_sns_topic.notifications.arn
   queue_url        = module.events.queue_url
   queue_arn        = module.events.queue_arn
   table_prefix     = var.name

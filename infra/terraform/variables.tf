@@ -110,6 +110,12 @@ variable "governor_json" {
   }
 }
 
+variable "live" {
+  description = "Live mode: execute approved steps through the AWS APIs (HEALER_LIVE). Default false: every approved step is recorded as the request it would send."
+  type        = bool
+  default     = false
+}
+
 variable "aws_facts" {
   description = "Read resource facts (tags, group sizes) from the AWS APIs. Off, the opt-in and blast-radius rules deny for lack of facts."
   type        = bool

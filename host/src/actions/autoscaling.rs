@@ -44,6 +44,11 @@ fn set_health(instance_id: &str) -> PlannedCall {
 
 #[async_trait]
 impl Executor for AutoscalingExecutor {
+    /// Setting an instance's health is a state, not an event.
+    fn resumable(&self, kind: ActionKind) -> bool {
+        kind == ActionKind::SetInstanceUnhealthy
+    }
+
     fn handles(&self, kind: ActionKind) -> bool {
         kind == ActionKind::SetInstanceUnhealthy
     }

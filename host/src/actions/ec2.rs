@@ -226,6 +226,7 @@ impl Ec2Executor {
         self.wait_running(&twin, &mut p).await?;
 
         // 3. Move the Elastic IP.
+        let mut moved: Vec<String> = Vec::new();
         if move_eip {
             let addrs = send!(
                 p,
@@ -255,6 +256,7 @@ impl Ec2Executor {
                         .allow_reassociation(true),
                     "AssociateAddress"
                 );
+                moved.extend(addr.public_ip().map(str::to_owned));
             }
         }
 
@@ -265,7 +267,12 @@ impl Ec2Executor {
             self.ec2.terminate_instances().instance_ids(old),
             "TerminateInstances"
         );
-        Ok(p.done(format!("{old} → {twin}")))
+        let eip = if moved.is_empty() {
+            String::new()
+        } else {
+            format!(", Elastic IP {} moved", moved.join(", "))
+        };
+        Ok(p.done(format!("{old} → {twin}{eip}")))
     }
 
     /// Reads the original and launches its twin; returns the twin's id.
@@ -523,6 +530,12 @@ impl Ec2Executor {
 
 #[async_trait]
 impl Executor for Ec2Executor {
+    /// A replacement finds the twin an earlier attempt launched (by its
+    /// incident and step tags); a reboot would reboot twice.
+    fn resumable(&self, kind: ActionKind) -> bool {
+        kind == ActionKind::ReplaceInstance
+    }
+
     fn handles(&self, kind: ActionKind) -> bool {
         matches!(
             kind,

@@ -395,6 +395,14 @@ impl EcsExecutor {
 
 #[async_trait]
 impl Executor for EcsExecutor {
+    /// A restart finds the task an earlier attempt started (`startedBy`) or
+    /// sees the task already stopped; a rollback sees the service already off
+    /// the failing revision; a desired count is a state. Only a forced new
+    /// deployment would deploy twice.
+    fn resumable(&self, kind: ActionKind) -> bool {
+        kind != ActionKind::ForceNewDeployment
+    }
+
     fn handles(&self, kind: ActionKind) -> bool {
         matches!(
             kind,

@@ -70,6 +70,14 @@ fn planned(register: bool, group: &str, id: &str, port: Option<u32>) -> PlannedC
 
 #[async_trait]
 impl Executor for Elbv2Executor {
+    /// Registering or deregistering a target is a state, not an event.
+    fn resumable(&self, kind: ActionKind) -> bool {
+        matches!(
+            kind,
+            ActionKind::RegisterTarget | ActionKind::DeregisterTarget
+        )
+    }
+
     fn handles(&self, kind: ActionKind) -> bool {
         matches!(
             kind,

@@ -146,6 +146,87 @@ impl LambdaExecutor {
     }
 }
 
+impl LambdaExecutor {
+    /// Reverts an `update-function-config` step: restores the variables it
+    /// changed to their previous values and removes those it added, keeping
+    /// every other variable, with the `RevisionId` read (a change in between
+    /// fails instead of being overwritten). This is `healer revert`.
+    pub async fn restore(&self, function: &str, previous: &PreviousEnvironment) -> Execution {
+        let mut calls = vec![get_call(function)];
+        let read = match self
+            .client
+            .get_function_configuration()
+            .function_name(function)
+            .send()
+            .await
+        {
+            Ok(read) => read,
+            Err(e) => {
+                let reason = format!("{GET} {function}: {}", DisplayErrorContext(&e));
+                return Execution::failed(calls, classify(&e), reason);
+            }
+        };
+        let mut request_ids: Vec<String> =
+            read.request_id().map(str::to_owned).into_iter().collect();
+        let mut merged: HashMap<String, String> = read
+            .environment()
+            .and_then(|e| e.variables())
+            .cloned()
+            .unwrap_or_default();
+        for (k, v) in &previous.0 {
+            match v {
+                Some(v) => merged.insert(k.clone(), v.clone()),
+                None => merged.remove(k),
+            };
+        }
+        let revision = read.revision_id().map(str::to_owned);
+        let mut params =
+            json!({ "FunctionName": function, "Environment": { "Variables": previous.0 } });
+        if let Some(r) = &revision {
+            params["RevisionId"] = json!(r);
+        }
+        calls.push(PlannedCall {
+            operation: UPDATE.into(),
+            params,
+        });
+        let sent = self
+            .client
+            .update_function_configuration()
+            .function_name(function)
+            .environment(Environment::builder().set_variables(Some(merged)).build())
+            .set_revision_id(revision)
+            .send()
+            .await;
+        match sent {
+            Ok(out) => {
+                request_ids.extend(out.request_id().map(str::to_owned));
+                let restored = previous
+                    .0
+                    .iter()
+                    .map(|(k, v)| match v {
+                        Some(v) => format!("{k}={v}"),
+                        None => format!("{k} removed"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Execution {
+                    outcome: ExecOutcome::Succeeded,
+                    calls,
+                    request_ids,
+                    created: Vec::new(),
+                    note: Some(format!("{function}: restored {restored}")),
+                }
+            }
+            Err(e) => {
+                let reason = format!("{UPDATE} {function}: {}", DisplayErrorContext(&e));
+                let mut failed = Execution::failed(calls, classify(&e), reason);
+                failed.request_ids = request_ids;
+                failed
+            }
+        }
+    }
+}
+
 fn get_call(function: &str) -> PlannedCall {
     PlannedCall {
         operation: GET.into(),
@@ -197,6 +278,11 @@ fn note(
 
 #[async_trait]
 impl Executor for LambdaExecutor {
+    /// The re-check sees the variables already set and supersedes the step.
+    fn resumable(&self, kind: ActionKind) -> bool {
+        kind == ActionKind::UpdateFunctionConfig
+    }
+
     fn handles(&self, kind: ActionKind) -> bool {
         kind == ActionKind::UpdateFunctionConfig
     }

@@ -34,7 +34,7 @@ pub use ec2::{EC2_ACTIONS, Ec2Executor};
 pub use ecs::{ECS_ACTIONS, EcsExecutor};
 pub use elbv2::{ELBV2_ACTIONS, Elbv2Executor};
 pub use lambda::{LambdaExecutor, PreviousEnvironment};
-pub use sns::{SnsExecutor, sanitize_subject};
+pub use sns::{DEFAULT_CHANNEL, ESCALATION_CHANNEL, SnsExecutor, sanitize_subject};
 
 /// One approved step to carry out.
 #[derive(Debug, Clone, Copy)]
@@ -143,6 +143,18 @@ pub trait Executor: Send + Sync {
 
     /// Carries the step out. Never panics; every AWS error is an outcome.
     async fn execute(&self, req: &StepRequest<'_>) -> Execution;
+
+    /// Whether a step of `kind` that an earlier attempt started (and may
+    /// have sent) can be executed again without acting twice: the executor
+    /// finds what that attempt created, or re-reads the resource and
+    /// supersedes the step when it is done, or the call sets a state rather
+    /// than triggering an event. `false` (the default) for calls that would
+    /// act twice (a reboot, a new deployment, a message): those are not
+    /// repeated.
+    fn resumable(&self, kind: ActionKind) -> bool {
+        let _ = kind;
+        false
+    }
 }
 
 /// The executors of a host, by action kind: the first that handles a kind
@@ -171,6 +183,25 @@ impl Executors {
     /// The executor of `kind`, if any.
     pub fn of(&self, kind: ActionKind) -> Option<&dyn Executor> {
         self.0.iter().find(|e| e.handles(kind)).map(|e| e.as_ref())
+    }
+
+    /// Every executor of a live host, with clients from `shared` (given the
+    /// executors' retry configuration, [`crate::aws::action_config`]),
+    /// `channels` naming the SNS topic of each notification channel, and
+    /// `ec2` (its launch deadline is the operator's).
+    pub fn live_with(
+        shared: &aws_config::SdkConfig,
+        channels: std::collections::BTreeMap<String, String>,
+        ec2: Ec2Executor,
+    ) -> Self {
+        let c = crate::aws::action_config(shared);
+        Executors::new()
+            .with(EcsExecutor::new(&c))
+            .with(ec2)
+            .with(AutoscalingExecutor::new(&c))
+            .with(Elbv2Executor::new(&c))
+            .with(LambdaExecutor::new(&c))
+            .with(SnsExecutor::new(&c, channels))
     }
 }
 

@@ -151,7 +151,11 @@ fn verdicts_text(plan: &Plan) -> String {
             Verdict::PendingApproval { .. } => format!("{} awaits approval", v.action),
         })
         .collect();
-    let mut s = format!(" | governor: {}", parts.join("; "));
+    let mut s = if parts.is_empty() {
+        " | governor: no step to judge".to_owned()
+    } else {
+        format!(" | governor: {}", parts.join("; "))
+    };
     if plan.storm_notice {
         s.push_str(" | storm notice sent");
     }

@@ -1,11 +1,15 @@
 //! One module per top-level command.
 
 pub mod decide;
+pub mod heal;
 pub mod health;
+pub mod live;
 pub mod normalize;
 pub mod policy;
+pub mod revert;
 pub mod run;
 pub mod store;
+pub mod work;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -67,11 +71,11 @@ pub fn signal_cap(s: &str) -> Result<usize, String> {
     }
 }
 
-/// Refuses live mode until the executors exist.
+/// `decide` and `plan` never act: a governor config for live mode is refused.
 pub fn dry_run_only(config: &healer::safety::GovernorConfig) -> anyhow::Result<()> {
     if !config.dry_run {
         anyhow::bail!(
-            "live mode is not wired yet (the executors exist, the acting and verify stages do not); keep dry-run = true"
+            "`healer decide` and `healer plan` never act; to act, use `healer heal --live` or `healer run --live` (dry-run false in the governor config is not enough)"
         );
     }
     Ok(())

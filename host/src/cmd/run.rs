@@ -25,9 +25,10 @@ use healer::sources::{Handled, handle};
 use healer::store::Store;
 use tokio::sync::watch;
 
+use super::live::{Live, LiveArgs};
 use super::policy::EngineArgs;
 use super::store::StoreArgs;
-use super::{dry_run_only, load_json, load_policies};
+use super::{load_json, load_policies};
 
 /// Arguments of `run`; every one can come from the environment.
 #[derive(Debug, Args)]
@@ -75,27 +76,37 @@ pub struct RunArgs {
     engine: EngineArgs,
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    live: LiveArgs,
 }
 
-/// Everything the ingestion loop needs.
-struct Service {
+/// Everything the ingestion loop and the workers need.
+pub(super) struct Service {
     store: Arc<dyn Store>,
     registry: PolicyRegistry,
     governor: Governor,
     facts: Layered,
     context: PolicyContext,
     max_signals: usize,
-    health: Arc<Health>,
+    pub(super) health: Arc<Health>,
+    /// Live mode's executors and verifier; `None` in dry run.
+    pub(super) live: Option<Live>,
+    /// Hands incidents decided `acting` to the workers.
+    work: Option<tokio::sync::mpsc::Sender<healer::IncidentId>>,
 }
 
 impl Service {
-    async fn consume(&self, source: &SqsSource, mut stop: watch::Receiver<bool>) {
-        let pipeline = Pipeline {
+    pub(super) fn pipeline(&self) -> Pipeline<'_> {
+        Pipeline {
             store: self.store.as_ref(),
             registry: &self.registry,
             governor: &self.governor,
             facts: &self.facts,
-        };
+        }
+    }
+
+    async fn consume(&self, source: &SqsSource, mut stop: watch::Receiver<bool>) {
+        let pipeline = self.pipeline();
         let mut backoff = Duration::from_secs(1);
         while !*stop.borrow() {
             let batch = tokio::select! {
@@ -131,6 +142,7 @@ impl Service {
                         ignored,
                         reasons,
                         truncated,
+                        acting,
                     } => {
                         if truncated > 0 {
                             self.health
@@ -141,6 +153,12 @@ impl Service {
                         }
                         tracing::info!(message = %m.id, incidents, healed, ignored,
                             first_reasons = ?reasons, truncated, "Recorded.");
+                        for id in acting {
+                            // A full queue is fine: the next sweep finds it.
+                            if let Some(work) = &self.work {
+                                let _ = work.try_send(id);
+                            }
+                        }
                         match source.delete(&m).await {
                             Ok(()) => {
                                 self.health.processed.fetch_add(1, Ordering::Relaxed);
@@ -194,11 +212,11 @@ async fn shutdown_signal() {
 
 /// Runs the service until SIGTERM / Ctrl-C.
 pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let governor_config: GovernorConfig = match &a.governor_json {
+    let mut governor_config: GovernorConfig = match &a.governor_json {
         Some(json) => serde_json::from_str(json).context("invalid HEALER_GOVERNOR_JSON")?,
         None => load_json(a.governor.as_deref(), "governor config")?,
     };
-    dry_run_only(&governor_config)?;
+    a.live.apply(&mut governor_config)?;
     let context: PolicyContext = load_json(a.context.as_deref(), "context")?;
     let operator = load_json(a.facts.as_deref(), "facts")?;
     let (registry, report) = load_policies(a.engine.engine(a.max_concurrent)?, &a.policies)?;
@@ -221,6 +239,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         let mut health = Health::new(policies, governor_config.dry_run, a.sqs_queue_url.clone());
         health.stuck_after = Duration::from_secs(a.stuck_after_secs.max(1));
         let health = Arc::new(health);
+        let live = a.live.build(&shared)?;
+        let (work_tx, work_rx) = tokio::sync::mpsc::channel(1024);
         let service = Arc::new(Service {
             store,
             registry,
@@ -232,13 +252,20 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             context,
             max_signals: a.max_signals_per_payload,
             health: health.clone(),
+            work: live.is_some().then_some(work_tx),
+            live,
         });
         let listener = tokio::net::TcpListener::bind(a.listen)
             .await
             .with_context(|| format!("cannot listen on {}", a.listen))?;
-        tracing::info!(listen = %a.listen, queue = ?a.sqs_queue_url, "healer running (dry run)");
-        eprintln!("healer: listening on {}", listener.local_addr()?);
+        let mode = if service.live.is_some() { "live" } else { "dry run" };
+        tracing::info!(listen = %a.listen, queue = ?a.sqs_queue_url, mode, "healer running");
+        eprintln!("healer: listening on {} ({mode})", listener.local_addr()?);
         let (stop_tx, stop_rx) = watch::channel(false);
+        let workers = service
+            .live
+            .is_some()
+            .then(|| tokio::spawn(super::work::drive(service.clone(), work_rx, stop_rx.clone())));
         let consumer = source.map(|source| {
             let (service, stop) = (service.clone(), stop_rx.clone());
             tokio::spawn(async move { service.consume(&source, stop).await })
@@ -273,6 +300,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             }
             Ingestion::Off => ExitCode::SUCCESS,
         };
+        if let Some(workers) = workers {
+            tracing::info!("Stopping: letting the workers finish the step in hand.");
+            workers.await.context("worker pool panicked")?;
+        }
         server
             .await
             .context("HTTP server panicked")?

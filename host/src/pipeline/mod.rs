@@ -10,13 +10,18 @@
 //! `record`), so limits hold across replicas and a redelivery resumes an
 //! incident that an earlier attempt created but never decided.
 //!
-//! Executors are not wired yet, so every approved step stays a plan (dry run).
+//! In dry run an approved step stays a plan. In live mode a decided incident
+//! with approved steps becomes `acting`, and a [`Worker`] (the `act` module)
+//! carries it on from the store: execute, verify, heal or escalate.
 //! This is the only module that knows the order of the stages.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+mod act;
 mod record;
+
+pub use act::{DEFAULT_STEP_DEADLINE, DEFAULT_VERIFY_DEADLINE, WorkOptions, Worker};
 
 use crate::decision::Decision;
 use crate::incident::{Incident, Recovery, ResourceKind, ResourceRef};

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{Pipeline, PipelineError, Plan, STORM_KEY};
-use crate::decision::Decision;
+use crate::decision::{ActionKind, Decision};
 use crate::incident::Incident;
 use crate::policy::{DecisionOutcome, PolicyContext, PolicyError};
 use crate::safety::{Effect, Facts, Judgement, Verdict, lost_race};
@@ -103,12 +103,10 @@ impl Pipeline<'_> {
         let next = match (&outcome.result, &plan.judgement) {
             (Err(e), _) => Some((
                 LifecycleState::Escalated,
-                format!("policy {} failed: {e}", outcome.policy.name),
+                Some(format!("policy {} failed: {e}", outcome.policy.name)),
             )),
             (Ok(decision), Some(j)) => {
-                if j.dry_run {
-                    self.record_dry_run(&record, decision, j, at).await?;
-                }
+                self.record_planned(&record, decision, j, at).await?;
                 if j.storm {
                     plan.storm_notice = self.claim_storm_notice(incident, now).await?;
                 }
@@ -117,7 +115,7 @@ impl Pipeline<'_> {
             (Ok(_), None) => None,
         };
         if let Some((state, note)) = next {
-            record = self.store.transition(id, state, at, Some(note)).await?;
+            record = self.store.transition(id, state, at, note).await?;
         }
         Ok((plan, record))
     }
@@ -150,30 +148,36 @@ impl Pipeline<'_> {
         Ok(())
     }
 
-    /// Dry run executes nothing, but the approved steps go into the actions
-    /// index as `dry-run`, on the target and group the governor resolved, so
-    /// later verdicts see exactly what live mode would have done (cooldowns,
-    /// rates, blast radius).
-    async fn record_dry_run(
+    /// The approved steps go into the actions index at decision time, on the
+    /// target and group the governor resolved, so later verdicts see them at
+    /// once (cooldowns, rates, blast radius, in flight): as `dry-run` in dry
+    /// run (what live mode would have done), as `running` in live mode until
+    /// the step's execution replaces the entry with how it ended.
+    async fn record_planned(
         &self,
         record: &IncidentRecord,
         decision: &Decision,
         j: &Judgement,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let result = if j.dry_run {
+            Outcome::DryRun
+        } else {
+            Outcome::Running
+        };
         for v in j.verdicts.iter().filter(|v| v.verdict.is_approved()) {
             let Some(step) = decision.steps.get(v.step) else {
                 continue;
             };
-            let dry = StepRecord {
-                index: v.step,
-                action: step.action.clone(),
-                started_at: at,
-                ended_at: Some(at),
-                result: Outcome::DryRun,
-                created: Vec::new(),
+            if !j.dry_run && !step.action.kind().is_mutating() {
+                continue;
+            }
+            let planned = StepRecord {
+                ended_at: j.dry_run.then_some(at),
+                result: result.clone(),
+                ..StepRecord::started(v.step, step.action.clone(), at)
             };
-            let action = ActionRecord::of(record, &dry).judged(v);
+            let action = ActionRecord::of(record, &planned).judged(v);
             self.store.put_action(&action).await?;
         }
         Ok(())
@@ -206,15 +210,33 @@ impl Pipeline<'_> {
 }
 
 /// Where a judged incident goes next: escalated when the loop breaker tripped,
-/// denied when every mutating step was, else it stays decided.
-fn next_state(j: &Judgement, decision: &Decision) -> Option<(LifecycleState, String)> {
+/// denied when every mutating step was; in live mode, acting when steps were
+/// approved and none waits for a human; else it stays decided.
+fn next_state(j: &Judgement, decision: &Decision) -> Option<(LifecycleState, Option<String>)> {
     if j.escalate {
         return Some((
             LifecycleState::Escalated,
-            "loop breaker tripped: stop acting, humans take over".to_owned(),
+            Some("loop breaker tripped: stop acting, humans take over".to_owned()),
         ));
     }
-    denied_note(j, decision).map(|n| (LifecycleState::Denied, n))
+    if let Some(n) = denied_note(j, decision) {
+        return Some((LifecycleState::Denied, Some(n)));
+    }
+    let pending = j
+        .verdicts
+        .iter()
+        .any(|v| matches!(v.verdict, Verdict::PendingApproval { .. }));
+    let executable = j.verdicts.iter().any(|v| {
+        v.verdict.is_approved()
+            && decision
+                .steps
+                .get(v.step)
+                .is_some_and(|s| s.action.kind() != ActionKind::NoOp)
+    });
+    // A plan with nothing to execute but a verify spec is verified live too
+    // (a crashed service task the scheduler replaces).
+    let work = executable || decision.verify.is_some();
+    (!j.dry_run && !pending && work).then_some((LifecycleState::Acting, None))
 }
 
 /// When the plan proposed mutating steps and the governor approved none of them

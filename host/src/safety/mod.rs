@@ -216,6 +216,13 @@ impl Governor {
         &self.config
     }
 
+    /// Why acting must stop now, if a kill switch is on: the config's, its
+    /// file, or the store's flag (`stored`, the value under
+    /// [`KILL_SWITCH_KEY`]). Re-checked right before every live call.
+    pub fn kill_switch(&self, stored: Option<&str>) -> Option<String> {
+        switches::engaged(&self.config, KillSwitch::from_stored(stored))
+    }
+
     /// Judges every step of a decision. `declared` is the deciding policy's
     /// declared action kinds; `facts` holds what is known about each resource
     /// the steps name (see [`unread_resources`]).

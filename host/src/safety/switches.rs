@@ -36,17 +36,20 @@ impl KillSwitch {
 
 /// Every mutating step is denied while any kill switch is on.
 pub(crate) fn kill_switch(ctx: &Ctx<'_>) -> Option<Verdict> {
-    let c = ctx.config;
-    let why = if c.kill_switch {
+    engaged(ctx.config, ctx.history.kill_switch).map(|w| Verdict::deny(Rule::KillSwitch, w))
+}
+
+/// Why a kill switch is on (the config's, its file, the store's flag), if one is.
+pub(crate) fn engaged(c: &super::GovernorConfig, stored: KillSwitch) -> Option<String> {
+    if c.kill_switch {
         Some("kill switch is on in the config".to_owned())
     } else if let Some(f) = c.kill_switch_file.as_ref().filter(|f| f.exists()) {
         Some(format!("kill switch file {} exists", f.display()))
-    } else if ctx.history.kill_switch == KillSwitch::On {
+    } else if stored == KillSwitch::On {
         Some("kill switch flag is on in the store".to_owned())
     } else {
         None
-    };
-    why.map(|w| Verdict::deny(Rule::KillSwitch, w))
+    }
 }
 
 /// Configured action kinds wait for a human.

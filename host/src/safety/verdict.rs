@@ -123,6 +123,16 @@ pub enum VerdictKind {
     PendingApproval,
 }
 
+impl std::fmt::Display for VerdictKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            VerdictKind::Approved => "approved",
+            VerdictKind::Denied => "denied",
+            VerdictKind::PendingApproval => "pending-approval",
+        })
+    }
+}
+
 impl Verdict {
     /// A denial of this step only.
     pub(crate) fn deny(rule: Rule, reason: impl Into<String>) -> Self {

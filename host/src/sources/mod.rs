@@ -15,9 +15,11 @@
 
 pub mod sqs;
 
+use crate::incident::IncidentId;
 use crate::pipeline::{Pipeline, Recorded};
 use crate::policy::PolicyContext;
 use crate::signals::{NormalizeOptions, Signal, normalize};
+use crate::store::LifecycleState;
 
 /// How many distinct ignore reasons [`Handled::Done`] keeps.
 pub const FIRST_REASONS: usize = 3;
@@ -37,6 +39,8 @@ pub enum Handled {
         reasons: Vec<String>,
         /// Signals past the cap, not recorded.
         truncated: usize,
+        /// Incidents recorded in `acting` (live mode): work for the worker.
+        acting: Vec<IncidentId>,
     },
     /// Not a payload healer can read (malformed JSON, oversized, too deep):
     /// leave it for the dead-letter queue.
@@ -60,6 +64,7 @@ pub async fn handle(
     };
     let (mut incidents, mut healed, mut ignored, mut truncated) = (0, 0, 0, 0);
     let mut reasons: Vec<String> = Vec::new();
+    let mut acting: Vec<IncidentId> = Vec::new();
     let mut note = |reason: String| {
         ignored += 1;
         if reasons.len() < FIRST_REASONS && !reasons.contains(&reason) {
@@ -87,7 +92,12 @@ pub async fn handle(
             }
         };
         match result {
-            Ok(Recorded::New(_) | Recorded::Resumed(_)) => incidents += 1,
+            Ok(Recorded::New(r) | Recorded::Resumed(r)) => {
+                incidents += 1;
+                if r.state == LifecycleState::Acting {
+                    acting.push(r.incident.id.clone());
+                }
+            }
             Ok(Recorded::Duplicate(_)) => {}
             Ok(Recorded::Healed(h)) => healed += h.len(),
             Err(e) => return Handled::Failed(e.to_string()),
@@ -99,5 +109,6 @@ pub async fn handle(
         ignored,
         reasons,
         truncated,
+        acting,
     }
 }

@@ -135,6 +135,13 @@ pub struct VerdictRecord {
     pub rule: Option<Rule>,
     /// The human reason.
     pub reason: String,
+    /// The step's target as the governor resolved it, so the actions index
+    /// counts the executed step on the resource it judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The group the step counts in, as the governor resolved it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 impl VerdictRecord {
@@ -151,6 +158,8 @@ impl VerdictRecord {
             verdict: v.verdict.kind(),
             rule: v.verdict.rule(),
             reason,
+            target: v.target.clone(),
+            group: v.group.clone(),
         }
     }
 }
@@ -167,6 +176,20 @@ pub enum Outcome {
     Failed(String),
     /// Dry run: approved, recorded as what would have run, not executed.
     DryRun,
+    /// Not sent: right before the call the condition no longer held, with
+    /// what the re-check saw (already stopped, already reset, …).
+    Superseded(String),
+    /// Started by an attempt that died before recording how it ended; the
+    /// call may have been sent, so it is not sent again (at most once) and
+    /// verification decides.
+    Interrupted,
+}
+
+impl Outcome {
+    /// Whether the step ended (anything but running).
+    pub fn ended(&self) -> bool {
+        !matches!(self, Outcome::Running)
+    }
 }
 
 impl fmt::Display for Outcome {
@@ -176,6 +199,8 @@ impl fmt::Display for Outcome {
             Outcome::Succeeded => f.write_str("succeeded"),
             Outcome::Failed(e) => write!(f, "failed: {e}"),
             Outcome::DryRun => f.write_str("dry-run"),
+            Outcome::Superseded(seen) => write!(f, "superseded: {seen}"),
+            Outcome::Interrupted => f.write_str("interrupted"),
         }
     }
 }
@@ -198,6 +223,32 @@ pub struct StepRecord {
     /// them are recognised as caused by it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub created: Vec<String>,
+    /// The exact AWS requests sent (operation and parameters), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<crate::actions::PlannedCall>,
+    /// The AWS request ids of those calls.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_ids: Vec<String>,
+    /// What changed, for humans (`revision 7 → 6`, `i-old → i-new`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl StepRecord {
+    /// A step that starts now: recorded before its first call.
+    pub fn started(index: usize, action: Action, at: DateTime<Utc>) -> Self {
+        StepRecord {
+            index,
+            action,
+            started_at: at,
+            ended_at: None,
+            result: Outcome::Running,
+            created: Vec::new(),
+            calls: Vec::new(),
+            request_ids: Vec::new(),
+            note: None,
+        }
+    }
 }
 
 /// An incident's whole life.
@@ -316,7 +367,8 @@ impl ActionRecord {
     /// names it, in the incident's group. The pipeline replaces both with what
     /// the governor resolved ([`ActionRecord::judged`]).
     pub fn of(record: &IncidentRecord, step: &StepRecord) -> Self {
-        ActionRecord {
+        let judged = record.verdicts.iter().find(|v| v.step == step.index);
+        let action = ActionRecord {
             incident_id: record.incident.id.to_string(),
             step: step.index,
             kind: step.action.kind(),
@@ -330,20 +382,28 @@ impl ActionRecord {
             ended_at: step.ended_at,
             result: step.result.clone(),
             created: step.created.clone(),
+        };
+        match judged {
+            Some(v) => action.resolved(v.target.as_deref(), v.group.as_deref()),
+            None => action,
         }
+    }
+
+    fn resolved(mut self, target: Option<&str>, group: Option<&str>) -> Self {
+        if let Some(t) = target {
+            t.clone_into(&mut self.target);
+        }
+        if group.is_some() {
+            self.group = group.map(str::to_owned);
+        }
+        self
     }
 
     /// The entry with the target and group the governor resolved for the step,
     /// so every spelling of a resource (ARN, bare name) is one resource in the
     /// limits.
-    pub fn judged(mut self, v: &StepVerdict) -> Self {
-        if let Some(t) = &v.target {
-            self.target.clone_from(t);
-        }
-        if v.group.is_some() {
-            self.group.clone_from(&v.group);
-        }
-        self
+    pub fn judged(self, v: &StepVerdict) -> Self {
+        self.resolved(v.target.as_deref(), v.group.as_deref())
     }
 }
 
@@ -522,6 +582,11 @@ mod tests {
             (Outcome::Running, serde_json::json!("running")),
             (Outcome::Succeeded, serde_json::json!("succeeded")),
             (Outcome::DryRun, serde_json::json!("dry-run")),
+            (Outcome::Interrupted, serde_json::json!("interrupted")),
+            (
+                Outcome::Superseded("already stopped".into()),
+                serde_json::json!({"superseded": "already stopped"}),
+            ),
             (
                 Outcome::Failed("boom".into()),
                 serde_json::json!({"failed": "boom"}),

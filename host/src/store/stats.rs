@@ -18,6 +18,11 @@ pub enum GroupBy {
     Policy,
     /// Action kind of each executed step (an incident counts once per action kind).
     Action,
+    /// Whether healer acted: `healer-acted` (a mutating step succeeded) or
+    /// `without-healer` (it recovered on its own, or only dry-run,
+    /// superseded or notification steps ran), so healer's MTTR is reported
+    /// apart from recoveries it did not cause.
+    Healer,
 }
 
 /// One group's figures.
@@ -82,6 +87,19 @@ impl Stats {
                         kinds.push("(none)".to_owned());
                     }
                     kinds
+                }
+                GroupBy::Healer => {
+                    let acted = r.steps.iter().any(|s| {
+                        s.result == super::Outcome::Succeeded && s.action.kind().is_mutating()
+                    });
+                    vec![
+                        if acted {
+                            "healer-acted"
+                        } else {
+                            "without-healer"
+                        }
+                        .to_owned(),
+                    ]
                 }
             };
             for k in keys {

@@ -108,7 +108,7 @@ const EMPTY_ZIP: [u8; 22] = [
     0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 ];
 
-async fn create_function(
+pub(crate) async fn create_function(
     moto: &moto::Moto,
     name: &str,
     vars: &[(&str, &str)],
@@ -141,7 +141,7 @@ async fn create_function(
     client
 }
 
-async fn environment(
+pub(crate) async fn environment(
     client: &aws_sdk_lambda::Client,
     name: &str,
 ) -> (HashMap<String, String>, String) {

@@ -319,13 +319,17 @@ fn decide_turns_raw_events_into_plans_and_records_them() {
         lines[1]["recorded"]["new"]["provenance"]["policy"]["name"],
         "ecs-task-restart"
     );
-    // The task restart needs the service's size for the blast radius: unknown, so
-    // the governor fails safe and denies.
+    // A stopped task of a service: ECS replaces it, so the plan has no step,
+    // only a verify spec (polled in live mode).
     assert_eq!(
-        lines[1]["plan"]["judgement"]["verdicts"][0]["rule"],
-        "blast-radius"
+        lines[1]["plan"]["decisions"]["active"][0]["decision"]["steps"],
+        serde_json::json!([])
     );
-    assert_eq!(lines[1]["recorded"]["new"]["state"], "denied");
+    assert_eq!(
+        lines[1]["plan"]["decisions"]["active"][0]["decision"]["verify"]["method"],
+        "poll"
+    );
+    assert_eq!(lines[1]["recorded"]["new"]["state"], "decided");
     // SERVICE_DEPLOYMENT_COMPLETED (same sample time as the failure) heals it.
     let healed = &lines[2]["recorded"]["healed"];
     assert_eq!(healed.as_array().map(Vec::len), Some(1), "{healed}");

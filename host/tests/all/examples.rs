@@ -34,7 +34,7 @@ const FUNCTION_ERRORS: &str = r#"{"kind":"function-errors","source":"cloudwatch-
   "detected-at":"2024-05-01T10:00:00Z"}"#;
 
 #[test]
-fn ecs_task_restart_restarts_a_crashed_task() {
+fn ecs_task_restart_leaves_a_crashed_service_task_to_the_scheduler_and_verifies() {
     let engine = engine();
     let policy = load(&engine, artifacts::ECS_TASK_RESTART);
     assert_eq!(policy.id.name, "ecs-task-restart");
@@ -46,6 +46,23 @@ fn ecs_task_restart_restarts_a_crashed_task() {
         now(),
     );
     let d = out.result.expect("decides");
+    // The task is already STOPPED and its service replaces it: no step.
+    assert!(d.steps.is_empty(), "{:?}", d.steps);
+    assert_eq!(d.verify.map(|v| v.method), Some(VerifyMethod::Poll));
+    assert!(
+        out.fuel_used > 0 && out.fuel_used < 1_000_000,
+        "fuel {}",
+        out.fuel_used
+    );
+    assert_eq!(out.logs.len(), 1, "the policy logs once");
+    // With restart-mode = stop-task (a task still running), it is stopped.
+    let mut stop = PolicyContext::default();
+    stop.config
+        .insert("restart-mode".into(), "stop-task".into());
+    let d = engine
+        .decide(&policy, &incident(TASK_CRASHED), &stop, now())
+        .result
+        .expect("decides");
     assert_eq!(
         d.steps[0].action,
         Action::RestartTask {
@@ -55,16 +72,6 @@ fn ecs_task_restart_restarts_a_crashed_task() {
                     .into()
         }
     );
-    assert_eq!(
-        d.verify.map(|v| v.method),
-        Some(VerifyMethod::RecoverySignal)
-    );
-    assert!(
-        out.fuel_used > 0 && out.fuel_used < 1_000_000,
-        "fuel {}",
-        out.fuel_used
-    );
-    assert_eq!(out.logs.len(), 1, "the policy logs once");
 }
 
 #[test]
@@ -77,10 +84,7 @@ fn ecs_task_restart_handles_elb_failures_and_storms() {
         &PolicyContext::default(),
         now(),
     );
-    assert_eq!(
-        single.result.expect("decides").steps[0].action.kind(),
-        ActionKind::RestartTask
-    );
+    assert!(single.result.expect("decides").steps.is_empty());
 
     let busy = PolicyContext {
         recent_incidents_group: 4,

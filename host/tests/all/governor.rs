@@ -221,6 +221,10 @@ async fn five_of_six_tasks_failing_at_once_is_a_storm_with_one_notification() {
     let mut restarts = 0;
     let mut notices = 0;
     let mut denied = 0;
+    let mut stop_task = PolicyContext::default();
+    stop_task
+        .config
+        .insert("restart-mode".into(), "stop-task".into());
     for task in &tasks {
         let inc = incident(
             IncidentKind::TaskCrashed,
@@ -230,7 +234,7 @@ async fn five_of_six_tasks_failing_at_once_is_a_storm_with_one_notification() {
             t0(),
         );
         let (plan, recorded) = pipeline
-            .on_incident(&inc, &PolicyContext::default(), t0() + Duration::seconds(1))
+            .on_incident(&inc, &stop_task, t0() + Duration::seconds(1))
             .await
             .expect("recorded");
         let plan = plan.expect("decided");

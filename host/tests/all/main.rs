@@ -1,5 +1,6 @@
 //! The host's integration tests: one binary, one module per topic.
 
+mod acting;
 mod actions_ecs_ec2;
 mod actions_lambda_sns;
 mod aws;
@@ -8,6 +9,7 @@ mod examples;
 mod facts;
 mod governor;
 mod hot_swap;
+mod live;
 mod moto;
 mod replicas;
 mod sandbox;
@@ -15,3 +17,4 @@ mod service;
 mod signals;
 mod store;
 mod support;
+mod throttle;

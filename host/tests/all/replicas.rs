@@ -76,6 +76,9 @@ async fn decide(pipeline: Pipeline<'static>, inc: Incident) -> Vec<(ActionKind, 
     context
         .config
         .insert("redeploy-after".into(), "1000".into());
+    context
+        .config
+        .insert("restart-mode".into(), "stop-task".into());
     let (plan, _) = pipeline
         .on_incident(&inc, &context, t0() + chrono::Duration::seconds(1))
         .await

@@ -89,7 +89,7 @@ async fn run_consumes_sqs_records_and_stops_on_sigterm() {
     assert_eq!(report["status"], "ok");
     assert!(report["last-poll"].is_string(), "{report}");
     assert_eq!(report["dry-run"], true);
-    assert_eq!(report["policies"][0], "ecs-task-restart@1.0.0", "{report}");
+    assert_eq!(report["policies"][0], "ecs-task-restart@1.1.0", "{report}");
     let attrs = sqs
         .get_queue_attributes()
         .queue_url(&queue)
@@ -146,7 +146,7 @@ async fn run_consumes_sqs_records_and_stops_on_sigterm() {
 }
 
 #[test]
-fn run_refuses_live_mode_and_an_empty_policy_dir() {
+fn run_refuses_live_mode_without_live_or_a_default_channel_and_an_empty_policy_dir() {
     let dir = tempfile::tempdir().expect("tempdir");
     let governor = dir.path().join("governor.json");
     std::fs::write(&governor, r#"{"dry-run": false}"#).expect("write");
@@ -172,6 +172,26 @@ fn run_refuses_live_mode_and_an_empty_policy_dir() {
         .output()
         .expect("runs");
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid HEALER_GOVERNOR_JSON"));
+    // --live without a default notification channel: an escalation must reach someone.
+    std::fs::copy(artifacts::ECS_TASK_RESTART, dir.path().join("ecs.wasm")).expect("copy");
+    let out = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args([
+            "run",
+            "--no-cache",
+            "--live",
+            "--listen",
+            "127.0.0.1:0",
+            "--policies",
+        ])
+        .arg(dir.path())
+        .env("HEALER_GOVERNOR", &governor)
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--notify-default"), "{err}");
+    std::fs::remove_file(dir.path().join("ecs.wasm")).expect("rm");
     std::fs::remove_file(&governor).expect("rm");
     let out = Command::new(env!("CARGO_BIN_EXE_healer"))
         .args(["run", "--listen", "127.0.0.1:0", "--policies"])
@@ -237,6 +257,7 @@ async fn a_payload_over_the_signal_cap_records_the_cap_and_reports_the_rest_trun
             "unrecognized shape: keys bar".to_owned(),
         ],
         truncated: 15,
+        acting: Vec::new(),
     };
     let context = PolicyContext::default();
     assert_eq!(

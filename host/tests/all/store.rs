@@ -56,16 +56,14 @@ fn provenance(policy: &str) -> Provenance {
 }
 
 fn step(inc: &Incident, at: i64) -> StepRecord {
+    let action = Action::RestartTask {
+        cluster: "c".into(),
+        task: inc.resource.id.clone(),
+    };
     StepRecord {
-        index: 0,
-        action: Action::RestartTask {
-            cluster: "c".into(),
-            task: inc.resource.id.clone(),
-        },
-        started_at: t(at),
         ended_at: Some(t(at + 1)),
         result: Outcome::Succeeded,
-        created: Vec::new(),
+        ..StepRecord::started(0, action, t(at))
     }
 }
 
@@ -78,6 +76,8 @@ async fn heal(store: &dyn Store, inc: &Incident, mttr: i64, policy: &str) {
         verdict: VerdictKind::Approved,
         rule: None,
         reason: "within limits".into(),
+        target: None,
+        group: None,
     }];
     store
         .record_decision(&inc.id, provenance(policy), verdicts, t(d + 1))

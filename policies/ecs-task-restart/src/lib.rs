@@ -1,10 +1,13 @@
 //! Example policy `ecs-task-restart`.
 //!
-//! - task-crashed / task-health-check-failed in a service → restart the task
-//!   (stop-task; the service scheduler starts a fresh one), or force a new
-//!   deployment when several tasks of the service failed recently
+//! - task-crashed / task-health-check-failed in a service: the task is
+//!   already STOPPED and the service scheduler is starting its replacement,
+//!   so nothing is done but verify that the service is back at its desired
+//!   running count (the host escalates if it is not by the deadline); or a
+//!   new deployment when several tasks of the service failed recently
 //!   (`redeploy-after`) or when `restart-mode = force-new-deployment`;
-//! - a task outside any service → notify only (nothing would replace it);
+//! - a standalone task (no service would replace it) → restart it (the host
+//!   runs the stopped task's definition again, once) and notify;
 //! - task-start-failed → notify and escalate (a restart cannot fix an image pull
 //!   or a missing secret);
 //! - deployment-failed → roll back to the previous task definition, unless ECS is
@@ -21,7 +24,7 @@ const VERIFY_SECS: u32 = 600;
 
 impl Policy for EcsTaskRestart {
     fn metadata() -> Metadata {
-        Metadata::new("ecs-task-restart", "1.0.0")
+        Metadata::new("ecs-task-restart", "1.1.0")
             .handles([
                 IncidentKind::TaskCrashed,
                 IncidentKind::TaskHealthCheckFailed,
@@ -37,8 +40,8 @@ impl Policy for EcsTaskRestart {
             ])
             .config(
                 "restart-mode",
-                "`stop-task` (default) or `force-new-deployment`",
-                Some("stop-task"),
+                "`wait` (default: verify the scheduler's replacement), `stop-task` (stop the task: for signals about tasks still running, a load-balancer health check) or `force-new-deployment`",
+                Some("wait"),
             )
             .config(
                 "redeploy-after",
@@ -67,17 +70,21 @@ fn restart(incident: &Incident, ctx: &Context) -> Result<Decision, String> {
         return Err(format!("cannot tell the cluster of task {task}"));
     };
     let Some(service) = incident.ecs_service() else {
-        return Ok(
-            Decision::new("Standalone task failed; no service would replace it.").step(
+        return Ok(Decision::new("Standalone task failed; run it again.")
+            .step(
+                Action::restart_task(cluster, task),
+                "No service scheduler would start a replacement.",
+            )
+            .step(
                 Action::notify(
                     format!("ECS task failed outside a service in {cluster}"),
                     format!("{task}: {}", incident.reason),
                 ),
-                "No service scheduler would start a replacement.",
-            ),
-        );
+                "Humans should know a standalone task failed.",
+            )
+            .verify(VerifyMethod::Poll, VERIFY_SECS));
     };
-    let mode = ctx.config_or("restart-mode", "stop-task");
+    let mode = ctx.config_or("restart-mode", "wait");
     let redeploy_after: u32 = ctx
         .config_or("redeploy-after", "3")
         .parse()
@@ -101,13 +108,15 @@ fn restart(incident: &Incident, ctx: &Context) -> Result<Decision, String> {
         };
         Decision::new(format!("Force a new deployment of {service}."))
             .step(Action::force_new_deployment(cluster, service), why)
+    } else if mode == "stop-task" {
+        Decision::new(format!("Stop the failing task of {service}.")).step(
+            Action::restart_task(cluster, task),
+            "restart-mode is stop-task: the scheduler replaces a stopped task.",
+        )
     } else {
-        let why = match incident.kind {
-            IncidentKind::TaskHealthCheckFailed => "The task failed its health checks.",
-            _ => "An essential container exited.",
-        };
-        Decision::new(format!("Restart the failed task of {service}."))
-            .step(Action::restart_task(cluster, task), why)
+        Decision::new(format!(
+            "The stopped task of {service} is being replaced by ECS; verify the service is back at its desired count."
+        ))
     };
     if incident.attr("oom") == Some("true") {
         d = d.step(
@@ -121,7 +130,7 @@ fn restart(incident: &Incident, ctx: &Context) -> Result<Decision, String> {
             "Restarting does not fix an undersized task.",
         );
     }
-    Ok(d.verify(VerifyMethod::RecoverySignal, VERIFY_SECS))
+    Ok(d.verify(VerifyMethod::Poll, VERIFY_SECS))
 }
 
 fn start_failed(incident: &Incident) -> Decision {
@@ -171,7 +180,7 @@ fn rollback(incident: &Incident) -> Result<Decision, String> {
         "The new deployment failed; the previous task definition was healthy.",
     )
     .step(notify, "Humans should know a deployment was rolled back.")
-    .verify(VerifyMethod::RecoverySignal, VERIFY_SECS))
+    .verify(VerifyMethod::Poll, VERIFY_SECS))
 }
 
 export_policy!(EcsTaskRestart);
@@ -192,17 +201,13 @@ mod tests {
     }
 
     #[test]
-    fn crashed_task_in_service_is_restarted() {
+    fn crashed_task_in_service_is_left_to_the_scheduler_and_verified() {
         let d = testing::decide::<EcsTaskRestart>(&crashed(), &Context::empty()).unwrap();
-        assert_eq!(d.steps.len(), 1);
-        match &d.steps[0].action {
-            Action::RestartTask(t) => {
-                assert_eq!(t.cluster, "test");
-                assert_eq!(t.task, TASK);
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        assert!(d.verify.is_some());
+        assert!(d.steps.is_empty(), "{:?}", d.steps);
+        assert!(matches!(
+            d.verify.map(|v| v.method),
+            Some(VerifyMethod::Poll)
+        ));
         assert!(!testing::take_logs().is_empty());
     }
 
@@ -217,6 +222,13 @@ mod tests {
     }
 
     #[test]
+    fn stop_task_mode_restarts_the_task() {
+        let ctx = Context::empty().with_config("restart-mode", "stop-task");
+        let d = testing::decide::<EcsTaskRestart>(&crashed(), &ctx).unwrap();
+        assert_eq!(d.steps[0].action.kind(), ActionKind::RestartTask);
+    }
+
+    #[test]
     fn restart_mode_config_is_honoured() {
         let ctx = Context::empty().with_config("restart-mode", "force-new-deployment");
         let d = testing::decide::<EcsTaskRestart>(&crashed(), &ctx).unwrap();
@@ -228,15 +240,22 @@ mod tests {
         let inc = crashed().with_detail("oom", "true");
         let d = testing::decide::<EcsTaskRestart>(&inc, &Context::empty()).unwrap();
         let kinds: Vec<_> = d.steps.iter().map(|s| s.action.kind()).collect();
-        assert_eq!(kinds, [ActionKind::RestartTask, ActionKind::Notify]);
+        assert_eq!(kinds, [ActionKind::Notify]);
     }
 
     #[test]
-    fn standalone_task_only_notifies() {
+    fn standalone_task_is_run_again() {
         let inc = incident(IncidentKind::TaskCrashed, ResourceKind::EcsTask, TASK);
         let d = testing::decide::<EcsTaskRestart>(&inc, &Context::empty()).unwrap();
+        match &d.steps[0].action {
+            Action::RestartTask(t) => {
+                assert_eq!(t.cluster, "test");
+                assert_eq!(t.task, TASK);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
         let kinds: Vec<_> = d.steps.iter().map(|s| s.action.kind()).collect();
-        assert_eq!(kinds, [ActionKind::Notify]);
+        assert_eq!(kinds, [ActionKind::RestartTask, ActionKind::Notify]);
     }
 
     #[test]

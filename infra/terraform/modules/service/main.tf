@@ -15,6 +15,9 @@ locals {
       { name = "HEALER_CACHE_DIR", value = "/var/cache/healer" },
       { name = "HEALER_LOG", value = "healer=info" },
       { name = "HEALER_LOG_FORMAT", value = "json" },
+      # Live mode acts through the AWS APIs; off, every step is a dry run.
+      { name = "HEALER_LIVE", value = tostring(var.live) },
+      { name = "HEALER_NOTIFY_DEFAULT", value = var.notify_topic_arn },
     ],
     var.governor_json == "" ? [] : [{ name = "HEALER_GOVERNOR_JSON", value = var.governor_json }],
   )

@@ -63,6 +63,16 @@ variable "aws_facts" {
   type        = bool
 }
 
+variable "live" {
+  description = "Act (HEALER_LIVE); false keeps every step a dry run."
+  type        = bool
+}
+
+variable "notify_topic_arn" {
+  description = "SNS topic of the default notification channel (HEALER_NOTIFY_DEFAULT)."
+  type        = string
+}
+
 variable "queue_url" {
   description = "Events queue URL."
   type        = string

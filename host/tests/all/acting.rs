@@ -1,0 +1,348 @@
+//! The worker's own rules, on a real store and a real policy: the kill
+//! switch re-read before each call, a step interrupted by a dead host not
+//! repeated unless its executor can tell what the attempt did, a failed step
+//! stopping the rest and escalating with a notification, a stopping host
+//! handing the incident back. The executor here counts calls instead of
+//! making them: what is under test is the host's bookkeeping, not AWS (the
+//! AWS side is `live.rs`, on moto).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use healer::actions::{ExecOutcome, Execution, Executor, Executors, PlannedCall, StepRequest};
+use healer::aws::AwsErrorClass;
+use healer::decision::ActionKind;
+use healer::incident::Incident;
+use healer::pipeline::{Pipeline, Recorded, WorkOptions, Worker};
+use healer::policy::{PolicyContext, PolicyRegistry, PolicyRole};
+use healer::safety::{Governor, GovernorConfig, KILL_SWITCH_KEY, ResourceFacts, StaticFacts};
+use healer::store::{IncidentRecord, LifecycleState, Outcome, SqliteStore, StepRecord, Store};
+use healer::verify::SignalOnly;
+use healer_test_artifacts as artifacts;
+
+/// Counts calls per kind; fails `replace-instance` when told to.
+#[derive(Default)]
+struct Counting {
+    calls: Arc<BTreeMap<ActionKind, AtomicUsize>>,
+    fail: bool,
+    resumable: bool,
+}
+
+impl Counting {
+    fn new(fail: bool, resumable: bool) -> Self {
+        let calls = [
+            ActionKind::ReplaceInstance,
+            ActionKind::Notify,
+            ActionKind::Escalate,
+        ]
+        .into_iter()
+        .map(|k| (k, AtomicUsize::new(0)))
+        .collect();
+        Counting {
+            calls: Arc::new(calls),
+            fail,
+            resumable,
+        }
+    }
+
+    fn count(&self, kind: ActionKind) -> usize {
+        self.calls
+            .get(&kind)
+            .map_or(0, |c| c.load(Ordering::SeqCst))
+    }
+}
+
+#[async_trait]
+impl Executor for Counting {
+    fn handles(&self, kind: ActionKind) -> bool {
+        self.calls.contains_key(&kind)
+    }
+    fn plan(&self, req: &StepRequest<'_>) -> Vec<PlannedCall> {
+        vec![PlannedCall {
+            operation: format!("test:{}", req.action.kind()),
+            params: serde_json::json!({}),
+        }]
+    }
+    async fn execute(&self, req: &StepRequest<'_>) -> Execution {
+        let kind = req.action.kind();
+        if let Some(c) = self.calls.get(&kind) {
+            c.fetch_add(1, Ordering::SeqCst);
+        }
+        let calls = self.plan(req);
+        if self.fail && kind == ActionKind::ReplaceInstance {
+            return Execution::failed(calls, AwsErrorClass::Permanent, "RunInstances failed");
+        }
+        Execution {
+            outcome: ExecOutcome::Succeeded,
+            calls,
+            request_ids: vec!["req-1".into()],
+            created: Vec::new(),
+            note: Some(format!("did {kind}")),
+        }
+    }
+    fn resumable(&self, _kind: ActionKind) -> bool {
+        self.resumable
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    registry: PolicyRegistry,
+    governor: Governor,
+    facts: StaticFacts,
+}
+
+impl World {
+    async fn new() -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&dir.path().join("healer.db"))
+                .await
+                .expect("store"),
+        );
+        let registry = PolicyRegistry::new(crate::support::engine());
+        registry
+            .swap(
+                &artifacts::bytes(artifacts::EC2_REPLACE),
+                PolicyRole::Active,
+            )
+            .expect("policy");
+        let governor = Governor::new(GovernorConfig {
+            dry_run: false,
+            ..GovernorConfig::default()
+        });
+        let facts = StaticFacts(BTreeMap::from([(
+            "i-0abc".to_owned(),
+            ResourceFacts {
+                tags: Some(BTreeMap::from([("SelfHeal".to_owned(), "true".to_owned())])),
+                ..ResourceFacts::default()
+            },
+        )]));
+        World {
+            _dir: dir,
+            store,
+            registry,
+            governor,
+            facts,
+        }
+    }
+
+    fn pipeline(&self) -> Pipeline<'_> {
+        Pipeline {
+            store: self.store.as_ref(),
+            registry: &self.registry,
+            governor: &self.governor,
+            facts: &self.facts,
+        }
+    }
+
+    /// An impaired, opted-in instance decided live: `acting`.
+    async fn acting(&self) -> IncidentRecord {
+        let incident = Incident::from_json(
+            format!(
+                r#"{{"kind":"instance-impaired","resource":{{"kind":"ec2-instance","id":"i-0abc"}},"detected-at":"{}"}}"#,
+                Utc::now().to_rfc3339()
+            )
+            .as_bytes(),
+        )
+        .expect("incident");
+        let (_, recorded) = self
+            .pipeline()
+            .on_incident(&incident, &PolicyContext::default(), Utc::now())
+            .await
+            .expect("decided");
+        let Recorded::New(r) = recorded else {
+            panic!("{recorded:?}");
+        };
+        assert_eq!(r.state, LifecycleState::Acting, "{r:#?}");
+        *r
+    }
+}
+
+fn worker<'a>(pipeline: &'a Pipeline<'a>, executors: &'a Executors) -> Worker<'a> {
+    Worker {
+        pipeline,
+        executors,
+        verifier: &SignalOnly,
+        options: WorkOptions::default(),
+        on_step: None,
+        stopping: None,
+    }
+}
+
+fn executors(counting: &Counting) -> Executors {
+    Executors::new().with(Counting {
+        calls: counting.calls.clone(),
+        fail: counting.fail,
+        resumable: counting.resumable,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_run_in_order_recorded_with_their_requests_then_verifying() {
+    let w = World::new().await;
+    let r = w.acting().await;
+    let counting = Counting::new(false, false);
+    let ex = executors(&counting);
+    let pipeline = w.pipeline();
+    let done = worker(&pipeline, &ex)
+        .drive(&r.incident.id)
+        .await
+        .expect("driven")
+        .expect("lease");
+    assert_eq!(done.state, LifecycleState::Verifying, "{done:#?}");
+    assert_eq!(counting.count(ActionKind::ReplaceInstance), 1);
+    assert_eq!(counting.count(ActionKind::Notify), 1);
+    let kinds: Vec<_> = done
+        .steps
+        .iter()
+        .map(|s| (s.action.kind(), s.result.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (ActionKind::ReplaceInstance, Outcome::Succeeded),
+            (ActionKind::Notify, Outcome::Succeeded)
+        ]
+    );
+    assert_eq!(done.steps[0].request_ids, ["req-1"]);
+    assert_eq!(done.steps[0].calls[0].operation, "test:replace-instance");
+    assert!(done.steps.iter().all(|s| s.ended_at >= Some(s.started_at)));
+    // Driving again does nothing more: every step has ended.
+    worker(&pipeline, &ex)
+        .drive(&r.incident.id)
+        .await
+        .expect("driven");
+    assert_eq!(counting.count(ActionKind::ReplaceInstance), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kill_switch_is_reread_right_before_each_call() {
+    let w = World::new().await;
+    let r = w.acting().await;
+    // Turned on after the decision, before acting.
+    let (_, version) = w.store.governor_get(KILL_SWITCH_KEY).await.expect("get");
+    assert!(
+        w.store
+            .governor_cas(KILL_SWITCH_KEY, "on", version)
+            .await
+            .expect("cas")
+    );
+    let counting = Counting::new(false, false);
+    let ex = executors(&counting);
+    let pipeline = w.pipeline();
+    let done = worker(&pipeline, &ex)
+        .drive(&r.incident.id)
+        .await
+        .expect("driven")
+        .expect("lease");
+    assert_eq!(done.state, LifecycleState::Escalated);
+    assert!(
+        done.note
+            .as_deref()
+            .is_some_and(|n| n.contains("kill switch")),
+        "{:?}",
+        done.note
+    );
+    assert_eq!(counting.count(ActionKind::ReplaceInstance), 0);
+    assert_eq!(counting.count(ActionKind::Notify), 0);
+    // The escalation still reaches humans.
+    assert_eq!(counting.count(ActionKind::Escalate), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_step_stops_the_rest_and_escalates_with_a_notification() {
+    let w = World::new().await;
+    let r = w.acting().await;
+    let counting = Counting::new(true, false);
+    let ex = executors(&counting);
+    let pipeline = w.pipeline();
+    let done = worker(&pipeline, &ex)
+        .drive(&r.incident.id)
+        .await
+        .expect("driven")
+        .expect("lease");
+    assert_eq!(done.state, LifecycleState::Escalated);
+    assert!(
+        done.note
+            .as_deref()
+            .is_some_and(|n| n.contains("RunInstances failed")),
+        "{:?}",
+        done.note
+    );
+    assert_eq!(counting.count(ActionKind::Notify), 0, "the rest is not run");
+    assert_eq!(counting.count(ActionKind::Escalate), 1);
+    let escalation = done.steps.last().expect("escalation step");
+    assert_eq!(escalation.action.kind(), ActionKind::Escalate);
+    let healer::decision::Action::Escalate { message } = &escalation.action else {
+        panic!("{escalation:?}");
+    };
+    assert!(message.contains("replace-instance: failed"), "{message}");
+}
+
+/// A host died after recording a step as started: a step whose executor
+/// cannot tell what the attempt did is not sent again; one that can is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_started_by_a_dead_host_is_repeated_only_when_resumable() {
+    for resumable in [false, true] {
+        let w = World::new().await;
+        let r = w.acting().await;
+        let action = match &r.provenance.as_ref().expect("decided").decision {
+            Ok(d) => d.steps[0].action.clone(),
+            Err(e) => panic!("{e}"),
+        };
+        w.store
+            .record_step(&r.incident.id, StepRecord::started(0, action, Utc::now()))
+            .await
+            .expect("started");
+        let counting = Counting::new(false, resumable);
+        let ex = executors(&counting);
+        let pipeline = w.pipeline();
+        let done = worker(&pipeline, &ex)
+            .drive(&r.incident.id)
+            .await
+            .expect("driven")
+            .expect("lease");
+        assert_eq!(done.state, LifecycleState::Verifying, "{done:#?}");
+        if resumable {
+            assert_eq!(counting.count(ActionKind::ReplaceInstance), 1);
+            assert_eq!(done.steps[0].result, Outcome::Succeeded);
+        } else {
+            assert_eq!(counting.count(ActionKind::ReplaceInstance), 0);
+            assert_eq!(done.steps[0].result, Outcome::Interrupted);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_host_hands_the_incident_back_and_another_continues() {
+    let w = World::new().await;
+    let r = w.acting().await;
+    let counting = Counting::new(false, false);
+    let ex = executors(&counting);
+    let pipeline = w.pipeline();
+    let stopping = AtomicBool::new(true);
+    let mut stopped = worker(&pipeline, &ex);
+    stopped.stopping = Some(&stopping);
+    let left = stopped
+        .drive(&r.incident.id)
+        .await
+        .expect("driven")
+        .expect("lease");
+    assert_eq!(left.state, LifecycleState::Acting);
+    assert_eq!(counting.count(ActionKind::ReplaceInstance), 0);
+    // The lease was released: another worker takes it at once.
+    let pending = worker(&pipeline, &ex).pending().await.expect("pending");
+    assert_eq!(pending, std::slice::from_ref(&r.incident.id));
+    let done = worker(&pipeline, &ex)
+        .drive(&r.incident.id)
+        .await
+        .expect("driven")
+        .expect("the lease is free");
+    assert_eq!(done.state, LifecycleState::Verifying);
+    assert_eq!(counting.count(ActionKind::ReplaceInstance), 1);
+}

@@ -1,0 +1,732 @@
+//! The seeds' scenarios end to end: `healer run --live` (and `healer heal
+//! --live`) against moto through the real SDK clients. moto emits no events
+//! of its own, so each test plays AWS's part and puts on the ingestion queue
+//! the alarm notification AWS would send (the SNS envelope of a real alarm
+//! payload, from the fixtures, pointed at the test's resources); the team's
+//! inbox is an SQS queue subscribed to the notify topic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2 as ec2;
+use healer_test_artifacts as artifacts;
+
+use crate::actions_ecs_ec2::{Original, instance, original, state};
+
+/// The SNS envelope of a CloudWatch alarm notification (the shape SQS
+/// receives from an SNS subscription), from the real fixture, for `metric`
+/// of `namespace` with one dimension, in `new_state`.
+fn alarm_notification(
+    namespace: &str,
+    metric: &str,
+    dimension: (&str, &str),
+    new_state: &str,
+) -> String {
+    let fixture = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        "../tests/fixtures/aws-events/sns/lambda-record-cloudwatch-alarm-single-metric.json",
+    ))
+    .expect("fixture");
+    let v: serde_json::Value = serde_json::from_str(&fixture).expect("fixture JSON");
+    let mut envelope = v["Records"][0]["Sns"].clone();
+    let mut alarm: serde_json::Value =
+        serde_json::from_str(envelope["Message"].as_str().expect("message")).expect("alarm JSON");
+    let now = chrono::Utc::now();
+    let name = format!("{metric}-{}", dimension.1);
+    alarm["AlarmName"] = name.clone().into();
+    alarm["AlarmArn"] = format!("arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}").into();
+    alarm["Region"] = "US East (N. Virginia)".into();
+    alarm["NewStateValue"] = new_state.into();
+    alarm["OldStateValue"] = if new_state == "OK" { "ALARM" } else { "OK" }.into();
+    alarm["StateChangeTime"] = now.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string().into();
+    alarm["Trigger"]["MetricName"] = metric.into();
+    alarm["Trigger"]["Namespace"] = namespace.into();
+    alarm["Trigger"]["Dimensions"] =
+        serde_json::json!([{ "value": dimension.1, "name": dimension.0 }]);
+    envelope["Message"] = alarm.to_string().into();
+    envelope["Subject"] = format!("{new_state}: \"{name}\" in US East (N. Virginia)").into();
+    envelope["TopicArn"] = "arn:aws:sns:us-east-1:123456789012:alarms".into();
+    envelope["Timestamp"] = now.to_rfc3339().into();
+    envelope.to_string()
+}
+
+/// A topic standing for the team's channel and a queue subscribed to it
+/// standing for their inbox: (topic ARN, inbox queue URL).
+async fn inbox(shared: &aws_config::SdkConfig) -> (String, String) {
+    let sqs = aws_sdk_sqs::Client::new(shared);
+    let sns = aws_sdk_sns::Client::new(shared);
+    let queue = crate::support::queue(&sqs, "team-inbox").await;
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("get_queue_attributes")
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .cloned()
+        .expect("queue arn");
+    let topic = sns
+        .create_topic()
+        .name("healer-notify")
+        .send()
+        .await
+        .expect("create_topic")
+        .topic_arn()
+        .expect("topic arn")
+        .to_owned();
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(arn)
+        .send()
+        .await
+        .expect("subscribe");
+    (topic, queue)
+}
+
+/// The SNS messages the inbox received so far (their `Message` text).
+async fn received(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    loop {
+        let batch = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("receive_message");
+        if batch.messages().is_empty() {
+            return out;
+        }
+        for m in batch.messages() {
+            let body: serde_json::Value =
+                serde_json::from_str(m.body().unwrap_or_default()).expect("SNS envelope");
+            out.push(body["Message"].as_str().unwrap_or_default().to_owned());
+            sqs.delete_message()
+                .queue_url(queue)
+                .set_receipt_handle(m.receipt_handle().map(str::to_owned))
+                .send()
+                .await
+                .expect("delete_message");
+        }
+    }
+}
+
+/// A policy directory holding the example components named.
+fn policies(dir: &Path, components: &[(&str, &str)]) -> PathBuf {
+    let p = dir.join("policies");
+    std::fs::create_dir_all(&p).expect("mkdir");
+    for (name, path) in components {
+        std::fs::copy(path, p.join(name)).expect("copy");
+    }
+    p
+}
+
+/// `healer` with the local AWS's environment.
+fn healer(endpoint: &str, data: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_healer"));
+    c.env("HEALER_DATA_DIR", data)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("HEALER_LOG", "healer=info");
+    c
+}
+
+/// `healer run --live` on the queue, notifying `topic`, sweeping often.
+fn run_live(endpoint: &str, data: &Path, policies: &Path, queue: &str, topic: &str) -> Child {
+    run_live_with(endpoint, data, policies, queue, topic, &[])
+}
+
+fn run_live_with(
+    endpoint: &str,
+    data: &Path,
+    policies: &Path,
+    queue: &str,
+    topic: &str,
+    env: &[(&str, &str)],
+) -> Child {
+    let port = crate::support::free_port();
+    healer(endpoint, data)
+        .args(["run", "--no-cache", "--live", "--aws-facts"])
+        .env("HEALER_POLICIES", policies)
+        .env("HEALER_SQS_QUEUE_URL", queue)
+        .env("HEALER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("HEALER_NOTIFY_DEFAULT", topic)
+        .env("HEALER_DRIVE_INTERVAL_MS", "200")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("healer run starts")
+}
+
+/// The one incident the store holds, through `healer incidents list`.
+fn incidents(endpoint: &str, data: &Path) -> Vec<serde_json::Value> {
+    let out = healer(endpoint, data)
+        .args(["incidents", "list", "--json"])
+        .output()
+        .expect("runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+/// Waits until `done` holds for the store's incidents; on timeout, kills
+/// the service and fails with its log.
+async fn wait_for(
+    child: Child,
+    endpoint: &str,
+    data: &Path,
+    what: &str,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> (Child, Vec<serde_json::Value>) {
+    let mut child = child;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let list = incidents(endpoint, data);
+        if done(&list) {
+            return (child, list);
+        }
+        if Instant::now() > deadline || child.try_wait().expect("wait").is_some() {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "{what}: {list:#?}\n--- healer run:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The instances healer launched for `old` (by the replaced-instance tag).
+async fn twins_of(c: &ec2::Client, old: &str) -> Vec<ec2::types::Instance> {
+    c.describe_instances()
+        .filters(
+            ec2::types::Filter::builder()
+                .name("tag:ReplacedInstance")
+                .values(old)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("describe_instances")
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances().to_vec())
+        .collect()
+}
+
+fn tags(i: &ec2::types::Instance) -> std::collections::BTreeMap<String, String> {
+    i.tags()
+        .iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn send(sqs: &aws_sdk_sqs::Client, queue: &str, body: &str) {
+    sqs.send_message()
+        .queue_url(queue)
+        .message_body(body)
+        .send()
+        .await
+        .expect("send_message");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ec2_seed_a_status_check_alarm_replaces_the_instance_once_and_heals() {
+    let Some(moto) =
+        crate::moto::start("ec2_seed_a_status_check_alarm_replaces_the_instance_once_and_heals")
+    else {
+        return;
+    };
+    let shared = crate::moto::sdk_config(&moto.endpoint).await;
+    let c = ec2::Client::new(&shared);
+    let sqs = aws_sdk_sqs::Client::new(&shared);
+    let o: Original = original(&c).await;
+    let ip = c
+        .describe_addresses()
+        .allocation_ids(&o.allocation)
+        .send()
+        .await
+        .expect("describe_addresses")
+        .addresses()[0]
+        .public_ip()
+        .expect("ip")
+        .to_owned();
+    let (topic, inbox_queue) = inbox(&shared).await;
+    let events = crate::support::queue(&sqs, "healer-events").await;
+    let alarm = alarm_notification(
+        "AWS/EC2",
+        "StatusCheckFailed",
+        ("InstanceId", &o.id),
+        "ALARM",
+    );
+    // AWS delivers at least once: the same notification twice.
+    send(&sqs, &events, &alarm).await;
+    send(&sqs, &events, &alarm).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let p = policies(dir.path(), &[("ec2.wasm", artifacts::EC2_REPLACE)]);
+    let child = run_live(&moto.endpoint, &data, &p, &events, &topic);
+    let (child, list) = wait_for(child, &moto.endpoint, &data, "the incident heals", |l| {
+        l.len() == 1 && l[0]["state"] == "healed"
+    })
+    .await;
+    let record = &list[0];
+
+    // Exactly one twin, a copy of the original plus the healer tags.
+    let twins = twins_of(&c, &o.id).await;
+    assert_eq!(twins.len(), 1, "{twins:?}");
+    let twin = &twins[0];
+    let new_id = twin.instance_id().expect("id").to_owned();
+    assert_eq!(twin.image_id(), Some(o.image.as_str()));
+    assert_eq!(twin.subnet_id(), Some(o.subnet.as_str()));
+    assert_eq!(twin.key_name(), Some("ops"));
+    assert_eq!(twin.instance_type().map(|t| t.as_str()), Some("t3.micro"));
+    assert!(
+        twin.security_groups()
+            .iter()
+            .any(|g| g.group_id() == Some(o.group.as_str())),
+        "{twin:?}"
+    );
+    let t = tags(twin);
+    assert_eq!(t.get("SelfHeal").map(String::as_str), Some("true"));
+    assert_eq!(t.get("team").map(String::as_str), Some("web"));
+    assert_eq!(t.get("SelfHealed").map(String::as_str), Some("true"));
+    assert_eq!(t.get("ReplacedInstance"), Some(&o.id));
+    assert_eq!(
+        t.get("HealerIncident")
+            .and_then(|v| record["incident"]["id"].as_str().map(|id| v == id)),
+        Some(true)
+    );
+    assert!(t.contains_key("HealedAt"), "{t:?}");
+    // The Elastic IP moved; the original is terminated, last.
+    let addr = c
+        .describe_addresses()
+        .allocation_ids(&o.allocation)
+        .send()
+        .await
+        .expect("describe_addresses");
+    assert_eq!(addr.addresses()[0].instance_id(), Some(new_id.as_str()));
+    assert_eq!(state(&instance(&c, &o.id).await), "terminated");
+    // Healed by the poll (the twin runs with its checks ok), MTTR recorded.
+    assert!(record["mttr-ms"].as_i64().is_some(), "{record:#}");
+    let steps = record["steps"].as_array().expect("steps");
+    assert_eq!(steps[0]["result"], "succeeded", "{record:#}");
+    assert_eq!(steps[0]["created"][0], new_id.as_str());
+    assert!(!steps[0]["request-ids"].as_array().expect("ids").is_empty());
+    // One summary in the team's inbox, naming both ids and the IP.
+    let messages = received(&sqs, &inbox_queue).await;
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    for needle in [o.id.as_str(), new_id.as_str(), ip.as_str()] {
+        assert!(messages[0].contains(needle), "{needle} in {}", messages[0]);
+    }
+    // The OK notification afterwards changes nothing: already healed.
+    let ok = alarm_notification("AWS/EC2", "StatusCheckFailed", ("InstanceId", &o.id), "OK");
+    send(&sqs, &events, &ok).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(twins_of(&c, &o.id).await.len(), 1);
+    stop(child);
+    let show = healer(&moto.endpoint, &data)
+        .args([
+            "incidents",
+            "show",
+            record["incident"]["id"].as_str().expect("id"),
+        ])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(text.contains("healed"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ec2_seed_an_instance_without_the_opt_in_tag_is_not_replaced() {
+    let Some(moto) =
+        crate::moto::start("ec2_seed_an_instance_without_the_opt_in_tag_is_not_replaced")
+    else {
+        return;
+    };
+    let shared = crate::moto::sdk_config(&moto.endpoint).await;
+    let c = ec2::Client::new(&shared);
+    let o = original(&c).await;
+    c.delete_tags()
+        .resources(&o.id)
+        .tags(crate::actions_ecs_ec2::tag("SelfHeal", "true"))
+        .send()
+        .await
+        .expect("delete_tags");
+    let (topic, _) = inbox(&shared).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let p = policies(dir.path(), &[("ec2.wasm", artifacts::EC2_REPLACE)]);
+    let file = dir.path().join("alarm.json");
+    let alarm = alarm_notification(
+        "AWS/EC2",
+        "StatusCheckFailed",
+        ("InstanceId", &o.id),
+        "ALARM",
+    );
+    std::fs::write(&file, alarm).expect("write");
+    let out = healer(&moto.endpoint, &data)
+        .args(["heal", "--no-cache", "--live", "--aws-facts"])
+        .arg(&file)
+        .env("HEALER_POLICIES", &p)
+        .env("HEALER_NOTIFY_DEFAULT", &topic)
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("not tagged SelfHeal=true"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(twins_of(&c, &o.id).await.is_empty());
+    assert_eq!(state(&instance(&c, &o.id).await), "running");
+}
+
+/// A real ECS event from the fixtures, pointed at the test's resources
+/// (region and account as moto has them).
+fn ecs_event(fixture: &str, edit: impl FnOnce(&mut serde_json::Value)) -> String {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/aws-events/ecs")
+            .join(fixture),
+    )
+    .expect("fixture");
+    let mut v: serde_json::Value = serde_json::from_str(&text).expect("fixture JSON");
+    v["region"] = "us-east-1".into();
+    v["account"] = "123456789012".into();
+    v["time"] = chrono::Utc::now().to_rfc3339().into();
+    edit(&mut v);
+    v.to_string()
+}
+
+/// `healer heal --live FILE` against moto: (success, stdout).
+fn heal_live(
+    endpoint: &str,
+    data: &Path,
+    policies: &Path,
+    topic: &str,
+    event: &str,
+) -> (bool, String) {
+    let file = data.with_extension("event.json");
+    std::fs::write(&file, event).expect("write");
+    let out = healer(endpoint, data)
+        .args(["heal", "--no-cache", "--live", "--aws-facts"])
+        .arg(&file)
+        .env("HEALER_POLICIES", policies)
+        .env("HEALER_NOTIFY_DEFAULT", topic)
+        .env("HEALER_DRIVE_INTERVAL_MS", "200")
+        .output()
+        .expect("runs");
+    let text = format!(
+        "{}\n--- stderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecs_seed_a_failed_deployment_rolls_back_and_task_crashes_are_verified_or_rerun() {
+    let Some(moto) = crate::moto::start(
+        "ecs_seed_a_failed_deployment_rolls_back_and_task_crashes_are_verified_or_rerun",
+    ) else {
+        return;
+    };
+    let shared = crate::moto::sdk_config(&moto.endpoint).await;
+    let world = crate::actions_ecs_ec2::ecs_world(&moto, &shared).await;
+    // moto counts a service's tasks as running once its desired count is set.
+    world
+        .ecs
+        .update_service()
+        .cluster("prod")
+        .service("api")
+        .desired_count(2)
+        .send()
+        .await
+        .expect("update_service");
+    let (topic, _) = inbox(&shared).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = policies(dir.path(), &[("ecs.wasm", artifacts::ECS_TASK_RESTART)]);
+    let service_arn = "arn:aws:ecs:us-east-1:123456789012:service/prod/api";
+
+    // A failed deployment of revision 3 → back on revision 1 (2 is inactive).
+    let failed = ecs_event("deployment-failed-circuit-breaker.json", |v| {
+        v["resources"] = serde_json::json!([service_arn]);
+    });
+    let data = dir.path().join("rollback");
+    let (ok, out) = heal_live(&moto.endpoint, &data, &p, &topic, &failed);
+    assert!(ok, "{out}");
+    assert!(out.contains("rollback-deployment: succeeded"), "{out}");
+    assert!(out.contains("healed"), "{out}");
+    assert_eq!(
+        world.service().await.task_definition(),
+        Some(world.revisions[0].as_str()),
+        "{out}"
+    );
+
+    // A crashed task of the service: ECS replaces it; nothing is called
+    // that changes anything, and the incident heals at the desired count.
+    let task = world.run(Some("service:api")).await;
+    world.stop(&task).await;
+    let crashed = |task: &str, group: &str, definition: &str| {
+        ecs_event(
+            "task-stopped-essential-container-exited-fargate.json",
+            |v| {
+                v["resources"] = serde_json::json!([task]);
+                v["detail"]["taskArn"] = task.into();
+                v["detail"]["clusterArn"] =
+                    "arn:aws:ecs:us-east-1:123456789012:cluster/prod".into();
+                v["detail"]["group"] = group.into();
+                v["detail"]["taskDefinitionArn"] = definition.into();
+            },
+        )
+    };
+    let recording = crate::actions_ecs_ec2::start_recording(&moto.endpoint).await;
+    let data = dir.path().join("service-task");
+    let (ok, out) = heal_live(
+        &moto.endpoint,
+        &data,
+        &p,
+        &topic,
+        &crashed(&task, "service:api", &world.revisions[0]),
+    );
+    let ops = crate::actions_ecs_ec2::recorded_operations(&moto.endpoint);
+    drop(recording);
+    assert!(ok, "{out}");
+    assert!(out.contains("healed"), "{out}");
+    for op in ["StopTask", "RunTask", "UpdateService"] {
+        assert_eq!(
+            crate::actions_ecs_ec2::count(&ops, op),
+            0,
+            "{op} in {ops:?}\n{out}"
+        );
+    }
+
+    // A crashed standalone task: run again once, same definition.
+    // Not awsvpc: DescribeTasks does not return a task's security groups
+    // (as in AWS), and moto refuses an awsvpc RunTask without them.
+    let batch = world
+        .ecs
+        .register_task_definition()
+        .family("batch")
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("batch")
+                .image("batch:1")
+                .memory(128)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("register_task_definition")
+        .task_definition()
+        .and_then(|t| t.task_definition_arn())
+        .expect("arn")
+        .to_owned();
+    let lone = world
+        .ecs
+        .run_task()
+        .cluster("prod")
+        .task_definition(&batch)
+        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+        .send()
+        .await
+        .expect("run_task")
+        .tasks()[0]
+        .task_arn()
+        .expect("task arn")
+        .to_owned();
+    world.stop(&lone).await;
+    let recording = crate::actions_ecs_ec2::start_recording(&moto.endpoint).await;
+    let data = dir.path().join("standalone");
+    let (ok, out) = heal_live(
+        &moto.endpoint,
+        &data,
+        &p,
+        &topic,
+        &crashed(&lone, "family:batch", &batch),
+    );
+    let ops = crate::actions_ecs_ec2::recorded_operations(&moto.endpoint);
+    drop(recording);
+    assert!(ok, "{out}");
+    assert_eq!(
+        crate::actions_ecs_ec2::count(&ops, "RunTask"),
+        1,
+        "{ops:?}\n{out}"
+    );
+    assert!(out.contains("restart-task: succeeded"), "{out}");
+    assert!(out.contains("healed"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serverless_seed_an_errors_alarm_resets_the_failure_rate_and_ok_heals() {
+    let Some(moto) =
+        crate::moto::start("serverless_seed_an_errors_alarm_resets_the_failure_rate_and_ok_heals")
+    else {
+        return;
+    };
+    let shared = crate::moto::sdk_config(&moto.endpoint).await;
+    let lambda = crate::actions_lambda_sns::create_function(
+        &moto,
+        "fragile",
+        &[("FAILURE_RATE", "1"), ("GREETING", "hello")],
+    )
+    .await;
+    let sqs = aws_sdk_sqs::Client::new(&shared);
+    let (topic, inbox_queue) = inbox(&shared).await;
+    let events = crate::support::queue(&sqs, "healer-events").await;
+    let alarm = alarm_notification("AWS/Lambda", "Errors", ("FunctionName", "fragile"), "ALARM");
+    send(&sqs, &events, &alarm).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let p = policies(
+        dir.path(),
+        &[("lambda.wasm", artifacts::LAMBDA_FAILURE_RATE)],
+    );
+    let child = run_live(&moto.endpoint, &data, &p, &events, &topic);
+    let (child, _) = wait_for(child, &moto.endpoint, &data, "the fix is applied", |l| {
+        l.len() == 1 && l[0]["state"] == "verifying"
+    })
+    .await;
+    let (vars, _) = crate::actions_lambda_sns::environment(&lambda, "fragile").await;
+    assert_eq!(vars.get("FAILURE_RATE").map(String::as_str), Some("0"));
+    assert_eq!(vars.get("GREETING").map(String::as_str), Some("hello"));
+    // The alarm's OK is the proof.
+    let ok = alarm_notification("AWS/Lambda", "Errors", ("FunctionName", "fragile"), "OK");
+    send(&sqs, &events, &ok).await;
+    let (child, list) = wait_for(child, &moto.endpoint, &data, "the OK heals it", |l| {
+        l.len() == 1 && l[0]["state"] == "healed"
+    })
+    .await;
+    stop(child);
+    assert!(list[0]["mttr-ms"].as_i64().is_some(), "{:#}", list[0]);
+    let messages = received(&sqs, &inbox_queue).await;
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    assert!(messages[0].contains("FAILURE_RATE"), "{}", messages[0]);
+    // `healer revert` restores the recorded previous value, the rest kept.
+    let id = list[0]["incident"]["id"].as_str().expect("id");
+    let out = healer(&moto.endpoint, &data)
+        .args(["revert", id])
+        .output()
+        .expect("runs");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("would restore"),
+        "{out:?}"
+    );
+    let (vars, _) = crate::actions_lambda_sns::environment(&lambda, "fragile").await;
+    assert_eq!(
+        vars.get("FAILURE_RATE").map(String::as_str),
+        Some("0"),
+        "a dry run changes nothing"
+    );
+    let out = healer(&moto.endpoint, &data)
+        .args(["revert", "--live", id])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let (vars, _) = crate::actions_lambda_sns::environment(&lambda, "fragile").await;
+    assert_eq!(vars.get("FAILURE_RATE").map(String::as_str), Some("1"));
+    assert_eq!(vars.get("GREETING").map(String::as_str), Some("hello"));
+}
+
+/// A host killed with SIGKILL right after it launched the twin (its
+/// `AssociateAddress` held unanswered by the test's proxy), then restarted:
+/// the restarted host takes the incident up when the dead one's lease
+/// expires, finds the twin by its tags and finishes: exactly one twin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_killed_after_the_launch_and_restarted_completes_with_exactly_one_twin() {
+    let Some(moto) = crate::moto::start(
+        "a_host_killed_after_the_launch_and_restarted_completes_with_exactly_one_twin",
+    ) else {
+        return;
+    };
+    let shared = crate::moto::sdk_config(&moto.endpoint).await;
+    let c = ec2::Client::new(&shared);
+    let sqs = aws_sdk_sqs::Client::new(&shared);
+    let o = original(&c).await;
+    let (topic, _) = inbox(&shared).await;
+    let events = crate::support::queue(&sqs, "healer-events").await;
+    let proxy = crate::throttle::proxy(
+        moto.endpoint.clone(),
+        crate::throttle::Fault {
+            operation: "AssociateAddress",
+            times: usize::MAX,
+            status: 0,
+            code: "",
+            seen: std::sync::Arc::default(),
+        },
+    )
+    .await;
+    let alarm = alarm_notification(
+        "AWS/EC2",
+        "StatusCheckFailed",
+        ("InstanceId", &o.id),
+        "ALARM",
+    );
+    send(&sqs, &events, &alarm).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let p = policies(dir.path(), &[("ec2.wasm", artifacts::EC2_REPLACE)]);
+    let lease = [("HEALER_LEASE_SECS", "3")];
+    let mut first = run_live_with(&proxy, &data, &p, &events, &topic, &lease);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while twins_of(&c, &o.id).await.is_empty() {
+        assert!(Instant::now() < deadline, "no twin launched");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    first.kill().expect("SIGKILL");
+    let _ = first.wait();
+    assert_eq!(
+        state(&instance(&c, &o.id).await),
+        "running",
+        "killed before the terminate"
+    );
+
+    let second = run_live_with(&moto.endpoint, &data, &p, &events, &topic, &lease);
+    let (second, list) = wait_for(
+        second,
+        &moto.endpoint,
+        &data,
+        "the restarted host completes",
+        |l| l.len() == 1 && l[0]["state"] == "healed",
+    )
+    .await;
+    stop(second);
+    let twins = twins_of(&c, &o.id).await;
+    assert_eq!(twins.len(), 1, "exactly one twin: {twins:?}\n{list:#?}");
+    let twin = twins[0].instance_id().expect("id");
+    assert_eq!(state(&instance(&c, &o.id).await), "terminated");
+    let addr = c
+        .describe_addresses()
+        .allocation_ids(&o.allocation)
+        .send()
+        .await
+        .expect("describe_addresses");
+    assert_eq!(addr.addresses()[0].instance_id(), Some(twin));
+}
