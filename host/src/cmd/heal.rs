@@ -99,7 +99,8 @@ pub fn run(a: HealArgs) -> anyhow::Result<ExitCode> {
                     print_decided(&record, &dry);
                     let record = match &live {
                         Some(live) => {
-                            heal_live(&live.worker(&pipeline), record, live.interval).await?
+                            heal_live(&live.worker(&pipeline, &context), record, live.interval)
+                                .await?
                         }
                         None => record,
                     };

@@ -40,6 +40,10 @@ pub struct LiveArgs {
     /// Verify deadline of a decision that names none, in seconds.
     #[arg(long, env = "HEALER_VERIFY_DEADLINE_SECS", default_value_t = 600)]
     verify_deadline_secs: u64,
+    /// Most attempts per incident: the first decision, then the policy asked
+    /// again after each failed verification (its ladder).
+    #[arg(long, env = "HEALER_MAX_ROUNDS", default_value_t = 3)]
+    max_rounds: usize,
     /// How long an incident's lease lasts without renewal, in seconds: how
     /// soon another host takes over the work of one that died.
     #[arg(long, env = "HEALER_LEASE_SECS", default_value_t = 60)]
@@ -64,12 +68,17 @@ pub struct Live {
 }
 
 impl Live {
-    /// The worker over `pipeline`.
-    pub fn worker<'a>(&'a self, pipeline: &'a Pipeline<'a>) -> Worker<'a> {
+    /// The worker over `pipeline`, asking the policy again with `context`.
+    pub fn worker<'a>(
+        &'a self,
+        pipeline: &'a Pipeline<'a>,
+        context: &'a healer::policy::PolicyContext,
+    ) -> Worker<'a> {
         Worker {
             pipeline,
             executors: &self.executors,
             verifier: &self.verifier,
+            context,
             options: self.options,
             on_step: None,
             stopping: None,
@@ -128,6 +137,7 @@ impl LiveArgs {
                 step_deadline: Duration::from_secs(self.step_deadline_secs.max(1)),
                 verify_deadline: Duration::from_secs(self.verify_deadline_secs.max(1)),
                 lease: Duration::from_secs(self.lease_secs.max(3)),
+                max_rounds: self.max_rounds.max(1),
             },
             workers: self.workers.max(1),
             interval: Duration::from_millis(self.drive_interval_ms.max(10)),

@@ -86,7 +86,7 @@ pub(super) struct Service {
     registry: PolicyRegistry,
     governor: Governor,
     facts: Layered,
-    context: PolicyContext,
+    pub(super) context: PolicyContext,
     max_signals: usize,
     pub(super) health: Arc<Health>,
     /// Live mode's executors and verifier; `None` in dry run.

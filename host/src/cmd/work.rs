@@ -39,7 +39,7 @@ pub(super) async fn drive(
             Some(id) = incoming.recv() => vec![id],
             _ = sweep.tick() => {
                 let pipeline = service.pipeline();
-                match live.worker(&pipeline).pending().await {
+                match live.worker(&pipeline, &service.context).pending().await {
                     Ok(ids) => ids,
                     Err(e) => {
                         tracing::warn!(error = %e, "Could not sweep the store for work.");
@@ -87,7 +87,7 @@ async fn drive_one(service: &Service, id: &IncidentId) {
         return;
     };
     let pipeline = service.pipeline();
-    let mut worker = live.worker(&pipeline);
+    let mut worker = live.worker(&pipeline, &service.context);
     worker.stopping = Some(&service.health.stopping);
     match worker.drive(id).await {
         Ok(Some(r)) => tracing::debug!(incident = %id, state = %r.state, "Driven."),

@@ -14,13 +14,17 @@
 //!
 //! Verifying polls the resource (a [`Verifier`]) until the decision's verify
 //! deadline, unless the decision waits for the recovery signal
-//! (`Pipeline::on_recovery` heals it then); past the deadline the incident
+//! (`Pipeline::on_recovery` heals it then). Past the deadline the policy is
+//! asked again (the `again` module), with the failed attempt in its context,
+//! so it can climb a ladder (reboot, then replace); when it proposes nothing
+//! more, the governor denies it, or the rounds run out, the incident
 //! escalates.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::again::Again;
 use super::record::{LEASE_TTL, lease_owner};
 use super::{Pipeline, PipelineError};
 use crate::actions::{ExecOutcome, Execution, Executors, StepRequest};
@@ -34,6 +38,8 @@ use crate::verify::{Check, Verifier};
 pub const DEFAULT_STEP_DEADLINE: Duration = Duration::from_secs(15 * 60);
 /// Default verify deadline of a decision that names none.
 pub const DEFAULT_VERIFY_DEADLINE: Duration = Duration::from_secs(10 * 60);
+/// Default most attempts per incident (the ladder's rungs).
+pub const DEFAULT_MAX_ROUNDS: usize = 3;
 
 /// How the worker acts and verifies.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +52,10 @@ pub struct WorkOptions {
     /// hosts take over the work of a host that died (renewed every third
     /// of it while a step runs).
     pub lease: Duration,
+    /// Most attempts (rounds of decide, act, verify) per incident before it
+    /// escalates: the first decision and the policy asked again after each
+    /// failed verification.
+    pub max_rounds: usize,
 }
 
 impl Default for WorkOptions {
@@ -54,6 +64,7 @@ impl Default for WorkOptions {
             step_deadline: DEFAULT_STEP_DEADLINE,
             verify_deadline: DEFAULT_VERIFY_DEADLINE,
             lease: LEASE_TTL,
+            max_rounds: DEFAULT_MAX_ROUNDS,
         }
     }
 }
@@ -66,6 +77,9 @@ pub struct Worker<'a> {
     pub executors: &'a Executors,
     /// Who reads whether the resource recovered.
     pub verifier: &'a dyn Verifier,
+    /// The operator's policy context (config values), for asking the
+    /// policy again when verification fails.
+    pub context: &'a crate::policy::PolicyContext,
     /// Deadlines.
     pub options: WorkOptions,
     /// Told each step as it ends (`healer heal` prints them).
@@ -135,21 +149,29 @@ impl Worker<'_> {
             .get(id)
             .await?
             .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        let Some(Ok(decision)) = record.provenance.as_ref().map(|p| p.decision.clone()) else {
-            return Ok(record);
-        };
-        if record.state == LifecycleState::Acting {
-            record = match self.act(record, &decision, owner).await {
-                // A recovery signal healed it meanwhile (or a human closed it).
-                Err(StoreError::IllegalTransition { .. }) => store
-                    .get(id)
-                    .await?
-                    .ok_or_else(|| StoreError::NotFound(id.to_string()))?,
-                other => other?,
+        // Acting, then verifying; a failed verification may start another
+        // round (acting again), which runs at once.
+        for _ in 0..2 {
+            let Some(Ok(decision)) = record.provenance.as_ref().map(|p| p.decision.clone()) else {
+                return Ok(record);
             };
-        }
-        if record.state == LifecycleState::Verifying {
+            if record.state == LifecycleState::Acting {
+                record = match self.act(record, &decision, owner).await {
+                    // A recovery signal healed it meanwhile (or a human closed it).
+                    Err(StoreError::IllegalTransition { .. }) => store
+                        .get(id)
+                        .await?
+                        .ok_or_else(|| StoreError::NotFound(id.to_string()))?,
+                    other => other?,
+                };
+            }
+            if record.state != LifecycleState::Verifying {
+                break;
+            }
             record = self.verify_once(record, &decision, owner).await?;
+            if record.state != LifecycleState::Acting {
+                break;
+            }
         }
         Ok(record)
     }
@@ -164,6 +186,9 @@ impl Worker<'_> {
     ) -> Result<IncidentRecord, StoreError> {
         let store = self.pipeline.store;
         let id = record.incident.id.clone();
+        // Verdicts and step records are indexed among all the incident's
+        // steps; the decision's own from 0.
+        let base = record.step_base;
         let approved: Vec<usize> = record
             .verdicts
             .iter()
@@ -172,7 +197,7 @@ impl Worker<'_> {
             .collect();
         let mut escalates = false;
         for index in approved {
-            let Some(step) = decision.steps.get(index) else {
+            let Some(step) = index.checked_sub(base).and_then(|i| decision.steps.get(i)) else {
                 continue;
             };
             let kind = step.action.kind();
@@ -371,7 +396,7 @@ impl Worker<'_> {
         owner: &str,
     ) -> Result<IncidentRecord, StoreError> {
         tracing::warn!(incident = %record.incident.id, reason = %why, "Escalating.");
-        let index = decision.steps.len();
+        let index = record.step_base + decision.steps.len();
         let already = record.steps.iter().any(|s| s.index == index);
         let record = if already || self.executors.of(ActionKind::Escalate).is_none() {
             record
@@ -437,7 +462,13 @@ impl Worker<'_> {
                     "not recovered within {}s of acting; last seen: {seen}",
                     deadline.as_secs()
                 );
-                self.escalate(record, decision, why, owner).await
+                match self.ask_again(&record, &why).await? {
+                    Again::Round(next) => Ok(*next),
+                    Again::Stop(stop) => {
+                        let why = format!("{why}; {stop}");
+                        self.escalate(record, decision, why, owner).await
+                    }
+                }
             }
             Check::NotYet(_) | Check::Unknown(_) => Ok(record),
         }

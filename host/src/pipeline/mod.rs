@@ -19,9 +19,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 mod act;
+mod again;
 mod record;
 
-pub use act::{DEFAULT_STEP_DEADLINE, DEFAULT_VERIFY_DEADLINE, WorkOptions, Worker};
+pub use act::{
+    DEFAULT_MAX_ROUNDS, DEFAULT_STEP_DEADLINE, DEFAULT_VERIFY_DEADLINE, WorkOptions, Worker,
+};
+pub use again::{ATTEMPT_KEY, VERIFY_SEEN_KEY};
 
 use crate::decision::Decision;
 use crate::incident::{Incident, Recovery, ResourceKind, ResourceRef};

@@ -40,7 +40,7 @@ pub(super) fn lease_owner() -> String {
     format!("{process}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-fn provenance(outcome: &DecisionOutcome, input_hash: &str) -> Provenance {
+pub(super) fn provenance(outcome: &DecisionOutcome, input_hash: &str) -> Provenance {
     Provenance {
         policy: outcome.policy.clone(),
         input_hash: input_hash.to_owned(),
@@ -123,7 +123,7 @@ impl Pipeline<'_> {
     /// Reserves the places of every approved mutating step, in order; a step
     /// whose limit is full (a concurrent decision took the last place) is
     /// denied by that limit's rule.
-    async fn reserve(
+    pub(super) async fn reserve(
         &self,
         incident: &Incident,
         j: &mut Judgement,
@@ -226,17 +226,22 @@ fn next_state(j: &Judgement, decision: &Decision) -> Option<(LifecycleState, Opt
         .verdicts
         .iter()
         .any(|v| matches!(v.verdict, Verdict::PendingApproval { .. }));
-    let executable = j.verdicts.iter().any(|v| {
+    let executable = executable(j, decision);
+    // A plan with nothing to execute but a verify spec is verified live too
+    // (a crashed service task the scheduler replaces).
+    let work = executable || decision.verify.is_some();
+    (!j.dry_run && !pending && work).then_some((LifecycleState::Acting, None))
+}
+
+/// Whether the governor approved a step of the plan that does something.
+pub(super) fn executable(j: &Judgement, decision: &Decision) -> bool {
+    j.verdicts.iter().any(|v| {
         v.verdict.is_approved()
             && decision
                 .steps
                 .get(v.step)
                 .is_some_and(|s| s.action.kind() != ActionKind::NoOp)
-    });
-    // A plan with nothing to execute but a verify spec is verified live too
-    // (a crashed service task the scheduler replaces).
-    let work = executable || decision.verify.is_some();
-    (!j.dry_run && !pending && work).then_some((LifecycleState::Acting, None))
+    })
 }
 
 /// When the plan proposed mutating steps and the governor approved none of them

@@ -23,7 +23,7 @@ pub use dynamo::{DynamoStore, DynamoTables};
 pub use dynamo_error::DynamoError;
 pub use record::{
     ActionRecord, IncidentRecord, LifecycleState, Outcome, Provenance, ResourceConfigRecord,
-    ResourceSelector, ResourceSettings, StepRecord, VerdictRecord,
+    ResourceSelector, ResourceSettings, Round, StepRecord, VerdictRecord,
 };
 pub use slots::{Reservation, SlotClaim, SlotLimit};
 pub use sqlite::SqliteStore;
@@ -336,6 +336,48 @@ pub trait Store: Send + Sync {
             r.provenance = Some(provenance.clone());
             r.also_decided = also_decided.clone();
             r.verdicts = verdicts.clone();
+            Ok(())
+        })
+        .await
+    }
+
+    /// Starts another round on a verifying incident whose verification
+    /// failed: the current decision, verdicts and steps move to `rounds`
+    /// (with what verify saw), the new decision and its verdicts (indexed
+    /// from the returned record's `step_base`) become current, and the
+    /// incident is acting again.
+    async fn record_round(
+        &self,
+        id: &IncidentId,
+        provenance: Provenance,
+        verdicts: Vec<VerdictRecord>,
+        verify_seen: String,
+        at: DateTime<Utc>,
+    ) -> Result<IncidentRecord, StoreError> {
+        self.update(id, &|r| {
+            r.advance(LifecycleState::Acting, at, None)?;
+            let base = r
+                .steps
+                .iter()
+                .map(|s| s.index + 1)
+                .max()
+                .unwrap_or(0)
+                .max(r.step_base);
+            r.rounds.push(Round {
+                provenance: r.provenance.take(),
+                verdicts: std::mem::take(&mut r.verdicts),
+                steps: std::mem::take(&mut r.steps),
+                verify_seen: verify_seen.clone(),
+            });
+            r.step_base = base;
+            r.provenance = Some(provenance.clone());
+            r.verdicts = verdicts
+                .iter()
+                .map(|v| VerdictRecord {
+                    step: base + v.step,
+                    ..v.clone()
+                })
+                .collect();
             Ok(())
         })
         .await

@@ -92,7 +92,8 @@ impl LifecycleState {
             Detected => matches!(to, Decided | Healed | Escalated | Denied | Ignored),
             Decided => matches!(to, Acting | Healed | Escalated | Denied | Ignored),
             Acting => matches!(to, Verifying | Healed | Escalated),
-            Verifying => matches!(to, Healed | Escalated),
+            // Verification failed and the policy proposed another round.
+            Verifying => matches!(to, Acting | Healed | Escalated),
             Healed | Escalated | Denied | Ignored => false,
         }
     }
@@ -275,8 +276,36 @@ pub struct IncidentRecord {
     pub verdicts: Vec<VerdictRecord>,
     /// Executed steps, by index.
     pub steps: Vec<StepRecord>,
+    /// Earlier rounds: when verification failed and the policy was asked
+    /// again, the decision, verdicts and steps of each attempt before the
+    /// current one, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<Round>,
+    /// The index of the current decision's first step among all the
+    /// incident's steps (0 in the first round): step `i` of the current
+    /// decision is recorded, judged and indexed as `step_base + i`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub step_base: usize,
     /// Optimistic-concurrency version, +1 per write.
     pub version: u64,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// One earlier attempt at healing an incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Round {
+    /// Who decided and what.
+    pub provenance: Option<Provenance>,
+    /// The verdicts on its steps (indexed from its step base).
+    pub verdicts: Vec<VerdictRecord>,
+    /// Its executed steps.
+    pub steps: Vec<StepRecord>,
+    /// What verification saw when its deadline passed.
+    pub verify_seen: String,
 }
 
 impl IncidentRecord {
@@ -293,6 +322,8 @@ impl IncidentRecord {
             also_decided: Vec::new(),
             verdicts: Vec::new(),
             steps: Vec::new(),
+            rounds: Vec::new(),
+            step_base: 0,
             version: 1,
         }
     }

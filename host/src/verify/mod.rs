@@ -88,17 +88,22 @@ pub enum Probe {
 /// What to poll for `record`, or why nothing can be.
 pub fn probe(record: &IncidentRecord) -> Result<Probe, String> {
     let incident = &record.incident;
-    let created = |kind: ActionKind| {
+    // Every round's steps, latest last: the newest twin or task counts.
+    let all = || {
         record
-            .steps
+            .rounds
             .iter()
+            .flat_map(|r| &r.steps)
+            .chain(&record.steps)
+    };
+    let created = |kind: ActionKind| {
+        all()
             .filter(|s| s.result == Outcome::Succeeded && s.action.kind() == kind)
-            .find_map(|s| s.created.first().cloned())
+            .filter_map(|s| s.created.first().cloned())
+            .next_back()
     };
     let cluster = || {
-        record
-            .steps
-            .iter()
+        all()
             .find_map(|s| match &s.action {
                 Action::RestartTask { cluster, .. }
                 | Action::ForceNewDeployment { cluster, .. }

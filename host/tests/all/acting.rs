@@ -34,6 +34,7 @@ struct Counting {
 impl Counting {
     fn new(fail: bool, resumable: bool) -> Self {
         let calls = [
+            ActionKind::RebootInstance,
             ActionKind::ReplaceInstance,
             ActionKind::Notify,
             ActionKind::Escalate,
@@ -142,9 +143,14 @@ impl World {
 
     /// An impaired, opted-in instance decided live: `acting`.
     async fn acting(&self) -> IncidentRecord {
+        self.acting_with("{}").await
+    }
+
+    /// `acting` for an incident with `detail` (a JSON object).
+    async fn acting_with(&self, detail: &str) -> IncidentRecord {
         let incident = Incident::from_json(
             format!(
-                r#"{{"kind":"instance-impaired","resource":{{"kind":"ec2-instance","id":"i-0abc"}},"detected-at":"{}"}}"#,
+                r#"{{"kind":"instance-impaired","resource":{{"kind":"ec2-instance","id":"i-0abc"}},"detail":{detail},"detected-at":"{}"}}"#,
                 Utc::now().to_rfc3339()
             )
             .as_bytes(),
@@ -163,11 +169,15 @@ impl World {
     }
 }
 
+static NO_CONTEXT: std::sync::LazyLock<PolicyContext> =
+    std::sync::LazyLock::new(PolicyContext::default);
+
 fn worker<'a>(pipeline: &'a Pipeline<'a>, executors: &'a Executors) -> Worker<'a> {
     Worker {
         pipeline,
         executors,
         verifier: &SignalOnly,
+        context: &NO_CONTEXT,
         options: WorkOptions::default(),
         on_step: None,
         stopping: None,
@@ -344,5 +354,92 @@ async fn a_stopping_host_hands_the_incident_back_and_another_continues() {
         .expect("driven")
         .expect("the lease is free");
     assert_eq!(done.state, LifecycleState::Verifying);
+    assert_eq!(counting.count(ActionKind::ReplaceInstance), 1);
+}
+
+/// Still impaired, whatever is done.
+struct StillImpaired;
+
+#[async_trait]
+impl healer::verify::Verifier for StillImpaired {
+    async fn check(&self, _record: &IncidentRecord) -> healer::verify::Check {
+        healer::verify::Check::NotYet("i-0abc running, instance status impaired".into())
+    }
+}
+
+/// Moves the incident's verify deadline into the past.
+async fn deadline_passes(store: &dyn Store, id: &healer::IncidentId) {
+    store
+        .update(id, &|r| {
+            let back = Utc::now() - chrono::Duration::hours(1);
+            r.timestamps.insert(LifecycleState::Verifying, back);
+            Ok(())
+        })
+        .await
+        .expect("update");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_verification_asks_the_policy_again_and_it_climbs_the_ladder() {
+    let w = World::new().await;
+    let r = w
+        .acting_with(r#"{"metric":"StatusCheckFailed_Instance"}"#)
+        .await;
+    let counting = Counting::new(false, false);
+    let ex = executors(&counting);
+    let pipeline = w.pipeline();
+    let still = StillImpaired;
+    let worker = Worker {
+        verifier: &still,
+        ..worker(&pipeline, &ex)
+    };
+    // Rung 1: reboot; verifying, the deadline not passed yet.
+    let done = worker
+        .drive(&r.incident.id)
+        .await
+        .expect("driven")
+        .expect("lease");
+    assert_eq!(done.state, LifecycleState::Verifying, "{done:#?}");
+    assert_eq!(counting.count(ActionKind::RebootInstance), 1);
+    assert_eq!(counting.count(ActionKind::ReplaceInstance), 0);
+    // Still impaired past the deadline: asked again, the policy replaces.
+    deadline_passes(w.store.as_ref(), &r.incident.id).await;
+    let done = worker
+        .drive(&r.incident.id)
+        .await
+        .expect("driven")
+        .expect("lease");
+    assert_eq!(done.state, LifecycleState::Verifying, "{done:#?}");
+    assert_eq!(counting.count(ActionKind::ReplaceInstance), 1);
+    assert_eq!(
+        counting.count(ActionKind::RebootInstance),
+        1,
+        "no second reboot"
+    );
+    assert_eq!(done.rounds.len(), 1);
+    assert!(
+        done.rounds[0].verify_seen.contains("impaired"),
+        "{:?}",
+        done.rounds[0]
+    );
+    assert_eq!(done.step_base, 2);
+    let indexes: Vec<usize> = done.steps.iter().map(|s| s.index).collect();
+    assert_eq!(indexes, [2, 3]);
+    // Still impaired after the replacement: nothing more; escalated.
+    deadline_passes(w.store.as_ref(), &r.incident.id).await;
+    let done = worker
+        .drive(&r.incident.id)
+        .await
+        .expect("driven")
+        .expect("lease");
+    assert_eq!(done.state, LifecycleState::Escalated, "{done:#?}");
+    assert!(
+        done.note
+            .as_deref()
+            .is_some_and(|n| n.contains("proposes nothing more")),
+        "{:?}",
+        done.note
+    );
+    assert_eq!(counting.count(ActionKind::Escalate), 1);
     assert_eq!(counting.count(ActionKind::ReplaceInstance), 1);
 }

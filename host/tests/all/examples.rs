@@ -123,6 +123,20 @@ fn ec2_replace_needs_the_opt_in_tag() {
         tags: [("SelfHeal".to_owned(), "true".to_owned())].into(),
         ..PolicyContext::default()
     };
+    // The ladder's first rung for a status check failure: a reboot.
+    let d = engine
+        .decide(&policy, &incident(INSTANCE_IMPAIRED), &tagged, now())
+        .result
+        .expect("decides");
+    assert_eq!(
+        d.steps[0].action,
+        Action::RebootInstance {
+            instance_id: "i-0b662ef9931388ba0".into(),
+        }
+    );
+    // strategy = replace (the seed): a twin at once.
+    let mut tagged = tagged;
+    tagged.config.insert("strategy".into(), "replace".into());
     let d = engine
         .decide(&policy, &incident(INSTANCE_IMPAIRED), &tagged, now())
         .result

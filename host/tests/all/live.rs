@@ -216,6 +216,15 @@ fn stop(mut child: Child) {
     let _ = child.wait();
 }
 
+/// A policy context with `strategy = replace`: the EC2 seed replaces at once
+/// (the example policy's default ladder reboots an instance-check failure
+/// first, which on moto, whose status checks are always ok, heals at once).
+fn replace_at_once(dir: &Path) -> String {
+    let path = dir.join("context.json");
+    std::fs::write(&path, r#"{"config": {"strategy": "replace"}}"#).expect("write");
+    path.display().to_string()
+}
+
 /// The instances healer launched for `old` (by the replaced-instance tag).
 async fn twins_of(c: &ec2::Client, old: &str) -> Vec<ec2::types::Instance> {
     c.describe_instances()
@@ -291,7 +300,15 @@ async fn ec2_seed_a_status_check_alarm_replaces_the_instance_once_and_heals() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let p = policies(dir.path(), &[("ec2.wasm", artifacts::EC2_REPLACE)]);
-    let child = run_live(&moto.endpoint, &data, &p, &events, &topic);
+    let context = replace_at_once(dir.path());
+    let child = run_live_with(
+        &moto.endpoint,
+        &data,
+        &p,
+        &events,
+        &topic,
+        &[("HEALER_CONTEXT", &context)],
+    );
     let (child, list) = wait_for(child, &moto.endpoint, &data, "the incident heals", |l| {
         l.len() == 1 && l[0]["state"] == "healed"
     })
@@ -693,7 +710,8 @@ async fn a_host_killed_after_the_launch_and_restarted_completes_with_exactly_one
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let p = policies(dir.path(), &[("ec2.wasm", artifacts::EC2_REPLACE)]);
-    let lease = [("HEALER_LEASE_SECS", "3")];
+    let context = replace_at_once(dir.path());
+    let lease = [("HEALER_LEASE_SECS", "3"), ("HEALER_CONTEXT", &context)];
     let mut first = run_live_with(&proxy, &data, &p, &events, &topic, &lease);
     let deadline = Instant::now() + Duration::from_secs(60);
     while twins_of(&c, &o.id).await.is_empty() {

@@ -1,9 +1,17 @@
 //! Example policy `ec2-replace`, after the EC2 self-healing seed.
 //!
 //! - instance-impaired / instance-retiring on an instance tagged `SelfHeal=true`
-//!   (tag key and value configurable) → replace it: the host launches a twin with
-//!   the same AMI, type, subnet, security groups, key pair and tags, moves its
-//!   Elastic IP, tags the new one, then terminates the old one; and notify.
+//!   (tag key and value configurable), a ladder (`strategy = ladder`, the
+//!   default): a failed instance status check (`StatusCheckFailed_Instance`,
+//!   or the combined `StatusCheckFailed`) is rebooted first, as AWS advises;
+//!   when the host asks again because the instance is still impaired after
+//!   the reboot, or for any other impairment (system check, retirement,
+//!   hardware events), it is replaced: the host launches a twin with the
+//!   same AMI, type, subnet, security groups, key pair and tags, moves its
+//!   Elastic IP, tags the new one, then terminates the old one. Asked again
+//!   after a replacement, it proposes nothing more (the host escalates).
+//!   `strategy = replace` replaces at once (the seed's behaviour). Each
+//!   attempt notifies.
 //! - an instance in an Auto Scaling group → mark it Unhealthy; the group replaces it.
 //! - not opted in, or `skip-recovery` set → notify only, with the reason.
 //!
@@ -17,12 +25,13 @@ pub struct Ec2Replace;
 
 impl Policy for Ec2Replace {
     fn metadata() -> Metadata {
-        Metadata::new("ec2-replace", "1.0.0")
+        Metadata::new("ec2-replace", "1.1.0")
             .handles([
                 IncidentKind::InstanceImpaired,
                 IncidentKind::InstanceRetiring,
             ])
             .proposes([
+                ActionKind::RebootInstance,
                 ActionKind::ReplaceInstance,
                 ActionKind::SetInstanceUnhealthy,
                 ActionKind::Notify,
@@ -36,6 +45,11 @@ impl Policy for Ec2Replace {
                 "opt-in-value",
                 "Tag value that opts an instance in",
                 Some("true"),
+            )
+            .config(
+                "strategy",
+                "`ladder` (reboot an instance-check failure first, replace if still impaired) or `replace` (replace at once)",
+                Some("ladder"),
             )
     }
 
@@ -81,10 +95,31 @@ impl Policy for Ec2Replace {
                     Action::set_instance_unhealthy(group, id),
                     format!("The instance {what}; its Auto Scaling group owns replacement."),
                 ),
-            None => Decision::new(format!("Replace {id}, which {what}.")).step(
-                Action::replace_instance(id),
-                format!("The instance {what} and is opted in with {key}={value}."),
-            ),
+            None => match rung(incident, ctx) {
+                Rung::Reboot => {
+                    let d = Decision::new(format!("Reboot {id}, whose instance status check failed."))
+                        .step(
+                            Action::reboot_instance(id),
+                            "An instance status check failure is inside the instance; a reboot fixes most, and keeps its volumes and addresses.",
+                        );
+                    return Ok(d
+                        .step(
+                            Action::notify(
+                                format!("Rebooting EC2 instance {id}"),
+                                format!("{id} {what}: {}", incident.reason),
+                            ),
+                            "Tell humans what healer did.",
+                        )
+                        .verify(VerifyMethod::Poll, 300));
+                }
+                Rung::Replace(why) => Decision::new(format!("Replace {id}, which {what}."))
+                    .step(Action::replace_instance(id), why),
+                Rung::Done => {
+                    return Ok(Decision::nothing(format!(
+                        "{id} was already replaced and is still impaired; humans take over."
+                    )));
+                }
+            },
         };
         Ok(d.step(
             Action::notify(
@@ -95,6 +130,41 @@ impl Policy for Ec2Replace {
         )
         .verify(VerifyMethod::Poll, 900))
     }
+}
+
+/// The next rung of the ladder for an opted-in instance outside any group.
+enum Rung {
+    Reboot,
+    Replace(String),
+    Done,
+}
+
+fn rung(incident: &Incident, ctx: &Context) -> Rung {
+    let id = incident.resource.id.as_str();
+    let done = |kind: ActionKind| {
+        ctx.last_actions
+            .iter()
+            .any(|a| a.kind == kind && a.target == id && a.outcome == "succeeded")
+    };
+    if done(ActionKind::ReplaceInstance) {
+        return Rung::Done;
+    }
+    let instance_check = matches!(
+        incident.attr("metric"),
+        Some("StatusCheckFailed" | "StatusCheckFailed_Instance")
+    );
+    let ladder = ctx.config_or("strategy", "ladder") != "replace";
+    if ladder && incident.kind == IncidentKind::InstanceImpaired && instance_check {
+        if !done(ActionKind::RebootInstance) {
+            return Rung::Reboot;
+        }
+        return Rung::Replace("Still impaired after a reboot: new hardware.".to_owned());
+    }
+    Rung::Replace(if ladder {
+        "Not an instance-check failure (system check, retirement or hardware): a reboot would not help.".to_owned()
+    } else {
+        "strategy = replace: replace at once.".to_owned()
+    })
 }
 
 export_policy!(Ec2Replace);
@@ -129,6 +199,31 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_ladder_reboots_an_instance_check_failure_then_replaces_then_stops() {
+        let failed = impaired().with_detail("metric", "StatusCheckFailed_Instance");
+        let ctx = Context::empty().with_tag("SelfHeal", "true");
+        let d = testing::decide::<Ec2Replace>(&failed, &ctx).unwrap();
+        assert_eq!(kinds(&d), [ActionKind::RebootInstance, ActionKind::Notify]);
+        // Asked again, still impaired after the reboot: replace.
+        let rebooted = ctx
+            .clone()
+            .with_last_action(ActionKind::RebootInstance, "i-0abc", 1);
+        let d = testing::decide::<Ec2Replace>(&failed, &rebooted).unwrap();
+        assert_eq!(kinds(&d), [ActionKind::ReplaceInstance, ActionKind::Notify]);
+        // Asked again after the replacement: nothing more.
+        let replaced = rebooted.with_last_action(ActionKind::ReplaceInstance, "i-0abc", 2);
+        let d = testing::decide::<Ec2Replace>(&failed, &replaced).unwrap();
+        assert!(d.steps.is_empty());
+        // A system check failure skips the reboot; strategy = replace too.
+        let system = impaired().with_detail("metric", "StatusCheckFailed_System");
+        let d = testing::decide::<Ec2Replace>(&system, &ctx).unwrap();
+        assert_eq!(kinds(&d)[0], ActionKind::ReplaceInstance);
+        let at_once = ctx.with_config("strategy", "replace");
+        let d = testing::decide::<Ec2Replace>(&failed, &at_once).unwrap();
+        assert_eq!(kinds(&d)[0], ActionKind::ReplaceInstance);
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! - task-crashed / task-health-check-failed in a service: the task is
 //!   already STOPPED and the service scheduler is starting its replacement,
 //!   so nothing is done but verify that the service is back at its desired
-//!   running count (the host escalates if it is not by the deadline); or a
-//!   new deployment when several tasks of the service failed recently
+//!   running count; asked again by the host because it was not back by the
+//!   deadline (a crash loop), a new deployment; a new deployment too when
+//!   several tasks of the service failed recently
 //!   (`redeploy-after`) or when `restart-mode = force-new-deployment`;
 //! - a standalone task (no service would replace it) → restart it (the host
 //!   runs the stopped task's definition again, once) and notify;
@@ -90,6 +91,12 @@ fn restart(incident: &Incident, ctx: &Context) -> Result<Decision, String> {
         .parse()
         .map_err(|_| "config `redeploy-after` must be a number".to_owned())?;
     let many = ctx.recent_incidents_group + 1 >= redeploy_after;
+    // Asked again by the host: the scheduler did not bring the service back
+    // by the verify deadline (a crash loop), so waiting longer will not help.
+    let retried = ctx
+        .config_or("healer.attempt", "1")
+        .parse::<u32>()
+        .is_ok_and(|n| n >= 2);
     log(
         Level::Info,
         &format!(
@@ -97,8 +104,12 @@ fn restart(incident: &Incident, ctx: &Context) -> Result<Decision, String> {
             ctx.recent_incidents_group
         ),
     );
-    let mut d = if mode == "force-new-deployment" || many {
-        let why = if many {
+    let mut d = if mode == "force-new-deployment" || many || retried {
+        let why = if retried {
+            format!(
+                "{service} did not return to its desired count after the task stopped; a fresh deployment replaces the crash-looping tasks."
+            )
+        } else if many {
             format!(
                 "{} tasks of {service} failed recently; a fresh deployment replaces them all.",
                 ctx.recent_incidents_group + 1
@@ -219,6 +230,13 @@ mod tests {
             Action::ForceNewDeployment(s) => assert_eq!(s.service, "example-api-v1"),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn asked_again_after_the_scheduler_failed_it_redeploys() {
+        let ctx = Context::empty().with_config("healer.attempt", "2");
+        let d = testing::decide::<EcsTaskRestart>(&crashed(), &ctx).unwrap();
+        assert_eq!(d.steps[0].action.kind(), ActionKind::ForceNewDeployment);
     }
 
     #[test]

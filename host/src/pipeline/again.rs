@@ -1,0 +1,127 @@
+//! Asking the policy again when verification fails: the ladder. The policy
+//! decides anew on the same incident, with what was already done in its
+//! context (its `last-actions` list this incident's steps and their
+//! outcomes) and two host-provided config values, `healer.attempt` (2 for
+//! the first retry) and `healer.verify-seen` (what verification saw), so it
+//! can climb: reboot, then replace. The new plan is judged by the governor
+//! like any other (the loop breaker and cooldowns count the earlier rounds'
+//! actions), its places are reserved, and it becomes the incident's next
+//! round; the earlier one is kept in `rounds`.
+
+use chrono::Utc;
+
+use super::act::Worker;
+use super::record::{executable, provenance};
+use crate::safety::Facts;
+use crate::store::{ActionRecord, IncidentRecord, StepRecord, StoreError, VerdictRecord};
+
+/// Config key of the attempt number the policy is deciding (2, 3, …).
+pub const ATTEMPT_KEY: &str = "healer.attempt";
+/// Config key of what verification saw when the last attempt's deadline passed.
+pub const VERIFY_SEEN_KEY: &str = "healer.verify-seen";
+
+/// What asking again gave.
+pub(super) enum Again {
+    /// Another round, recorded: the incident is acting again.
+    Round(Box<IncidentRecord>),
+    /// No further round, and why.
+    Stop(String),
+}
+
+impl Worker<'_> {
+    /// Asks the policy again on a verifying incident whose deadline passed.
+    pub(super) async fn ask_again(
+        &self,
+        record: &IncidentRecord,
+        seen: &str,
+    ) -> Result<Again, StoreError> {
+        let attempt = record.rounds.len() + 2;
+        if attempt > self.options.max_rounds {
+            return Ok(Again::Stop(format!(
+                "{} attempts made, the most allowed",
+                attempt - 1
+            )));
+        }
+        let incident = &record.incident;
+        let now = Utc::now().max(incident.detected_at);
+        let mut context = self.context.clone();
+        context
+            .config
+            .insert(ATTEMPT_KEY.to_owned(), attempt.to_string());
+        context
+            .config
+            .insert(VERIFY_SEEN_KEY.to_owned(), seen.to_owned());
+        let pipeline = self.pipeline;
+        let mut plan = pipeline
+            .plan_judged(incident, Facts::default(), &context, None, now)
+            .await?;
+        let Some(outcome) = plan.decisions.acting().cloned() else {
+            return Ok(Again::Stop("no active policy handles it any more".into()));
+        };
+        let decision = match &outcome.result {
+            Ok(d) => d.clone(),
+            Err(e) => {
+                return Ok(Again::Stop(format!(
+                    "policy {} failed when asked again: {e}",
+                    outcome.policy.name
+                )));
+            }
+        };
+        let Some(j) = plan.judgement.as_mut() else {
+            return Ok(Again::Stop("the new plan was not judged".into()));
+        };
+        pipeline.reserve(incident, j, &plan.facts, now).await?;
+        if j.escalate || !executable(j, &decision) {
+            let denied: Vec<String> = j
+                .verdicts
+                .iter()
+                .filter_map(|v| match &v.verdict {
+                    crate::safety::Verdict::Denied { rule, reason, .. } => {
+                        Some(format!("{rule}: {reason}"))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let why = if denied.is_empty() {
+                format!("policy {} proposes nothing more", outcome.policy.name)
+            } else {
+                format!("the next attempt was denied ({})", denied.join("; "))
+            };
+            return Ok(Again::Stop(why));
+        }
+        let (json, hash) = plan.input.encoded();
+        let store = pipeline.store;
+        store.put_policy_input(&hash, &json).await?;
+        let verdicts: Vec<VerdictRecord> = j
+            .verdicts
+            .iter()
+            .map(|v| VerdictRecord::of(v, j.dry_run))
+            .collect();
+        let next = store
+            .record_round(
+                &incident.id,
+                provenance(&outcome, &hash),
+                verdicts,
+                seen.to_owned(),
+                now,
+            )
+            .await?;
+        // The new round's approved steps count in the limits at once.
+        for v in j.verdicts.iter().filter(|v| v.verdict.is_approved()) {
+            let Some(step) = decision.steps.get(v.step) else {
+                continue;
+            };
+            if !step.action.kind().is_mutating() {
+                continue;
+            }
+            let index = next.step_base + v.step;
+            let planned = StepRecord::started(index, step.action.clone(), now);
+            store
+                .put_action(&ActionRecord::of(&next, &planned).judged(v))
+                .await?;
+        }
+        tracing::info!(incident = %incident.id, attempt, summary = %decision.summary,
+            "Verification failed; the policy proposed another attempt.");
+        Ok(Again::Round(Box::new(next)))
+    }
+}
