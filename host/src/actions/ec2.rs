@@ -23,7 +23,7 @@ use crate::aws::{AwsErrorClass, classify};
 use crate::decision::{Action, ActionKind};
 
 use super::progress::{Progress, send};
-use super::{Execution, Executor, PlannedCall, StepRequest};
+use super::{ExecOutcome, Execution, Executor, PlannedCall, StepRequest};
 
 /// How long a replacement waits for its twin to run, by default: a new
 /// instance usually runs within a minute; five leave room for a slow AMI.
@@ -291,6 +291,20 @@ impl Ec2Executor {
         let Some(orig) = first_instance(&described).cloned() else {
             return Err(p.failed(AwsErrorClass::NotFound, format!("instance {old} not found")));
         };
+        // The re-check: stopped, terminated or on its way there (a human, or
+        // its Auto Scaling group, acted meanwhile): no twin.
+        let state = orig
+            .state()
+            .and_then(|s| s.name())
+            .map_or("unknown", |n| n.as_str());
+        if matches!(
+            state,
+            "shutting-down" | "terminated" | "stopping" | "stopped"
+        ) {
+            let seen = format!("{old} is already {state}");
+            let done = std::mem::take(p).end(ExecOutcome::Superseded { seen: seen.clone() }, seen);
+            return Err(Box::new(done));
+        }
         let user_data = send!(
             p,
             call(

@@ -72,6 +72,26 @@ fn family_revision(task_definition: &str) -> Option<(&str, u32)> {
     Some((family, revision.parse().ok()?))
 }
 
+/// Why a rollback of the failed deployment `failed` is superseded, if the
+/// service moved on: the deployment is listed but no longer `PRIMARY`.
+fn superseded_deployment(
+    svc: &aws_sdk_ecs::types::Service,
+    failed: Option<&String>,
+) -> Option<String> {
+    let failed = failed.filter(|f| !f.is_empty())?;
+    let deployment = svc
+        .deployments()
+        .iter()
+        .find(|d| d.id() == Some(failed.as_str()))?;
+    let status = deployment.status().unwrap_or_default();
+    (status != "PRIMARY").then(|| {
+        format!(
+            "deployment {failed} is {status}, no longer the primary: the service already runs {}",
+            svc.task_definition().unwrap_or("another revision")
+        )
+    })
+}
+
 /// The newest ACTIVE revision earlier than `failing`, of `failing`'s family.
 fn previous_revision<'a>(failing: &str, active: &'a [String]) -> Option<&'a str> {
     let (family, current) = family_revision(failing)?;
@@ -171,6 +191,7 @@ impl EcsExecutor {
 
     async fn rollback(
         &self,
+        req: &StepRequest<'_>,
         cluster: &str,
         service: &str,
         named: Option<&str>,
@@ -188,15 +209,23 @@ impl EcsExecutor {
                 .services(service),
             "DescribeServices"
         );
-        let Some(failing) = described
-            .services()
-            .first()
-            .and_then(|s| s.task_definition())
-            .map(str::to_owned)
-        else {
+        let Some(svc) = described.services().first() else {
             return Err(p.failed(
                 AwsErrorClass::NotFound,
                 format!("service {service} not found in {cluster}"),
+            ));
+        };
+        // The re-check: the deployment that failed (the incident names it) is
+        // no longer the service's primary: ECS's circuit breaker, a human or
+        // an earlier attempt already moved the service on. Rolling back again
+        // would go one revision too far.
+        if let Some(seen) = superseded_deployment(svc, req.incident.detail.get("deployment-id")) {
+            return Ok(p.end(ExecOutcome::Superseded { seen: seen.clone() }, seen));
+        }
+        let Some(failing) = svc.task_definition().map(str::to_owned) else {
+            return Err(p.failed(
+                AwsErrorClass::NotFound,
+                format!("service {service} runs no task definition"),
             ));
         };
         let target = match named {
@@ -396,11 +425,12 @@ impl EcsExecutor {
 #[async_trait]
 impl Executor for EcsExecutor {
     /// A restart finds the task an earlier attempt started (`startedBy`) or
-    /// sees the task already stopped; a rollback sees the service already off
-    /// the failing revision; a desired count is a state. Only a forced new
-    /// deployment would deploy twice.
+    /// sees the task already stopped; a desired count is a state. A forced
+    /// new deployment would deploy twice, and a rollback can only tell it was
+    /// done when the incident names its failed deployment (the emulators
+    /// list none), so neither is repeated.
     fn resumable(&self, kind: ActionKind) -> bool {
-        kind != ActionKind::ForceNewDeployment
+        matches!(kind, ActionKind::RestartTask | ActionKind::ScaleService)
     }
 
     fn handles(&self, kind: ActionKind) -> bool {
@@ -487,7 +517,7 @@ impl Executor for EcsExecutor {
                 service,
                 task_definition,
             } => {
-                self.rollback(cluster, service, task_definition.as_deref())
+                self.rollback(req, cluster, service, task_definition.as_deref())
                     .await
             }
             other => {
@@ -506,6 +536,31 @@ impl Executor for EcsExecutor {
 mod tests {
     use super::*;
     use crate::incident::Incident;
+
+    #[test]
+    fn a_rollback_of_a_deployment_no_longer_primary_is_superseded() {
+        use aws_sdk_ecs::types::{Deployment, Service};
+        let svc = |status: &str| {
+            Service::builder()
+                .task_definition("arn:aws:ecs:us-east-1:1:task-definition/api:2")
+                .deployments(
+                    Deployment::builder()
+                        .id("ecs-svc/new")
+                        .status("PRIMARY")
+                        .build(),
+                )
+                .deployments(Deployment::builder().id("ecs-svc/1").status(status).build())
+                .build()
+        };
+        let failed = "ecs-svc/1".to_owned();
+        let seen = superseded_deployment(&svc("ACTIVE"), Some(&failed)).expect("superseded");
+        assert!(seen.contains("api:2"), "{seen}");
+        assert_eq!(superseded_deployment(&svc("PRIMARY"), Some(&failed)), None);
+        // Not listed (an emulator), or not named: decided by the revision.
+        let other = "ecs-svc/9".to_owned();
+        assert_eq!(superseded_deployment(&svc("ACTIVE"), Some(&other)), None);
+        assert_eq!(superseded_deployment(&svc("ACTIVE"), None), None);
+    }
 
     fn incident() -> Incident {
         Incident::from_json(

@@ -56,32 +56,48 @@ impl LambdaExecutor {
         }
     }
 
-    async fn update(&self, function: &str, targets: &[(String, String)]) -> Execution {
-        let get = get_call(function);
-        let mut calls = vec![get];
-        let read = match self
+    /// Reads the function's configuration: its variables, its revision id
+    /// and the request id; on error, the failed execution.
+    async fn read(
+        &self,
+        function: &str,
+        calls: &mut Vec<PlannedCall>,
+    ) -> Result<(HashMap<String, String>, Option<String>, Vec<String>), Box<Execution>> {
+        calls.push(get_call(function));
+        match self
             .client
             .get_function_configuration()
             .function_name(function)
             .send()
             .await
         {
-            Ok(read) => read,
+            Ok(read) => Ok((
+                read.environment()
+                    .and_then(|e| e.variables())
+                    .cloned()
+                    .unwrap_or_default(),
+                read.revision_id().map(str::to_owned),
+                read.request_id().map(str::to_owned).into_iter().collect(),
+            )),
             Err(e) => {
                 let reason = format!("{GET} {function}: {}", DisplayErrorContext(&e));
-                return Execution::failed(calls, classify(&e), reason);
+                Err(Box::new(Execution::failed(
+                    std::mem::take(calls),
+                    classify(&e),
+                    reason,
+                )))
             }
+        }
+    }
+
+    async fn update(&self, function: &str, targets: &[(String, String)]) -> Execution {
+        let mut calls = Vec::new();
+        let (current, revision, mut request_ids) = match self.read(function, &mut calls).await {
+            Ok(read) => read,
+            Err(failed) => return *failed,
         };
-        let mut request_ids: Vec<String> =
-            read.request_id().map(str::to_owned).into_iter().collect();
-        let current: HashMap<String, String> = read
-            .environment()
-            .and_then(|e| e.variables())
-            .cloned()
-            .unwrap_or_default();
-        // AWS always returns one; an emulator that does not (moto) gets an
-        // unconditioned update.
-        let revision = read.revision_id().map(str::to_owned);
+        // AWS always returns a revision; an emulator that does not (moto)
+        // gets an unconditioned update.
         let previous: BTreeMap<String, Option<String>> = targets
             .iter()
             .filter(|(k, v)| current.get(k) != Some(v))
@@ -152,34 +168,17 @@ impl LambdaExecutor {
     /// every other variable, with the `RevisionId` read (a change in between
     /// fails instead of being overwritten). This is `healer revert`.
     pub async fn restore(&self, function: &str, previous: &PreviousEnvironment) -> Execution {
-        let mut calls = vec![get_call(function)];
-        let read = match self
-            .client
-            .get_function_configuration()
-            .function_name(function)
-            .send()
-            .await
-        {
+        let mut calls = Vec::new();
+        let (mut merged, revision, mut request_ids) = match self.read(function, &mut calls).await {
             Ok(read) => read,
-            Err(e) => {
-                let reason = format!("{GET} {function}: {}", DisplayErrorContext(&e));
-                return Execution::failed(calls, classify(&e), reason);
-            }
+            Err(failed) => return *failed,
         };
-        let mut request_ids: Vec<String> =
-            read.request_id().map(str::to_owned).into_iter().collect();
-        let mut merged: HashMap<String, String> = read
-            .environment()
-            .and_then(|e| e.variables())
-            .cloned()
-            .unwrap_or_default();
         for (k, v) in &previous.0 {
             match v {
                 Some(v) => merged.insert(k.clone(), v.clone()),
                 None => merged.remove(k),
             };
         }
-        let revision = read.revision_id().map(str::to_owned);
         let mut params =
             json!({ "FunctionName": function, "Environment": { "Variables": previous.0 } });
         if let Some(r) = &revision {

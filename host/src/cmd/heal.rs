@@ -150,7 +150,15 @@ async fn heal_live(
         if let Some(r) = worker.drive(&record.incident.id).await? {
             record = r;
         }
-        if record.state == LifecycleState::Verifying && healer::verify::probe(&record).is_err() {
+        let waits_for_signal = record
+            .provenance
+            .as_ref()
+            .and_then(|p| p.decision.as_ref().ok())
+            .and_then(|d| d.verify)
+            .is_some_and(|v| v.method == healer::VerifyMethod::RecoverySignal);
+        if record.state == LifecycleState::Verifying
+            && (waits_for_signal || healer::verify::probe(&record).is_err())
+        {
             println!(
                 "  verifying: waiting for the recovery signal (`healer run` heals it when it arrives)"
             );

@@ -40,6 +40,10 @@ pub struct LiveArgs {
     /// Verify deadline of a decision that names none, in seconds.
     #[arg(long, env = "HEALER_VERIFY_DEADLINE_SECS", default_value_t = 600)]
     verify_deadline_secs: u64,
+    /// Seconds after acting before a poll's "recovered" counts (status
+    /// checks lag a reboot).
+    #[arg(long, env = "HEALER_VERIFY_SETTLE_SECS", default_value_t = 60)]
+    verify_settle_secs: u64,
     /// Most attempts per incident: the first decision, then the policy asked
     /// again after each failed verification (its ladder).
     #[arg(long, env = "HEALER_MAX_ROUNDS", default_value_t = 3)]
@@ -138,6 +142,7 @@ impl LiveArgs {
                 verify_deadline: Duration::from_secs(self.verify_deadline_secs.max(1)),
                 lease: Duration::from_secs(self.lease_secs.max(3)),
                 max_rounds: self.max_rounds.max(1),
+                settle: Duration::from_secs(self.verify_settle_secs),
             },
             workers: self.workers.max(1),
             interval: Duration::from_millis(self.drive_interval_ms.max(10)),

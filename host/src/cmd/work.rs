@@ -53,13 +53,18 @@ pub(super) async fn drive(
             if !lock(&in_hand).insert(id.clone()) {
                 continue;
             }
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                break;
-            };
-            let (service, in_hand) = (service.clone(), in_hand.clone());
+            // The slot is awaited in the task, so a full pool never keeps
+            // this loop from seeing a stop or the next handoff.
+            let (service, in_hand, slots) = (service.clone(), in_hand.clone(), slots.clone());
             tasks.spawn(async move {
-                let _slot = slot;
-                drive_one(&service, &id).await;
+                if let Ok(_slot) = slots.acquire_owned().await
+                    && !service
+                        .health
+                        .stopping
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    drive_one(&service, &id).await;
+                }
                 lock(&in_hand).remove(&id);
             });
         }

@@ -40,6 +40,11 @@ pub const DEFAULT_STEP_DEADLINE: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_VERIFY_DEADLINE: Duration = Duration::from_secs(10 * 60);
 /// Default most attempts per incident (the ladder's rungs).
 pub const DEFAULT_MAX_ROUNDS: usize = 3;
+/// Default time after acting before a poll's "recovered" counts.
+pub const DEFAULT_VERIFY_SETTLE: Duration = Duration::from_secs(60);
+/// Bounds of a decision's verify deadline.
+const MIN_VERIFY_DEADLINE: Duration = Duration::from_secs(10);
+const MAX_VERIFY_DEADLINE: Duration = Duration::from_secs(24 * 3600);
 
 /// How the worker acts and verifies.
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +61,9 @@ pub struct WorkOptions {
     /// escalates: the first decision and the policy asked again after each
     /// failed verification.
     pub max_rounds: usize,
+    /// How long after acting a poll's "recovered" is believed (a reboot
+    /// leaves the last status checks `ok` for a while).
+    pub settle: Duration,
 }
 
 impl Default for WorkOptions {
@@ -65,6 +73,7 @@ impl Default for WorkOptions {
             verify_deadline: DEFAULT_VERIFY_DEADLINE,
             lease: LEASE_TTL,
             max_rounds: DEFAULT_MAX_ROUNDS,
+            settle: DEFAULT_VERIFY_SETTLE,
         }
     }
 }
@@ -132,18 +141,27 @@ impl Worker<'_> {
         {
             return Ok(None);
         }
-        let driven = self.drive_held(id, &owner).await;
+        // The lease is renewed for as long as the incident is in hand; if it
+        // is lost (another host took the incident after a renewal failed),
+        // the work in hand is dropped at once and nothing more is written.
+        let work = self.drive_held(id);
+        let renew = self.renew(id, &owner);
+        tokio::pin!(work, renew);
+        let driven = tokio::select! {
+            biased;
+            done = &mut work => done,
+            () = &mut renew => {
+                tracing::error!(incident = %id, "Lost the incident's lease; stopped working on it.");
+                return Ok(None);
+            }
+        };
         if let Err(error) = store.release(id, &owner).await {
             tracing::warn!(incident = %id, error = %error, "Could not release the incident's lease.");
         }
         driven.map(Some)
     }
 
-    async fn drive_held(
-        &self,
-        id: &IncidentId,
-        owner: &str,
-    ) -> Result<IncidentRecord, PipelineError> {
+    async fn drive_held(&self, id: &IncidentId) -> Result<IncidentRecord, PipelineError> {
         let store = self.pipeline.store;
         let mut record = store
             .get(id)
@@ -156,7 +174,7 @@ impl Worker<'_> {
                 return Ok(record);
             };
             if record.state == LifecycleState::Acting {
-                record = match self.act(record, &decision, owner).await {
+                record = match self.act(record, &decision).await {
                     // A recovery signal healed it meanwhile (or a human closed it).
                     Err(StoreError::IllegalTransition { .. }) => store
                         .get(id)
@@ -168,7 +186,7 @@ impl Worker<'_> {
             if record.state != LifecycleState::Verifying {
                 break;
             }
-            record = self.verify_once(record, &decision, owner).await?;
+            record = self.verify_once(record, &decision).await?;
             if record.state != LifecycleState::Acting {
                 break;
             }
@@ -182,7 +200,6 @@ impl Worker<'_> {
         &self,
         mut record: IncidentRecord,
         decision: &Decision,
-        owner: &str,
     ) -> Result<IncidentRecord, StoreError> {
         let store = self.pipeline.store;
         let id = record.incident.id.clone();
@@ -210,7 +227,7 @@ impl Worker<'_> {
                 Some(s) if s.result.ended() => {
                     if let Outcome::Failed(reason) = &s.result {
                         let why = format!("step {index} ({kind}) failed: {reason}");
-                        return self.escalate(record, decision, why, owner).await;
+                        return self.escalate(record, decision, why).await;
                     }
                     continue;
                 }
@@ -222,11 +239,10 @@ impl Worker<'_> {
                         result: Outcome::Interrupted,
                         ..s
                     };
-                    store.record_step(&id, interrupted).await?;
-                    // Whether it worked is for verification to tell.
-                    return store
-                        .transition(&id, LifecycleState::Verifying, Utc::now(), None)
-                        .await;
+                    // Whether it worked is for verification to tell; the
+                    // steps after it still run.
+                    record = store.record_step(&id, interrupted).await?;
+                    continue;
                 }
                 _ => {}
             }
@@ -240,14 +256,14 @@ impl Worker<'_> {
             let (flag, _) = store.governor_get(KILL_SWITCH_KEY).await?;
             if let Some(why) = self.pipeline.governor.kill_switch(flag.as_deref()) {
                 let why = format!("{why}: step {index} ({kind}) and the rest not executed");
-                return self.escalate(record, decision, why, owner).await;
+                return self.escalate(record, decision, why).await;
             }
             let action = self.with_report(&step.action, &record);
-            let (next, ended) = self.run_step(&record, index, &action, owner).await?;
+            let (next, ended) = self.run_step(&record, index, &action).await?;
             record = next;
             if let Outcome::Failed(reason) = &ended.result {
                 let why = format!("step {index} ({kind}) failed: {reason}");
-                return self.escalate(record, decision, why, owner).await;
+                return self.escalate(record, decision, why).await;
             }
         }
         if escalates {
@@ -272,7 +288,6 @@ impl Worker<'_> {
         record: &IncidentRecord,
         index: usize,
         action: &Action,
-        owner: &str,
     ) -> Result<(IncidentRecord, StepRecord), StoreError> {
         let store = self.pipeline.store;
         let id = &record.incident.id;
@@ -285,6 +300,7 @@ impl Worker<'_> {
             Some(s) => s.clone(),
             None => {
                 let mut s = StepRecord::started(index, action.clone(), Utc::now());
+                s.indexed_at = record.timestamps.get(&LifecycleState::Acting).copied();
                 if let Some(e) = self.executors.of(action.kind()) {
                     s.calls = e.plan(&req);
                 }
@@ -293,14 +309,19 @@ impl Worker<'_> {
             }
         };
         tracing::info!(incident = %id, step = index, action = %action.kind(), "Executing.");
-        let execution = self.execute_leased(&req, owner).await;
+        let execution = self.execute_leased(&req).await;
         tracing::info!(incident = %id, step = index, action = %action.kind(),
             outcome = ?execution.outcome, note = ?execution.note, "Executed.");
+        let calls = if execution.calls.is_empty() {
+            started.calls.clone()
+        } else {
+            execution.calls
+        };
         let ended = StepRecord {
             ended_at: Some(Utc::now()),
             result: outcome_of(&execution.outcome),
             created: execution.created,
-            calls: execution.calls,
+            calls,
             request_ids: execution.request_ids,
             note: execution.note,
             ..started
@@ -312,9 +333,8 @@ impl Worker<'_> {
         Ok((record, ended))
     }
 
-    /// Executes one step under the step deadline; the incident's lease is
-    /// renewed meanwhile, so a long step (a twin launching) keeps it.
-    async fn execute_leased(&self, req: &StepRequest<'_>, owner: &str) -> Execution {
+    /// Executes one step under the step deadline.
+    async fn execute_leased(&self, req: &StepRequest<'_>) -> Execution {
         let Some(executor) = self.executors.of(req.action.kind()) else {
             return Execution::failed(
                 Vec::new(),
@@ -323,29 +343,24 @@ impl Worker<'_> {
             );
         };
         let deadline = self.options.step_deadline;
-        let work = tokio::time::timeout(deadline, executor.execute(req));
-        let renew = self.renew(&req.incident.id, owner);
-        tokio::pin!(work, renew);
-        tokio::select! {
-            biased;
-            done = &mut work => done.unwrap_or_else(|_| Execution::failed(
-                Vec::new(),
-                crate::aws::AwsErrorClass::TimedOut,
-                format!("the step did not end within its deadline of {deadline:?}"),
-            )),
-            () = &mut renew => Execution::failed(
-                Vec::new(),
-                crate::aws::AwsErrorClass::Permanent,
-                "lease renewal ended",
-            ),
-        }
+        tokio::time::timeout(deadline, executor.execute(req))
+            .await
+            .unwrap_or_else(|_| {
+                Execution::failed(
+                    Vec::new(),
+                    crate::aws::AwsErrorClass::TimedOut,
+                    format!("the step did not end within its deadline of {deadline:?}"),
+                )
+            })
     }
 
-    /// Renews the lease every third of its time until dropped.
+    /// Renews the lease every third of its time; returns when it is lost
+    /// (another owner holds it, or renewals failed for a whole lease).
     async fn renew(&self, id: &IncidentId, owner: &str) {
         let lease = self.options.lease;
         let mut every = tokio::time::interval(lease / 3);
         every.tick().await;
+        let mut last_ok = tokio::time::Instant::now();
         loop {
             every.tick().await;
             match self
@@ -354,12 +369,13 @@ impl Worker<'_> {
                 .claim(id, owner, lease, Utc::now())
                 .await
             {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::error!(incident = %id, "Lost the incident's lease mid-step.");
-                }
+                Ok(true) => last_ok = tokio::time::Instant::now(),
+                Ok(false) => return,
                 Err(e) => {
                     tracing::warn!(incident = %id, error = %e, "Could not renew the lease.");
+                    if last_ok.elapsed() >= lease {
+                        return;
+                    }
                 }
             }
         }
@@ -393,7 +409,6 @@ impl Worker<'_> {
         record: IncidentRecord,
         decision: &Decision,
         why: String,
-        owner: &str,
     ) -> Result<IncidentRecord, StoreError> {
         tracing::warn!(incident = %record.incident.id, reason = %why, "Escalating.");
         let index = record.step_base + decision.steps.len();
@@ -407,7 +422,7 @@ impl Worker<'_> {
                 },
                 &record,
             );
-            self.run_step(&record, index, &action, owner).await?.0
+            self.run_step(&record, index, &action).await?.0
         };
         self.pipeline
             .store
@@ -426,13 +441,16 @@ impl Worker<'_> {
         &self,
         record: IncidentRecord,
         decision: &Decision,
-        owner: &str,
     ) -> Result<IncidentRecord, StoreError> {
         let now = Utc::now();
         let spec = decision.verify;
-        let deadline = spec.map_or(self.options.verify_deadline, |s| {
-            Duration::from_secs(u64::from(s.deadline_secs))
-        });
+        // A policy's deadline is bounded: 0 would ask again at once, round
+        // after round; a week would never escalate.
+        let deadline = spec
+            .map_or(self.options.verify_deadline, |s| {
+                Duration::from_secs(u64::from(s.deadline_secs))
+            })
+            .clamp(MIN_VERIFY_DEADLINE, MAX_VERIFY_DEADLINE);
         let check = match spec.map(|s| s.method) {
             Some(VerifyMethod::RecoverySignal) => {
                 Check::Unknown("waiting for the recovery signal".into())
@@ -444,8 +462,11 @@ impl Worker<'_> {
             .get(&LifecycleState::Verifying)
             .copied()
             .unwrap_or(now);
+        // Right after acting, what is read may still be the state before it
+        // (status checks lag a reboot): recovery counts once settled.
+        let settled = past(since, self.options.settle, now);
         match check {
-            Check::Recovered(seen) => {
+            Check::Recovered(seen) if settled => {
                 let note = format!("verified: {seen}");
                 match self
                     .pipeline
@@ -457,7 +478,9 @@ impl Worker<'_> {
                     other => other,
                 }
             }
-            Check::NotYet(seen) | Check::Unknown(seen) if past(since, deadline, now) => {
+            Check::Recovered(seen) | Check::NotYet(seen) | Check::Unknown(seen)
+                if past(since, deadline, now) =>
+            {
                 let why = format!(
                     "not recovered within {}s of acting; last seen: {seen}",
                     deadline.as_secs()
@@ -466,11 +489,11 @@ impl Worker<'_> {
                     Again::Round(next) => Ok(*next),
                     Again::Stop(stop) => {
                         let why = format!("{why}; {stop}");
-                        self.escalate(record, decision, why, owner).await
+                        self.escalate(record, decision, why).await
                     }
                 }
             }
-            Check::NotYet(_) | Check::Unknown(_) => Ok(record),
+            Check::Recovered(_) | Check::NotYet(_) | Check::Unknown(_) => Ok(record),
         }
     }
 }

@@ -70,7 +70,11 @@ impl Worker<'_> {
         let Some(j) = plan.judgement.as_mut() else {
             return Ok(Again::Stop("the new plan was not judged".into()));
         };
-        pipeline.reserve(incident, j, &plan.facts, now).await?;
+        // Places are reserved only for a plan that will run (a reservation
+        // lost to a concurrent decision denies its step, checked after).
+        if !j.escalate && executable(j, &decision) {
+            pipeline.reserve(incident, j, &plan.facts, now).await?;
+        }
         if j.escalate || !executable(j, &decision) {
             let denied: Vec<String> = j
                 .verdicts

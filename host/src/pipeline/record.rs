@@ -96,26 +96,26 @@ impl Pipeline<'_> {
                 .map(|v| VerdictRecord::of(v, j.dry_run))
                 .collect()
         });
-        let mut record = self
-            .store
-            .record_decisions(id, provenance(&outcome, &hash), also, verdicts, at)
-            .await?;
+        // Where it goes next is written with the decision, in one update: a
+        // host that dies right after cannot leave a live incident decided but
+        // never acting.
         let next = match (&outcome.result, &plan.judgement) {
             (Err(e), _) => Some((
                 LifecycleState::Escalated,
                 Some(format!("policy {} failed: {e}", outcome.policy.name)),
             )),
-            (Ok(decision), Some(j)) => {
-                self.record_planned(&record, decision, j, at).await?;
-                if j.storm {
-                    plan.storm_notice = self.claim_storm_notice(incident, now).await?;
-                }
-                next_state(j, decision)
-            }
+            (Ok(decision), Some(j)) => next_state(j, decision),
             (Ok(_), None) => None,
         };
-        if let Some((state, note)) = next {
-            record = self.store.transition(id, state, at, note).await?;
+        let record = self
+            .store
+            .record_decisions(id, provenance(&outcome, &hash), also, verdicts, at, next)
+            .await?;
+        if let (Ok(decision), Some(j)) = (&outcome.result, &plan.judgement) {
+            self.record_planned(&record, decision, j, at).await?;
+            if j.storm {
+                plan.storm_notice = self.claim_storm_notice(incident, now).await?;
+            }
         }
         Ok((plan, record))
     }

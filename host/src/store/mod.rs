@@ -317,12 +317,13 @@ pub trait Store: Send + Sync {
         verdicts: Vec<VerdictRecord>,
         at: DateTime<Utc>,
     ) -> Result<IncidentRecord, StoreError> {
-        self.record_decisions(id, provenance, Vec::new(), verdicts, at)
+        self.record_decisions(id, provenance, Vec::new(), verdicts, at, None)
             .await
     }
 
     /// `record_decision`, with the decisions of the other routed policies and
-    /// the shadows recorded beside the acting one.
+    /// the shadows recorded beside the acting one, and in the same write the
+    /// state it moves to next (`acting`, `denied`, `escalated`), if any.
     async fn record_decisions(
         &self,
         id: &IncidentId,
@@ -330,12 +331,16 @@ pub trait Store: Send + Sync {
         also_decided: Vec<Provenance>,
         verdicts: Vec<VerdictRecord>,
         at: DateTime<Utc>,
+        next: Option<(LifecycleState, Option<String>)>,
     ) -> Result<IncidentRecord, StoreError> {
         self.update(id, &|r| {
             r.advance(LifecycleState::Decided, at, None)?;
             r.provenance = Some(provenance.clone());
             r.also_decided = also_decided.clone();
             r.verdicts = verdicts.clone();
+            if let Some((state, note)) = &next {
+                r.advance(*state, at, note.clone())?;
+            }
             Ok(())
         })
         .await
@@ -356,13 +361,21 @@ pub trait Store: Send + Sync {
     ) -> Result<IncidentRecord, StoreError> {
         self.update(id, &|r| {
             r.advance(LifecycleState::Acting, at, None)?;
+            // Past every recorded step and every index the previous decision
+            // could use (its steps and the escalation after them), so no
+            // actions-index entry of an earlier round is reused.
+            let planned = r
+                .provenance
+                .as_ref()
+                .and_then(|p| p.decision.as_ref().ok())
+                .map_or(0, |d| d.steps.len() + 1);
             let base = r
                 .steps
                 .iter()
                 .map(|s| s.index + 1)
                 .max()
                 .unwrap_or(0)
-                .max(r.step_base);
+                .max(r.step_base + planned);
             r.rounds.push(Round {
                 provenance: r.provenance.take(),
                 verdicts: std::mem::take(&mut r.verdicts),
@@ -392,7 +405,13 @@ pub trait Store: Send + Sync {
     ) -> Result<IncidentRecord, StoreError> {
         let record = self
             .update(id, &|r| {
-                if !matches!(r.state, LifecycleState::Acting | LifecycleState::Verifying) {
+                // A step already started is always ended (a recovery signal
+                // may have healed the incident meanwhile: what the step did
+                // and created is still recorded); a new one only while acting.
+                let started = r.steps.iter().any(|s| s.index == step.index);
+                if !started
+                    && !matches!(r.state, LifecycleState::Acting | LifecycleState::Verifying)
+                {
                     return Err(StoreError::IllegalTransition {
                         id: r.incident.id.to_string(),
                         from: r.state,

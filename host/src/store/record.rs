@@ -233,6 +233,11 @@ pub struct StepRecord {
     /// What changed, for humans (`revision 7 → 6`, `i-old → i-new`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// When the step's actions-index entry was planned (the decision's
+    /// time), if not its start: the executed step replaces that entry
+    /// instead of adding a second one (DynamoDB keys entries by time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indexed_at: Option<DateTime<Utc>>,
 }
 
 impl StepRecord {
@@ -248,6 +253,7 @@ impl StepRecord {
             calls: Vec::new(),
             request_ids: Vec::new(),
             note: None,
+            indexed_at: None,
         }
     }
 }
@@ -409,7 +415,7 @@ impl ActionRecord {
                 .map(|(_, id)| id.to_owned())
                 .unwrap_or_default(),
             group: record.incident.group.as_ref().map(|g| g.id.clone()),
-            started_at: step.started_at,
+            started_at: step.indexed_at.unwrap_or(step.started_at),
             ended_at: step.ended_at,
             result: step.result.clone(),
             created: step.created.clone(),

@@ -184,6 +184,20 @@ fn worker<'a>(pipeline: &'a Pipeline<'a>, executors: &'a Executors) -> Worker<'a
     }
 }
 
+/// Drives `r` once; the lease must be free.
+async fn drive(worker: &Worker<'_>, r: &IncidentRecord) -> IncidentRecord {
+    worker
+        .drive(&r.incident.id)
+        .await
+        .expect("driven")
+        .expect("lease")
+}
+
+/// Whether the record's note says `what`.
+fn noted(r: &IncidentRecord, what: &str) -> bool {
+    r.note.as_deref().is_some_and(|n| n.contains(what))
+}
+
 fn executors(counting: &Counting) -> Executors {
     Executors::new().with(Counting {
         calls: counting.calls.clone(),
@@ -199,11 +213,7 @@ async fn steps_run_in_order_recorded_with_their_requests_then_verifying() {
     let counting = Counting::new(false, false);
     let ex = executors(&counting);
     let pipeline = w.pipeline();
-    let done = worker(&pipeline, &ex)
-        .drive(&r.incident.id)
-        .await
-        .expect("driven")
-        .expect("lease");
+    let done = drive(&worker(&pipeline, &ex), &r).await;
     assert_eq!(done.state, LifecycleState::Verifying, "{done:#?}");
     assert_eq!(counting.count(ActionKind::ReplaceInstance), 1);
     assert_eq!(counting.count(ActionKind::Notify), 1);
@@ -245,19 +255,9 @@ async fn the_kill_switch_is_reread_right_before_each_call() {
     let counting = Counting::new(false, false);
     let ex = executors(&counting);
     let pipeline = w.pipeline();
-    let done = worker(&pipeline, &ex)
-        .drive(&r.incident.id)
-        .await
-        .expect("driven")
-        .expect("lease");
+    let done = drive(&worker(&pipeline, &ex), &r).await;
     assert_eq!(done.state, LifecycleState::Escalated);
-    assert!(
-        done.note
-            .as_deref()
-            .is_some_and(|n| n.contains("kill switch")),
-        "{:?}",
-        done.note
-    );
+    assert!(noted(&done, "kill switch"), "{:?}", done.note);
     assert_eq!(counting.count(ActionKind::ReplaceInstance), 0);
     assert_eq!(counting.count(ActionKind::Notify), 0);
     // The escalation still reaches humans.
@@ -271,19 +271,9 @@ async fn a_failed_step_stops_the_rest_and_escalates_with_a_notification() {
     let counting = Counting::new(true, false);
     let ex = executors(&counting);
     let pipeline = w.pipeline();
-    let done = worker(&pipeline, &ex)
-        .drive(&r.incident.id)
-        .await
-        .expect("driven")
-        .expect("lease");
+    let done = drive(&worker(&pipeline, &ex), &r).await;
     assert_eq!(done.state, LifecycleState::Escalated);
-    assert!(
-        done.note
-            .as_deref()
-            .is_some_and(|n| n.contains("RunInstances failed")),
-        "{:?}",
-        done.note
-    );
+    assert!(noted(&done, "RunInstances failed"), "{:?}", done.note);
     assert_eq!(counting.count(ActionKind::Notify), 0, "the rest is not run");
     assert_eq!(counting.count(ActionKind::Escalate), 1);
     let escalation = done.steps.last().expect("escalation step");
@@ -312,11 +302,7 @@ async fn a_step_started_by_a_dead_host_is_repeated_only_when_resumable() {
         let counting = Counting::new(false, resumable);
         let ex = executors(&counting);
         let pipeline = w.pipeline();
-        let done = worker(&pipeline, &ex)
-            .drive(&r.incident.id)
-            .await
-            .expect("driven")
-            .expect("lease");
+        let done = drive(&worker(&pipeline, &ex), &r).await;
         assert_eq!(done.state, LifecycleState::Verifying, "{done:#?}");
         if resumable {
             assert_eq!(counting.count(ActionKind::ReplaceInstance), 1);
@@ -394,21 +380,13 @@ async fn a_failed_verification_asks_the_policy_again_and_it_climbs_the_ladder() 
         ..worker(&pipeline, &ex)
     };
     // Rung 1: reboot; verifying, the deadline not passed yet.
-    let done = worker
-        .drive(&r.incident.id)
-        .await
-        .expect("driven")
-        .expect("lease");
+    let done = drive(&worker, &r).await;
     assert_eq!(done.state, LifecycleState::Verifying, "{done:#?}");
     assert_eq!(counting.count(ActionKind::RebootInstance), 1);
     assert_eq!(counting.count(ActionKind::ReplaceInstance), 0);
     // Still impaired past the deadline: asked again, the policy replaces.
     deadline_passes(w.store.as_ref(), &r.incident.id).await;
-    let done = worker
-        .drive(&r.incident.id)
-        .await
-        .expect("driven")
-        .expect("lease");
+    let done = drive(&worker, &r).await;
     assert_eq!(done.state, LifecycleState::Verifying, "{done:#?}");
     assert_eq!(counting.count(ActionKind::ReplaceInstance), 1);
     assert_eq!(
@@ -422,24 +400,15 @@ async fn a_failed_verification_asks_the_policy_again_and_it_climbs_the_ladder() 
         "{:?}",
         done.rounds[0]
     );
-    assert_eq!(done.step_base, 2);
+    // Round 2's steps are indexed past round 1's (2 steps and its escalation slot).
+    assert_eq!(done.step_base, 3);
     let indexes: Vec<usize> = done.steps.iter().map(|s| s.index).collect();
-    assert_eq!(indexes, [2, 3]);
+    assert_eq!(indexes, [3, 4]);
     // Still impaired after the replacement: nothing more; escalated.
     deadline_passes(w.store.as_ref(), &r.incident.id).await;
-    let done = worker
-        .drive(&r.incident.id)
-        .await
-        .expect("driven")
-        .expect("lease");
+    let done = drive(&worker, &r).await;
     assert_eq!(done.state, LifecycleState::Escalated, "{done:#?}");
-    assert!(
-        done.note
-            .as_deref()
-            .is_some_and(|n| n.contains("proposes nothing more")),
-        "{:?}",
-        done.note
-    );
+    assert!(noted(&done, "proposes nothing more"), "{:?}", done.note);
     assert_eq!(counting.count(ActionKind::Escalate), 1);
     assert_eq!(counting.count(ActionKind::ReplaceInstance), 1);
 }

@@ -837,6 +837,43 @@ impl EcsWorld {
         out.tasks()[0].task_arn().expect("task arn").to_owned()
     }
 
+    /// Registers `batch` (not awsvpc) and runs one standalone task of it:
+    /// (task definition ARN, task ARN). Not awsvpc because moto's RunTask
+    /// needs security groups there, which DescribeTasks does not return (as
+    /// in AWS), so the rerun of an awsvpc task carries its subnets only and
+    /// moto refuses it.
+    pub(crate) async fn run_standalone(&self) -> (String, String) {
+        let batch = self
+            .ecs
+            .register_task_definition()
+            .family("batch")
+            .container_definitions(
+                ecs::types::ContainerDefinition::builder()
+                    .name("batch")
+                    .image("batch:1")
+                    .memory(128)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("register_task_definition")
+            .task_definition()
+            .and_then(|t| t.task_definition_arn())
+            .expect("arn")
+            .to_owned();
+        let out = self
+            .ecs
+            .run_task()
+            .cluster("prod")
+            .task_definition(&batch)
+            .launch_type(ecs::types::LaunchType::Fargate)
+            .send()
+            .await
+            .expect("run_task");
+        let task = out.tasks()[0].task_arn().expect("task arn").to_owned();
+        (batch, task)
+    }
+
     pub(crate) async fn stop(&self, task: &str) {
         self.ecs
             .stop_task()
@@ -1015,38 +1052,7 @@ async fn restart_task_reruns_a_stopped_standalone_task_exactly_once() {
     };
     let shared = crate::moto::sdk_config(&moto.endpoint).await;
     let w = ecs_world(&moto, &shared).await;
-    // A task without an awsvpc configuration: moto's RunTask needs security
-    // groups there, which DescribeTasks does not return (as in AWS), so the
-    // rerun of an awsvpc task carries its subnets only and moto refuses it.
-    let batch = w
-        .ecs
-        .register_task_definition()
-        .family("batch")
-        .container_definitions(
-            ecs::types::ContainerDefinition::builder()
-                .name("batch")
-                .image("batch:1")
-                .memory(128)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("register_task_definition");
-    let batch = batch
-        .task_definition()
-        .and_then(|t| t.task_definition_arn())
-        .expect("arn")
-        .to_owned();
-    let out = w
-        .ecs
-        .run_task()
-        .cluster("prod")
-        .task_definition(&batch)
-        .launch_type(ecs::types::LaunchType::Fargate)
-        .send()
-        .await
-        .expect("run_task");
-    let task = out.tasks()[0].task_arn().expect("task arn").to_owned();
+    let (batch, task) = w.run_standalone().await;
     w.stop(&task).await;
     assert_eq!(w.task(&task).await.group(), Some("family:batch"));
     let inc = incident("task");
@@ -1071,4 +1077,38 @@ async fn restart_task_reruns_a_stopped_standalone_task_exactly_once() {
     assert_eq!(rerun.task_definition_arn(), Some(batch.as_str()));
     assert_eq!(rerun.launch_type(), Some(&ecs::types::LaunchType::Fargate));
     assert_eq!(rerun.group(), Some("family:batch"));
+}
+
+/// Re-check before acting: the original was terminated between the decision
+/// and the action (a human, or its group, got there first): no twin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_instance_of_an_instance_terminated_meanwhile_is_superseded() {
+    let Some(moto) =
+        crate::moto::start("replace_instance_of_an_instance_terminated_meanwhile_is_superseded")
+    else {
+        return;
+    };
+    let shared = crate::moto::sdk_config(&moto.endpoint).await;
+    let c = ec2::Client::new(&shared);
+    let o = original(&c).await;
+    c.terminate_instances()
+        .instance_ids(&o.id)
+        .send()
+        .await
+        .expect("terminate_instances");
+    let inc = incident(&o.id);
+    let action = Action::ReplaceInstance {
+        instance_id: o.id.clone(),
+        move_elastic_ip: true,
+    };
+    let recording = start_recording(&moto.endpoint).await;
+    let e = executor(&shared).execute(&step(&inc, &action)).await;
+    let ops = recorded_operations(&moto.endpoint);
+    drop(recording);
+    let ExecOutcome::Superseded { seen } = &e.outcome else {
+        panic!("{e:?}");
+    };
+    assert!(seen.contains("terminated"), "{seen}");
+    assert_eq!(count(&ops, "RunInstances"), 0, "{ops:?}");
+    assert!(twins(&c, &inc).await.is_empty());
 }

@@ -325,39 +325,7 @@ async fn update_function_config_sends_the_revision_it_read_and_a_concurrent_chan
 
 /// A topic with a queue subscribed (raw delivery): the team inbox.
 async fn inbox(moto: &moto::Moto, name: &str) -> (String, String) {
-    let config = moto::sdk_config(&moto.endpoint).await;
-    let sns = aws_sdk_sns::Client::new(&config);
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let topic = sns
-        .create_topic()
-        .name(name)
-        .send()
-        .await
-        .expect("create_topic")
-        .topic_arn()
-        .expect("topic arn")
-        .to_owned();
-    let queue = crate::support::queue(&sqs, &format!("{name}-inbox")).await;
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("get_queue_attributes")
-        .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-        .expect("queue arn")
-        .to_owned();
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(arn)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .expect("subscribe");
-    (topic, queue)
+    crate::support::inbox(&moto::sdk_config(&moto.endpoint).await, name, true).await
 }
 
 async fn received(moto: &moto::Moto, queue: &str) -> Vec<aws_sdk_sqs::types::Message> {

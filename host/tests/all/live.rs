@@ -50,40 +50,10 @@ fn alarm_notification(
     envelope.to_string()
 }
 
-/// A topic standing for the team's channel and a queue subscribed to it
-/// standing for their inbox: (topic ARN, inbox queue URL).
+/// The team's channel and inbox (SNS envelopes, as an email or chat
+/// integration would receive them): (topic ARN, inbox queue URL).
 async fn inbox(shared: &aws_config::SdkConfig) -> (String, String) {
-    let sqs = aws_sdk_sqs::Client::new(shared);
-    let sns = aws_sdk_sns::Client::new(shared);
-    let queue = crate::support::queue(&sqs, "team-inbox").await;
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("get_queue_attributes")
-        .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-        .cloned()
-        .expect("queue arn");
-    let topic = sns
-        .create_topic()
-        .name("healer-notify")
-        .send()
-        .await
-        .expect("create_topic")
-        .topic_arn()
-        .expect("topic arn")
-        .to_owned();
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(arn)
-        .send()
-        .await
-        .expect("subscribe");
-    (topic, queue)
+    crate::support::inbox(shared, "healer-notify", false).await
 }
 
 /// The SNS messages the inbox received so far (their `Message` text).
@@ -132,7 +102,9 @@ fn healer(endpoint: &str, data: &Path) -> Command {
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("HEALER_LOG", "healer=info");
+        .env("HEALER_LOG", "healer=info")
+        // moto's status checks are ok at once; nothing to wait for.
+        .env("HEALER_VERIFY_SETTLE_SECS", "0");
     c
 }
 
@@ -243,6 +215,19 @@ async fn twins_of(c: &ec2::Client, old: &str) -> Vec<ec2::types::Instance> {
         .collect()
 }
 
+/// The instance the Elastic IP `allocation` is on.
+async fn eip_owner(c: &ec2::Client, allocation: &str) -> Option<String> {
+    c.describe_addresses()
+        .allocation_ids(allocation)
+        .send()
+        .await
+        .expect("describe_addresses")
+        .addresses()
+        .first()
+        .and_then(|a| a.instance_id())
+        .map(str::to_owned)
+}
+
 fn tags(i: &ec2::types::Instance) -> std::collections::BTreeMap<String, String> {
     i.tags()
         .iter()
@@ -342,13 +327,7 @@ async fn ec2_seed_a_status_check_alarm_replaces_the_instance_once_and_heals() {
     );
     assert!(t.contains_key("HealedAt"), "{t:?}");
     // The Elastic IP moved; the original is terminated, last.
-    let addr = c
-        .describe_addresses()
-        .allocation_ids(&o.allocation)
-        .send()
-        .await
-        .expect("describe_addresses");
-    assert_eq!(addr.addresses()[0].instance_id(), Some(new_id.as_str()));
+    assert_eq!(eip_owner(&c, &o.allocation).await, Some(new_id.clone()));
     assert_eq!(state(&instance(&c, &o.id).await), "terminated");
     // Healed by the poll (the twin runs with its checks ok), MTTR recorded.
     assert!(record["mttr-ms"].as_i64().is_some(), "{record:#}");
@@ -546,39 +525,7 @@ async fn ecs_seed_a_failed_deployment_rolls_back_and_task_crashes_are_verified_o
     }
 
     // A crashed standalone task: run again once, same definition.
-    // Not awsvpc: DescribeTasks does not return a task's security groups
-    // (as in AWS), and moto refuses an awsvpc RunTask without them.
-    let batch = world
-        .ecs
-        .register_task_definition()
-        .family("batch")
-        .container_definitions(
-            aws_sdk_ecs::types::ContainerDefinition::builder()
-                .name("batch")
-                .image("batch:1")
-                .memory(128)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("register_task_definition")
-        .task_definition()
-        .and_then(|t| t.task_definition_arn())
-        .expect("arn")
-        .to_owned();
-    let lone = world
-        .ecs
-        .run_task()
-        .cluster("prod")
-        .task_definition(&batch)
-        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
-        .send()
-        .await
-        .expect("run_task")
-        .tasks()[0]
-        .task_arn()
-        .expect("task arn")
-        .to_owned();
+    let (batch, lone) = world.run_standalone().await;
     world.stop(&lone).await;
     let recording = crate::actions_ecs_ec2::start_recording(&moto.endpoint).await;
     let data = dir.path().join("standalone");
@@ -740,11 +687,5 @@ async fn a_host_killed_after_the_launch_and_restarted_completes_with_exactly_one
     assert_eq!(twins.len(), 1, "exactly one twin: {twins:?}\n{list:#?}");
     let twin = twins[0].instance_id().expect("id");
     assert_eq!(state(&instance(&c, &o.id).await), "terminated");
-    let addr = c
-        .describe_addresses()
-        .allocation_ids(&o.allocation)
-        .send()
-        .await
-        .expect("describe_addresses");
-    assert_eq!(addr.addresses()[0].instance_id(), Some(twin));
+    assert_eq!(eip_owner(&c, &o.allocation).await.as_deref(), Some(twin));
 }

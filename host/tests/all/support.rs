@@ -95,3 +95,41 @@ pub async fn queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
         .expect("queue url")
         .to_owned()
 }
+
+/// A topic standing for the team's channel and a queue subscribed to it
+/// standing for their inbox (raw delivery when `raw`): (topic ARN, queue URL).
+pub async fn inbox(shared: &aws_config::SdkConfig, name: &str, raw: bool) -> (String, String) {
+    let sns = aws_sdk_sns::Client::new(shared);
+    let sqs = aws_sdk_sqs::Client::new(shared);
+    let topic = sns
+        .create_topic()
+        .name(name)
+        .send()
+        .await
+        .expect("create_topic")
+        .topic_arn()
+        .expect("topic arn")
+        .to_owned();
+    let queue = queue(&sqs, &format!("{name}-inbox")).await;
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("get_queue_attributes")
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .expect("queue arn")
+        .to_owned();
+    let mut subscribe = sns
+        .subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(arn);
+    if raw {
+        subscribe = subscribe.attributes("RawMessageDelivery", "true");
+    }
+    subscribe.send().await.expect("subscribe");
+    (topic, queue)
+}
