@@ -102,9 +102,9 @@ def main() -> int:
         healer_proc = subprocess.Popen(
             [healer, "run", "--live", "--policies", pdir, "--sqs-queue-url", queue,
              "--listen", listen, "--notify-default", topic],
-            env=dict(env, HEALER_DATA_DIR=data, HEALER_DRIVE_INTERVAL_MS="1000",
+            env=dict(env, HEALER_DATA_DIR=data, HEALER_LOG="healer=info", HEALER_DRIVE_INTERVAL_MS="1000",
                      HEALER_GOVERNOR_JSON=json.dumps({"rate-per-kind-per-hour": 100000, "rate-global-per-hour": 100000, "notify-per-hour": 100000, "max-in-flight": 100000})),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "healer.log"), "w"))
         time.sleep(1.0)
         start = time.time()
         for i in range(0, n, 10):
@@ -114,7 +114,7 @@ def main() -> int:
         deadline = time.time() + 600
         records = []
         while time.time() < deadline:
-            out = subprocess.run([healer, "incidents", "list", "--json"],
+            out = subprocess.run([healer, "incidents", "list", "--json", "--limit", str(n + 10)],
                                  env=dict(env, HEALER_DATA_DIR=data), capture_output=True, text=True)
             records = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
             acted = [r for r in records if r["state"] in ("verifying", "healed", "escalated", "denied")]
@@ -123,11 +123,13 @@ def main() -> int:
             time.sleep(0.5)
         else:
             print(f"only {len(records)} incidents recorded in time", file=sys.stderr)
+            with open(os.path.join(work, "healer.log")) as log:
+                sys.stderr.write(log.read()[-4000:])
             return 1
         gaps, steps, states = [], [], {}
         for r in records:
             states[r["state"]] = states.get(r["state"], 0) + 1
-            s = [x for x in r["steps"] if x["action"] == "update-function-config"]
+            s = [x for x in r["steps"] if x["action"]["action"] == "update-function-config"]
             if not s or "decided" not in r["timestamps"]:
                 continue
             gaps.append((ts(s[0]["started-at"]) - ts(r["timestamps"]["decided"])) * 1000)
@@ -149,7 +151,10 @@ def main() -> int:
             healer_proc.terminate()
             healer_proc.wait(30)
         moto.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("KEEP") != "1":
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept {work}", file=sys.stderr)
 
 
 if __name__ == "__main__":

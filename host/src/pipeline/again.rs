@@ -70,12 +70,23 @@ impl Worker<'_> {
         let Some(j) = plan.judgement.as_mut() else {
             return Ok(Again::Stop("the new plan was not judged".into()));
         };
-        // Places are reserved only for a plan that will run (a reservation
-        // lost to a concurrent decision denies its step, checked after).
-        if !j.escalate && executable(j, &decision) {
+        // Another round must try something new: an approved mutating step.
+        // (Notifications alone would repeat every deadline; the escalation
+        // tells humans once.) Places are reserved only for a plan that will
+        // run; a reservation lost to a concurrent decision denies its step.
+        let acts = |j: &crate::safety::Judgement| {
+            j.verdicts.iter().any(|v| {
+                v.verdict.is_approved()
+                    && decision
+                        .steps
+                        .get(v.step)
+                        .is_some_and(|s| s.action.kind().is_mutating())
+            })
+        };
+        if !j.escalate && acts(j) {
             pipeline.reserve(incident, j, &plan.facts, now).await?;
         }
-        if j.escalate || !executable(j, &decision) {
+        if j.escalate || !acts(j) || !executable(j, &decision) {
             let denied: Vec<String> = j
                 .verdicts
                 .iter()
