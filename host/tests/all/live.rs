@@ -689,3 +689,59 @@ async fn a_host_killed_after_the_launch_and_restarted_completes_with_exactly_one
     assert_eq!(state(&instance(&c, &o.id).await), "terminated");
     assert_eq!(eip_owner(&c, &o.allocation).await.as_deref(), Some(twin));
 }
+
+/// A twin that cannot launch (its security group is gone, so RunInstances
+/// fails): the original is untouched, the incident escalates with the
+/// reason, and the team is told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ec2_seed_a_twin_that_cannot_launch_escalates_and_leaves_the_original() {
+    let Some(moto) =
+        crate::moto::start("ec2_seed_a_twin_that_cannot_launch_escalates_and_leaves_the_original")
+    else {
+        return;
+    };
+    let shared = crate::moto::sdk_config(&moto.endpoint).await;
+    let c = ec2::Client::new(&shared);
+    let sqs = aws_sdk_sqs::Client::new(&shared);
+    let o = original(&c).await;
+    c.delete_security_group()
+        .group_id(&o.group)
+        .send()
+        .await
+        .expect("delete_security_group");
+    let (topic, inbox_queue) = inbox(&shared).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let p = policies(dir.path(), &[("ec2.wasm", artifacts::EC2_REPLACE)]);
+    let context = replace_at_once(dir.path());
+    let alarm = alarm_notification(
+        "AWS/EC2",
+        "StatusCheckFailed",
+        ("InstanceId", &o.id),
+        "ALARM",
+    );
+    let file = dir.path().join("alarm.json");
+    std::fs::write(&file, alarm).expect("write");
+    let out = healer(&moto.endpoint, &data)
+        .args(["heal", "--no-cache", "--live", "--aws-facts"])
+        .arg(&file)
+        .env("HEALER_POLICIES", &p)
+        .env("HEALER_CONTEXT", &context)
+        .env("HEALER_NOTIFY_DEFAULT", &topic)
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "an escalation exits 1: {text}");
+    assert!(text.contains("replace-instance: failed"), "{text}");
+    assert!(text.contains("escalated"), "{text}");
+    assert_eq!(state(&instance(&c, &o.id).await), "running");
+    assert!(twins_of(&c, &o.id).await.is_empty());
+    assert_eq!(eip_owner(&c, &o.allocation).await, Some(o.id.clone()));
+    let messages = received(&sqs, &inbox_queue).await;
+    assert_eq!(
+        messages.len(),
+        1,
+        "one escalation, no replacement notice: {messages:#?}"
+    );
+    assert!(messages[0].contains("RunInstances"), "{}", messages[0]);
+}
