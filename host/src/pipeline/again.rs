@@ -12,7 +12,8 @@ use chrono::Utc;
 
 use super::act::Worker;
 use super::record::{executable, provenance};
-use crate::safety::Facts;
+use crate::decision::Decision;
+use crate::safety::{Facts, Judgement, Verdict};
 use crate::store::{ActionRecord, IncidentRecord, StepRecord, StoreError, VerdictRecord};
 
 /// Config key of the attempt number the policy is deciding (2, 3, …).
@@ -74,35 +75,11 @@ impl Worker<'_> {
         // (Notifications alone would repeat every deadline; the escalation
         // tells humans once.) Places are reserved only for a plan that will
         // run; a reservation lost to a concurrent decision denies its step.
-        let acts = |j: &crate::safety::Judgement| {
-            j.verdicts.iter().any(|v| {
-                v.verdict.is_approved()
-                    && decision
-                        .steps
-                        .get(v.step)
-                        .is_some_and(|s| s.action.kind().is_mutating())
-            })
-        };
-        if !j.escalate && acts(j) {
+        if !j.escalate && acts(j, &decision) {
             pipeline.reserve(incident, j, &plan.facts, now).await?;
         }
-        if j.escalate || !acts(j) || !executable(j, &decision) {
-            let denied: Vec<String> = j
-                .verdicts
-                .iter()
-                .filter_map(|v| match &v.verdict {
-                    crate::safety::Verdict::Denied { rule, reason, .. } => {
-                        Some(format!("{rule}: {reason}"))
-                    }
-                    _ => None,
-                })
-                .collect();
-            let why = if denied.is_empty() {
-                format!("policy {} proposes nothing more", outcome.policy.name)
-            } else {
-                format!("the next attempt was denied ({})", denied.join("; "))
-            };
-            return Ok(Again::Stop(why));
+        if j.escalate || !acts(j, &decision) || !executable(j, &decision) {
+            return Ok(Again::Stop(why_not(j, &outcome.policy.name)));
         }
         let (json, hash) = plan.input.encoded();
         let store = pipeline.store;
@@ -121,22 +98,62 @@ impl Worker<'_> {
                 now,
             )
             .await?;
-        // The new round's approved steps count in the limits at once.
-        for v in j.verdicts.iter().filter(|v| v.verdict.is_approved()) {
-            let Some(step) = decision.steps.get(v.step) else {
-                continue;
-            };
-            if !step.action.kind().is_mutating() {
-                continue;
-            }
-            let index = next.step_base + v.step;
-            let planned = StepRecord::started(index, step.action.clone(), now);
-            store
-                .put_action(&ActionRecord::of(&next, &planned).judged(v))
-                .await?;
-        }
+        index_round(store, &next, &decision, j, now).await?;
         tracing::info!(incident = %incident.id, attempt, summary = %decision.summary,
             "Verification failed; the policy proposed another attempt.");
         Ok(Again::Round(Box::new(next)))
     }
+}
+
+/// Whether the judged plan has an approved step that changes something.
+fn acts(j: &Judgement, decision: &Decision) -> bool {
+    j.verdicts.iter().any(|v| {
+        v.verdict.is_approved()
+            && decision
+                .steps
+                .get(v.step)
+                .is_some_and(|s| s.action.kind().is_mutating())
+    })
+}
+
+/// Why the next attempt will not run: the governor's denials, else the
+/// policy proposed nothing new.
+fn why_not(j: &Judgement, policy: &str) -> String {
+    let denied: Vec<String> = j
+        .verdicts
+        .iter()
+        .filter_map(|v| match &v.verdict {
+            Verdict::Denied { rule, reason, .. } => Some(format!("{rule}: {reason}")),
+            _ => None,
+        })
+        .collect();
+    if denied.is_empty() {
+        format!("policy {policy} proposes nothing more")
+    } else {
+        format!("the next attempt was denied ({})", denied.join("; "))
+    }
+}
+
+/// The new round's approved mutating steps enter the actions index at once
+/// (as running), so the limits count them before they execute.
+async fn index_round(
+    store: &dyn crate::store::Store,
+    next: &IncidentRecord,
+    decision: &Decision,
+    j: &Judgement,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for v in j.verdicts.iter().filter(|v| v.verdict.is_approved()) {
+        let Some(step) = decision.steps.get(v.step) else {
+            continue;
+        };
+        if !step.action.kind().is_mutating() {
+            continue;
+        }
+        let planned = StepRecord::started(next.step_base + v.step, step.action.clone(), now);
+        store
+            .put_action(&ActionRecord::of(next, &planned).judged(v))
+            .await?;
+    }
+    Ok(())
 }
