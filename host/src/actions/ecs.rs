@@ -141,6 +141,7 @@ impl Rerun {
                 "taskDefinition": self.task_definition,
                 "count": 1,
                 "startedBy": token,
+                "clientToken": token,
                 "group": self.group,
                 "launchType": self.launch_type.as_ref().map(|l| l.as_str()),
                 "capacityProviderStrategy": self.capacity_provider.as_ref()
@@ -368,6 +369,9 @@ impl EcsExecutor {
             .task_definition(&rerun.task_definition)
             .count(1)
             .started_by(&token)
+            // ECS deduplicates a retried RunTask by it (the lookup by
+            // `startedBy` covers a resumed step; this covers a race).
+            .client_token(&token)
             .set_group(rerun.group.clone())
             .set_platform_version(rerun.platform_version.clone());
         match (&rerun.capacity_provider, &rerun.launch_type) {
