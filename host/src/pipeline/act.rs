@@ -114,18 +114,50 @@ impl Worker<'_> {
                 .store
                 .list(&filter, token.as_deref(), 500)
                 .await?;
+            let now = Utc::now();
             ids.extend(
                 page.items
                     .iter()
-                    .filter(|r| {
-                        matches!(r.state, LifecycleState::Acting | LifecycleState::Verifying)
-                    })
+                    .filter(|r| self.due(r, now))
                     .map(|r| r.incident.id.clone()),
             );
             match page.next {
                 Some(t) => token = Some(t),
                 None => return Ok(ids),
             }
+        }
+    }
+
+    /// A decision's verify deadline (the operator's default without a spec),
+    /// bounded: 0 would ask again at once, round after round; a week would
+    /// never escalate.
+    fn verify_deadline(&self, spec: Option<crate::decision::VerifySpec>) -> Duration {
+        spec.map_or(self.options.verify_deadline, |s| {
+            Duration::from_secs(u64::from(s.deadline_secs))
+        })
+        .clamp(MIN_VERIFY_DEADLINE, MAX_VERIFY_DEADLINE)
+    }
+
+    /// Whether a sweep has work for `r` now: acting; verifying by poll; or
+    /// waiting for a recovery signal past its deadline (before it, only the
+    /// signal can change anything, so the incident is not even leased).
+    fn due(&self, r: &IncidentRecord, now: DateTime<Utc>) -> bool {
+        match r.state {
+            LifecycleState::Acting => true,
+            LifecycleState::Verifying => {
+                let spec = r
+                    .provenance
+                    .as_ref()
+                    .and_then(|p| p.decision.as_ref().ok())
+                    .and_then(|d| d.verify);
+                let Some(spec) = spec.filter(|s| s.method == VerifyMethod::RecoverySignal) else {
+                    return true;
+                };
+                let since = r.timestamps.get(&LifecycleState::Verifying).copied();
+                let deadline = self.verify_deadline(Some(spec));
+                since.is_none_or(|t| past(t, deadline, now))
+            }
+            _ => false,
         }
     }
 
@@ -444,13 +476,7 @@ impl Worker<'_> {
     ) -> Result<IncidentRecord, StoreError> {
         let now = Utc::now();
         let spec = decision.verify;
-        // A policy's deadline is bounded: 0 would ask again at once, round
-        // after round; a week would never escalate.
-        let deadline = spec
-            .map_or(self.options.verify_deadline, |s| {
-                Duration::from_secs(u64::from(s.deadline_secs))
-            })
-            .clamp(MIN_VERIFY_DEADLINE, MAX_VERIFY_DEADLINE);
+        let deadline = self.verify_deadline(spec);
         let check = match spec.map(|s| s.method) {
             Some(VerifyMethod::RecoverySignal) => {
                 Check::Unknown("waiting for the recovery signal".into())
