@@ -341,8 +341,14 @@ async fn stats_and_pagination(store: &dyn Store) {
         .await
         .expect("stats");
     let row = |key: &str| by_healer.rows.iter().find(|r| r.key == key).cloned();
-    assert_eq!(row("healer-acted").map(|r| (r.count, r.healed)), Some((5, 5)));
-    assert_eq!(row("without-healer").map(|r| (r.count, r.open)), Some((1, 1)));
+    assert_eq!(
+        row("healer-acted").map(|r| (r.count, r.healed)),
+        Some((5, 5))
+    );
+    assert_eq!(
+        row("without-healer").map(|r| (r.count, r.open)),
+        Some((1, 1))
+    );
 
     // Pagination: 25 incidents, pages of 7, each seen exactly once.
     for i in 0..25 {
