@@ -55,13 +55,8 @@ impl AwsVerifier {
         };
         let (system, instance) = (status(s.system_status()), status(s.instance_status()));
         let seen = format!("{id} {state}, system status {system}, instance status {instance}");
-        Ok(
-            if state == "running" && system == "ok" && instance == "ok" {
-                Check::Recovered(seen)
-            } else {
-                Check::NotYet(seen)
-            },
-        )
+        let ok = state == "running" && system == "ok" && instance == "ok";
+        Ok(Check::from_poll(ok, seen))
     }
 
     async fn service(&self, cluster: &str, service: &str) -> Result<Check, String> {
@@ -83,11 +78,10 @@ impl AwsVerifier {
             s.service_name().unwrap_or(service),
             s.task_definition().unwrap_or("?")
         );
-        Ok(if running >= desired && deployments <= 1 {
-            Check::Recovered(seen)
-        } else {
-            Check::NotYet(seen)
-        })
+        Ok(Check::from_poll(
+            running >= desired && deployments <= 1,
+            seen,
+        ))
     }
 
     async fn task(&self, cluster: &str, task: &str) -> Result<Check, String> {
@@ -105,11 +99,7 @@ impl AwsVerifier {
             .and_then(|t| t.last_status())
             .unwrap_or("not found");
         let seen = format!("{task} {status}");
-        Ok(if status == "RUNNING" {
-            Check::Recovered(seen)
-        } else {
-            Check::NotYet(seen)
-        })
+        Ok(Check::from_poll(status == "RUNNING", seen))
     }
 
     async fn target(&self, group: &str, target: &str) -> Result<Check, String> {
@@ -132,11 +122,7 @@ impl AwsVerifier {
             .map_or("unknown", |s| s.as_str())
             .to_owned();
         let seen = format!("{target} {state}");
-        Ok(if state == "healthy" {
-            Check::Recovered(seen)
-        } else {
-            Check::NotYet(seen)
-        })
+        Ok(Check::from_poll(state == "healthy", seen))
     }
 }
 

@@ -39,6 +39,17 @@ pub enum Check {
     Unknown(String),
 }
 
+impl Check {
+    /// What a poll saw: recovered when `recovered`, else not yet.
+    pub fn from_poll(recovered: bool, seen: String) -> Check {
+        if recovered {
+            Check::Recovered(seen)
+        } else {
+            Check::NotYet(seen)
+        }
+    }
+}
+
 /// Reads whether an incident's resource has recovered.
 #[async_trait]
 pub trait Verifier: Send + Sync {
