@@ -26,6 +26,9 @@ pub enum ActionKind {
     RebootInstance,
     /// Replace an EC2 instance with a twin.
     ReplaceInstance,
+    /// Recover an EBS-backed EC2 instance by stop and start (new hardware, same
+    /// id, volumes and Elastic IP). World 0.2.0 and later.
+    RecoverInstance,
     /// Mark an instance Unhealthy in its Auto Scaling group.
     SetInstanceUnhealthy,
     /// Deregister a load-balancer target.
@@ -56,6 +59,7 @@ impl ActionKind {
             ActionKind::ScaleService => "scale-service",
             ActionKind::RebootInstance => "reboot-instance",
             ActionKind::ReplaceInstance => "replace-instance",
+            ActionKind::RecoverInstance => "recover-instance",
             ActionKind::SetInstanceUnhealthy => "set-instance-unhealthy",
             ActionKind::DeregisterTarget => "deregister-target",
             ActionKind::RegisterTarget => "register-target",
@@ -223,6 +227,11 @@ pub enum Action {
         /// Instance id.
         instance_id: String,
     },
+    /// Recover an EBS-backed instance by stop and start.
+    RecoverInstance {
+        /// Instance id.
+        instance_id: String,
+    },
     /// Replace an instance with a twin.
     ReplaceInstance {
         /// Instance id.
@@ -306,6 +315,7 @@ impl Action {
             Action::ScaleService { .. } => ActionKind::ScaleService,
             Action::RebootInstance { .. } => ActionKind::RebootInstance,
             Action::ReplaceInstance { .. } => ActionKind::ReplaceInstance,
+            Action::RecoverInstance { .. } => ActionKind::RecoverInstance,
             Action::SetInstanceUnhealthy { .. } => ActionKind::SetInstanceUnhealthy,
             Action::DeregisterTarget { .. } => ActionKind::DeregisterTarget,
             Action::RegisterTarget { .. } => ActionKind::RegisterTarget,
@@ -327,6 +337,7 @@ impl Action {
             | Action::RollbackDeployment { service, .. }
             | Action::ScaleService { service, .. } => Some((ResourceKind::EcsService, service)),
             Action::RebootInstance { instance_id }
+            | Action::RecoverInstance { instance_id }
             | Action::ReplaceInstance { instance_id, .. }
             | Action::SetInstanceUnhealthy { instance_id, .. }
             | Action::RunDiagnostics { instance_id, .. }
@@ -373,6 +384,7 @@ impl Action {
                 v
             }
             Action::RebootInstance { instance_id }
+            | Action::RecoverInstance { instance_id }
             | Action::ReplaceInstance { instance_id, .. }
             | Action::RunDiagnostics { instance_id, .. }
             | Action::RunCommand { instance_id, .. } => {
@@ -417,6 +429,7 @@ impl Action {
                 task_definition,
             } => s(cluster) + s(service) + task_definition.as_ref().map_or(0, s),
             Action::RebootInstance { instance_id }
+            | Action::RecoverInstance { instance_id }
             | Action::ReplaceInstance { instance_id, .. } => s(instance_id),
             Action::SetInstanceUnhealthy { group, instance_id } => s(group) + s(instance_id),
             Action::DeregisterTarget {

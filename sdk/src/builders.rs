@@ -128,6 +128,12 @@ impl Action {
         Action::RebootInstance(instance_id.to_owned())
     }
 
+    /// Recover an EBS-backed EC2 instance by stop and start: new hardware,
+    /// same id, volumes and Elastic IP (world 0.2.0).
+    pub fn recover_instance(instance_id: &str) -> Self {
+        Action::RecoverInstance(instance_id.to_owned())
+    }
+
     /// Replace an EC2 instance with a twin, moving its Elastic IP.
     pub fn replace_instance(instance_id: &str) -> Self {
         Action::ReplaceInstance(ReplaceTarget {
@@ -197,6 +203,7 @@ impl Action {
             Action::RollbackDeployment(_) => ActionKind::RollbackDeployment,
             Action::ScaleService(_) => ActionKind::ScaleService,
             Action::RebootInstance(_) => ActionKind::RebootInstance,
+            Action::RecoverInstance(_) => ActionKind::RecoverInstance,
             Action::ReplaceInstance(_) => ActionKind::ReplaceInstance,
             Action::SetInstanceUnhealthy(_) => ActionKind::SetInstanceUnhealthy,
             Action::DeregisterTarget(_) => ActionKind::DeregisterTarget,

@@ -22,6 +22,7 @@ const CRATES: &[(&str, &str, &str)] = &[
     ("OTHER_WORLD", "guest-other-world", "guest_other_world"),
     ("SWAP_V1", "guest-swap-v1", "guest_swap_v1"),
     ("SWAP_V2", "guest-swap-v2", "guest_swap_v2"),
+    ("WORLD_0_1", "guest-world-0-1", "guest_world_0_1"),
 ];
 
 fn main() {

@@ -30,7 +30,7 @@ use crate::incident::Incident;
 
 pub use autoscaling::{AUTOSCALING_ACTIONS, AutoscalingExecutor};
 pub use dry_run::DryRun;
-pub use ec2::{EC2_ACTIONS, Ec2Executor};
+pub use ec2::{EC2_ACTIONS, Ec2Executor, RECOVERY_TAG};
 pub use ecs::{ECS_ACTIONS, EcsExecutor};
 pub use elbv2::{ELBV2_ACTIONS, Elbv2Executor};
 pub use lambda::{LambdaExecutor, PreviousEnvironment};

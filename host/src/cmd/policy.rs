@@ -173,8 +173,8 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         println!(
-            "{:<24} {:<10} {:<14} {:>8}  HANDLES",
-            "NAME", "VERSION", "SHA256", "BYTES"
+            "{:<24} {:<10} {:<6} {:<14} {:>8}  HANDLES",
+            "NAME", "VERSION", "WORLD", "SHA256", "BYTES"
         );
         for e in &entries {
             for v in e
@@ -184,9 +184,10 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
             {
                 let handles: Vec<_> = e.handles.iter().map(|k| k.as_str()).collect();
                 println!(
-                    "{:<24} {:<10} {:<14} {:>8}  {}",
+                    "{:<24} {:<10} {:<6} {:<14} {:>8}  {}",
                     e.name,
                     v.version,
+                    v.world,
                     &v.sha256[..12],
                     v.size,
                     handles.join(",")

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
-use super::bindings::{self, HealingPolicy, HealingPolicyPre};
+use super::bindings::Pre;
 use super::cache::PrecompileCache;
 use super::context::PolicyContext;
 use super::limits::{EPOCH_TICK_MS, PolicyLimits};
@@ -46,7 +46,14 @@ pub struct LoadedPolicy {
     pub metadata: PolicyMetadata,
     /// Size of the component in bytes.
     pub size: usize,
-    pre: HealingPolicyPre<DecisionState>,
+    pre: Pre,
+}
+
+impl LoadedPolicy {
+    /// The `healer:policy` world version the component implements (`0.2.0`).
+    pub fn world(&self) -> &'static str {
+        self.pre.world()
+    }
 }
 
 impl std::fmt::Debug for LoadedPolicy {
@@ -127,7 +134,7 @@ impl PolicyEngine {
 
         let mut linker = Linker::new(&engine);
         super::wasi::add_to_linker(&mut linker, sandbox_of).map_err(host_err)?;
-        HealingPolicy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(host_err)?;
+        Pre::add_to_linker(&mut linker).map_err(host_err)?;
 
         spawn_epoch_ticker(&engine);
         let cache = cache_dir.map(|dir| PrecompileCache::new(dir, &engine));
@@ -176,16 +183,11 @@ impl PolicyEngine {
         let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))?;
-        let pre = HealingPolicyPre::new(instance_pre)
-            .map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))?;
+        let pre = Pre::new(instance_pre).map_err(PolicyError::WrongWorld)?;
 
         let mut store = self.store("(loading)", 0, sha256.as_bytes());
-        let instance = pre
-            .instantiate(&mut store)
-            .map_err(|e| self.classify(&store, e))?;
-        let metadata =
-            instance
-                .call_metadata(&mut store)
+        let mut metadata =
+            pre.metadata(&mut store)
                 .map_err(|e| match self.classify(&store, e) {
                     PolicyError::SandboxLimit {
                         limit: SandboxLimit::HostcallData,
@@ -196,7 +198,6 @@ impl PolicyEngine {
                     )),
                     other => other,
                 })?;
-        let mut metadata = bindings::metadata(metadata);
         validate_metadata(&metadata)?;
         // Listed by the CLI and the API: escaped like every guest text.
         for f in &mut metadata.config_schema {
@@ -264,7 +265,6 @@ impl PolicyEngine {
         policy
             .pre
             .instantiate(&mut store)
-            .map(drop)
             .map_err(|e| self.classify(&store, e))
     }
 
@@ -275,18 +275,12 @@ impl PolicyEngine {
         incident: &Incident,
         context: &PolicyContext,
     ) -> Result<Decision, PolicyError> {
-        let instance = policy
+        let answer = policy
             .pre
-            .instantiate(&mut *store)
+            .decide(&mut *store, incident, context)
             .map_err(|e| self.classify(store, e))?;
-        let wit_incident = bindings::incident(incident);
-        let wit_context = bindings::context(context);
-        let answer = instance
-            .call_decide(&mut *store, &wit_incident, &wit_context)
-            .map_err(|e| self.classify(store, e))?;
-        let decision = bindings::decision(answer.map_err(|msg| {
-            PolicyError::Rejected(sanitize(&msg, self.limits.max_log_line_bytes))
-        })?);
+        let decision = answer
+            .map_err(|msg| PolicyError::Rejected(sanitize(&msg, self.limits.max_log_line_bytes)))?;
         self.check_decision(&decision)?;
         Ok(decision)
     }

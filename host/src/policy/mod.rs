@@ -103,7 +103,7 @@ pub enum PolicyError {
     #[error("not a valid policy component: {0}")]
     InvalidComponent(String),
     /// The component does not implement the `healer:policy/healing-policy` world.
-    #[error("component does not implement healer:policy/healing-policy@0.1.0: {0}")]
+    #[error("component does not implement healer:policy/healing-policy (0.2.0 or 0.1.0): {0}")]
     WrongWorld(String),
     /// The policy's metadata is unusable.
     #[error("invalid policy metadata: {0}")]

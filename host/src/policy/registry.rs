@@ -83,6 +83,8 @@ pub struct PolicyVersionInfo {
     pub uploaded_at: DateTime<Utc>,
     /// Component size in bytes.
     pub size: usize,
+    /// The `healer:policy` world version it implements (`0.2.0`, `0.1.0`).
+    pub world: &'static str,
     /// Active, shadow, or neither (`None`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<PolicyRole>,
@@ -345,6 +347,7 @@ impl PolicyRegistry {
                             sha256: sha.clone(),
                             uploaded_at: v.uploaded_at,
                             size: v.policy.size,
+                            world: v.policy.world(),
                             role,
                         }
                     })

@@ -6,7 +6,6 @@
 
 use wasmtime::ResourceLimiter;
 
-use super::bindings::{Host, Level, TypesHost};
 use super::limits::PolicyLimits;
 use super::text::sanitize;
 use super::wasi::Sandbox;
@@ -87,25 +86,17 @@ impl ResourceLimiter for DecisionState {
     }
 }
 
-impl TypesHost for DecisionState {}
-
-impl Host for DecisionState {
-    /// Keeps the line (bounded, escaped) at the level the policy chose, and
-    /// emits it to the host's log at most at `max-log-level` (default info),
-    /// so a policy cannot page anyone through the host's error logs.
-    fn log(&mut self, level: Level, message: String) {
+impl DecisionState {
+    /// The `host.log` import of every world version: keeps the line (bounded,
+    /// escaped) at the level the policy chose, and emits it to the host's log
+    /// at most at `max-log-level` (default info), so a policy cannot page
+    /// anyone through the host's error logs.
+    pub(crate) fn log_line(&mut self, level: LogLevel, message: String) {
         if self.logs.len() >= self.max_log_lines {
             self.logs_dropped = self.logs_dropped.saturating_add(1);
             return;
         }
         let message = sanitize(&message, self.max_log_line_bytes);
-        let level = match level {
-            Level::Trace => LogLevel::Trace,
-            Level::Debug => LogLevel::Debug,
-            Level::Info => LogLevel::Info,
-            Level::Warn => LogLevel::Warn,
-            Level::Error => LogLevel::Error,
-        };
         let policy = self.policy_name.as_str();
         match level.min(self.max_log_level) {
             LogLevel::Trace => tracing::trace!(policy, message = %message, "Policy log."),
@@ -117,7 +108,8 @@ impl Host for DecisionState {
         self.logs.push(LogLine { level, message });
     }
 
-    fn now(&mut self) -> u64 {
+    /// The `host.now` import: the decision's virtual time.
+    pub(crate) fn now_ms(&self) -> u64 {
         self.now_ms
     }
 }
@@ -129,7 +121,7 @@ mod tests {
     #[test]
     fn guest_log_level_is_clamped_to_info_by_default() {
         let mut s = DecisionState::new(&PolicyLimits::default(), 0, b"", "p");
-        s.log(Level::Error, "boom".into());
+        s.log_line(LogLevel::Error, "boom".into());
         assert_eq!(s.logs[0].level, LogLevel::Error);
         assert_eq!(LogLevel::Error.min(s.max_log_level), LogLevel::Info);
     }

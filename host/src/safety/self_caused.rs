@@ -19,6 +19,7 @@ fn disruptive(kind: ActionKind) -> bool {
             | ActionKind::RestartTask
             | ActionKind::SetInstanceUnhealthy
             | ActionKind::RebootInstance
+            | ActionKind::RecoverInstance
     )
 }
 

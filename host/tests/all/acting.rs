@@ -142,12 +142,20 @@ impl World {
     }
 
     /// An impaired, opted-in instance decided live: `acting`.
+    /// An incident decided `acting`, its plan a replacement (`strategy =
+    /// replace`: these tests are about the worker, not the ladder).
     async fn acting(&self) -> IncidentRecord {
-        self.acting_with("{}").await
+        let mut ctx = PolicyContext::default();
+        ctx.config.insert("strategy".into(), "replace".into());
+        self.acting_in("{}", &ctx).await
     }
 
     /// `acting` for an incident with `detail` (a JSON object).
     async fn acting_with(&self, detail: &str) -> IncidentRecord {
+        self.acting_in(detail, &PolicyContext::default()).await
+    }
+
+    async fn acting_in(&self, detail: &str, ctx: &PolicyContext) -> IncidentRecord {
         let incident = Incident::from_json(
             format!(
                 r#"{{"kind":"instance-impaired","resource":{{"kind":"ec2-instance","id":"i-0abc"}},"detail":{detail},"detected-at":"{}"}}"#,
@@ -158,7 +166,7 @@ impl World {
         .expect("incident");
         let (_, recorded) = self
             .pipeline()
-            .on_incident(&incident, &PolicyContext::default(), Utc::now())
+            .on_incident(&incident, ctx, Utc::now())
             .await
             .expect("decided");
         let Recorded::New(r) = recorded else {

@@ -17,7 +17,7 @@ use healer::actions::{
 use healer::decision::Action;
 use healer::incident::Incident;
 
-fn incident(resource: &str) -> Incident {
+pub(crate) fn incident(resource: &str) -> Incident {
     Incident::from_json(
         format!(
             r#"{{"kind":"instance-impaired","resource":{{"kind":"ec2-instance","id":"{resource}"}},"detected-at":"2024-05-01T10:00:00Z"}}"#
@@ -243,7 +243,7 @@ async fn twins(c: &ec2::Client, incident: &Incident) -> Vec<String> {
         .collect()
 }
 
-fn executor(shared: &aws_config::SdkConfig) -> Ec2Executor {
+pub(crate) fn executor(shared: &aws_config::SdkConfig) -> Ec2Executor {
     Ec2Executor::new(shared)
         .with_launch_deadline(Duration::from_secs(10))
         .with_poll_interval(Duration::from_millis(100))

@@ -11,6 +11,7 @@ mod governor;
 mod hot_swap;
 mod live;
 mod moto;
+mod recover;
 mod replicas;
 mod sandbox;
 mod service;

@@ -215,6 +215,53 @@ fn components_of_another_world_are_refused() {
 }
 
 #[test]
+fn policies_of_world_0_1_keep_loading_beside_0_2() {
+    use healer::decision::{Action, ActionKind};
+    use healer::policy::PastAction;
+    let engine = engine();
+    let old = load(&engine, artifacts::WORLD_0_1);
+    assert_eq!(old.world(), "0.1.0");
+    assert_eq!(load(&engine, artifacts::EC2_REPLACE).world(), "0.2.0");
+    let inc = crate::support::incident(
+        r#"{"kind":"instance-impaired","resource":{"kind":"ec2-instance","id":"i-0old"},
+            "detected-at":"2024-05-01T10:00:00Z"}"#,
+    );
+    // A 0.1.0 world cannot name recover-instance: it is left out of the
+    // context the old policy sees, the others are kept.
+    let past = |kind| PastAction {
+        kind,
+        target: "i-0old".into(),
+        at: now(),
+        outcome: "succeeded".into(),
+    };
+    let ctx = PolicyContext {
+        last_actions: vec![
+            past(ActionKind::RecoverInstance),
+            past(ActionKind::RebootInstance),
+        ],
+        resource_config: healer::policy::ResourceConfig {
+            allowed_actions: Some(vec![
+                ActionKind::RecoverInstance,
+                ActionKind::RebootInstance,
+            ]),
+            ..Default::default()
+        },
+        ..PolicyContext::default()
+    };
+    let d = engine
+        .decide(&old, &inc, &ctx, now())
+        .result
+        .expect("decides");
+    assert_eq!(d.summary, "seen: [ActionKind::RebootInstance]");
+    assert_eq!(
+        d.steps[0].action,
+        Action::RebootInstance {
+            instance_id: "i-0old".into()
+        }
+    );
+}
+
+#[test]
 fn non_components_are_refused_with_a_hint() {
     let engine = engine();
     let core = engine.load(b"\0asm\x01\0\0\0").expect_err("core module");

@@ -4,9 +4,11 @@
 //!   (tag key and value configurable), a ladder (`strategy = ladder`, the
 //!   default): a failed instance status check (`StatusCheckFailed_Instance`,
 //!   or the combined `StatusCheckFailed`) is rebooted first, as AWS advises;
-//!   when the host asks again because the instance is still impaired after
-//!   the reboot, or for any other impairment (system check, retirement,
-//!   hardware events), it is replaced: the host launches a twin with the
+//!   a system check failure, a scheduled retirement or a hardware event is
+//!   recovered by stop and start (`recover-instance`: new hardware, same id,
+//!   volumes and Elastic IP; the host refuses it for an instance-store
+//!   instance). When the host asks again because the instance is still
+//!   impaired after the reboot or the recovery, it is replaced: the host launches a twin with the
 //!   same AMI, type, subnet, security groups, key pair and tags, moves its
 //!   Elastic IP, tags the new one, then terminates the old one. Asked again
 //!   after a replacement, it proposes nothing more (the host escalates).
@@ -25,13 +27,14 @@ pub struct Ec2Replace;
 
 impl Policy for Ec2Replace {
     fn metadata() -> Metadata {
-        Metadata::new("ec2-replace", "1.1.0")
+        Metadata::new("ec2-replace", "1.2.0")
             .handles([
                 IncidentKind::InstanceImpaired,
                 IncidentKind::InstanceRetiring,
             ])
             .proposes([
                 ActionKind::RebootInstance,
+                ActionKind::RecoverInstance,
                 ActionKind::ReplaceInstance,
                 ActionKind::SetInstanceUnhealthy,
                 ActionKind::Notify,
@@ -89,31 +92,42 @@ impl Policy for Ec2Replace {
             .as_ref()
             .filter(|g| g.kind == ResourceKind::AutoscalingGroup)
             .map(|g| g.id.as_str());
-        let d = match asg {
-            Some(group) => Decision::new(format!("Mark {id} Unhealthy so {group} replaces it."))
-                .step(
+        // The plan's main step, the verb of its notification and how long
+        // verification may take.
+        let (d, doing, verify_secs) = match asg {
+            Some(group) => (
+                Decision::new(format!("Mark {id} Unhealthy so {group} replaces it.")).step(
                     Action::set_instance_unhealthy(group, id),
                     format!("The instance {what}; its Auto Scaling group owns replacement."),
                 ),
+                "Replacing",
+                900,
+            ),
             None => match rung(incident, ctx) {
-                Rung::Reboot => {
-                    let d = Decision::new(format!("Reboot {id}, whose instance status check failed."))
+                Rung::Reboot => (
+                    Decision::new(format!("Reboot {id}, whose instance status check failed."))
                         .step(
                             Action::reboot_instance(id),
                             "An instance status check failure is inside the instance; a reboot fixes most, and keeps its volumes and addresses.",
-                        );
-                    return Ok(d
+                        ),
+                    "Rebooting",
+                    300,
+                ),
+                Rung::Recover => (
+                    Decision::new(format!("Recover {id} by stop and start, onto new hardware."))
                         .step(
-                            Action::notify(
-                                format!("Rebooting EC2 instance {id}"),
-                                format!("{id} {what}: {}", incident.reason),
-                            ),
-                            "Tell humans what healer did.",
-                        )
-                        .verify(VerifyMethod::Poll, 300));
-                }
-                Rung::Replace(why) => Decision::new(format!("Replace {id}, which {what}."))
-                    .step(Action::replace_instance(id), why),
+                            Action::recover_instance(id),
+                            "Its host is failing (system check, retirement or hardware): a stop and start moves an EBS-backed instance to new hardware and keeps its id, volumes and Elastic IP.",
+                        ),
+                    "Recovering",
+                    900,
+                ),
+                Rung::Replace(why) => (
+                    Decision::new(format!("Replace {id}, which {what}."))
+                        .step(Action::replace_instance(id), why),
+                    "Replacing",
+                    900,
+                ),
                 Rung::Done => {
                     return Ok(Decision::nothing(format!(
                         "{id} was already replaced and is still impaired; humans take over."
@@ -123,18 +137,19 @@ impl Policy for Ec2Replace {
         };
         Ok(d.step(
             Action::notify(
-                format!("Replacing EC2 instance {id}"),
+                format!("{doing} EC2 instance {id}"),
                 format!("{id} {what}: {}", incident.reason),
             ),
             "Tell humans what healer did.",
         )
-        .verify(VerifyMethod::Poll, 900))
+        .verify(VerifyMethod::Poll, verify_secs))
     }
 }
 
 /// The next rung of the ladder for an opted-in instance outside any group.
 enum Rung {
     Reboot,
+    Recover,
     Replace(String),
     Done,
 }
@@ -149,22 +164,36 @@ fn rung(incident: &Incident, ctx: &Context) -> Rung {
     if done(ActionKind::ReplaceInstance) {
         return Rung::Done;
     }
+    if ctx.config_or("strategy", "ladder") == "replace" {
+        return Rung::Replace("strategy = replace: replace at once.".to_owned());
+    }
+    // The alarm's metric, without its namespace (`AWS/EC2/StatusCheckFailed_Instance`).
+    let metric = incident
+        .attr("metric")
+        .map(|m| m.rsplit('/').next().unwrap_or(m));
     let instance_check = matches!(
-        incident.attr("metric"),
+        metric,
         Some("StatusCheckFailed" | "StatusCheckFailed_Instance")
     );
-    let ladder = ctx.config_or("strategy", "ladder") != "replace";
-    if ladder && incident.kind == IncidentKind::InstanceImpaired && instance_check {
+    if incident.kind == IncidentKind::InstanceImpaired && instance_check {
         if !done(ActionKind::RebootInstance) {
             return Rung::Reboot;
         }
         return Rung::Replace("Still impaired after a reboot: new hardware.".to_owned());
     }
-    Rung::Replace(if ladder {
-        "Not an instance-check failure (system check, retirement or hardware): a reboot would not help.".to_owned()
-    } else {
-        "strategy = replace: replace at once.".to_owned()
-    })
+    // An instance-store device is failing (an AWS Health event): a stop and
+    // start would lose that storage, so replace.
+    if incident
+        .attr("event-type")
+        .is_some_and(|t| t.contains("INSTANCE_STORE"))
+    {
+        return Rung::Replace("Its instance store is failing: a stop would lose it.".to_owned());
+    }
+    // A system check, a retirement or a hardware event: the host is failing.
+    if !done(ActionKind::RecoverInstance) {
+        return Rung::Recover;
+    }
+    Rung::Replace("Still impaired after a stop and start: replace it.".to_owned())
 }
 
 export_policy!(Ec2Replace);
@@ -189,7 +218,9 @@ mod tests {
 
     #[test]
     fn opted_in_instance_is_replaced_with_its_eip() {
-        let ctx = Context::empty().with_tag("SelfHeal", "true");
+        let ctx = Context::empty()
+            .with_tag("SelfHeal", "true")
+            .with_config("strategy", "replace");
         let d = testing::decide::<Ec2Replace>(&impaired(), &ctx).unwrap();
         assert_eq!(kinds(&d), [ActionKind::ReplaceInstance, ActionKind::Notify]);
         match &d.steps[0].action {
@@ -203,7 +234,7 @@ mod tests {
 
     #[test]
     fn the_ladder_reboots_an_instance_check_failure_then_replaces_then_stops() {
-        let failed = impaired().with_detail("metric", "StatusCheckFailed_Instance");
+        let failed = impaired().with_detail("metric", "AWS/EC2/StatusCheckFailed_Instance");
         let ctx = Context::empty().with_tag("SelfHeal", "true");
         let d = testing::decide::<Ec2Replace>(&failed, &ctx).unwrap();
         assert_eq!(kinds(&d), [ActionKind::RebootInstance, ActionKind::Notify]);
@@ -217,13 +248,37 @@ mod tests {
         let replaced = rebooted.with_last_action(ActionKind::ReplaceInstance, "i-0abc", 2);
         let d = testing::decide::<Ec2Replace>(&failed, &replaced).unwrap();
         assert!(d.steps.is_empty());
-        // A system check failure skips the reboot; strategy = replace too.
-        let system = impaired().with_detail("metric", "StatusCheckFailed_System");
-        let d = testing::decide::<Ec2Replace>(&system, &ctx).unwrap();
-        assert_eq!(kinds(&d)[0], ActionKind::ReplaceInstance);
+        // strategy = replace: at once.
         let at_once = ctx.with_config("strategy", "replace");
         let d = testing::decide::<Ec2Replace>(&failed, &at_once).unwrap();
         assert_eq!(kinds(&d)[0], ActionKind::ReplaceInstance);
+    }
+
+    #[test]
+    fn a_failing_host_is_recovered_by_stop_and_start_then_replaced() {
+        let system = impaired().with_detail("metric", "AWS/EC2/StatusCheckFailed_System");
+        let retiring = incident(
+            IncidentKind::InstanceRetiring,
+            ResourceKind::Ec2Instance,
+            "i-0abc",
+        );
+        let ctx = Context::empty().with_tag("SelfHeal", "true");
+        for inc in [&system, &retiring] {
+            let d = testing::decide::<Ec2Replace>(inc, &ctx).unwrap();
+            assert_eq!(kinds(&d), [ActionKind::RecoverInstance, ActionKind::Notify]);
+            assert_eq!(d.verify.as_ref().map(|v| v.deadline_secs), Some(900));
+        }
+        // An instance-store device failing: replaced, never stopped.
+        let store = impaired().with_detail(
+            "event-type",
+            "AWS_EC2_INSTANCE_STORE_DRIVE_PERFORMANCE_DEGRADED",
+        );
+        let d = testing::decide::<Ec2Replace>(&store, &ctx).unwrap();
+        assert_eq!(kinds(&d)[0], ActionKind::ReplaceInstance);
+        // Asked again, still impaired after the stop and start: replace.
+        let recovered = ctx.with_last_action(ActionKind::RecoverInstance, "i-0abc", 1);
+        let d = testing::decide::<Ec2Replace>(&system, &recovered).unwrap();
+        assert_eq!(kinds(&d), [ActionKind::ReplaceInstance, ActionKind::Notify]);
     }
 
     #[test]
@@ -257,7 +312,7 @@ mod tests {
             .with_config("opt-in-value", "on")
             .with_tag("healer", "on");
         let d = testing::decide::<Ec2Replace>(&impaired(), &ctx).unwrap();
-        assert_eq!(kinds(&d), [ActionKind::ReplaceInstance, ActionKind::Notify]);
+        assert_eq!(kinds(&d), [ActionKind::RecoverInstance, ActionKind::Notify]);
     }
 
     #[test]

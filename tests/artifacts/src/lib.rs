@@ -21,6 +21,7 @@ components!(
     OTHER_WORLD,
     SWAP_V1,
     SWAP_V2,
+    WORLD_0_1,
 );
 
 /// Reads a component's bytes.

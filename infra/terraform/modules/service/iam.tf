@@ -23,7 +23,7 @@ locals {
   queue_actions        = ["sqs:DeleteMessage", "sqs:ReceiveMessage"]
   describe_actions     = ["autoscaling:DescribeAutoScalingGroups", "ec2:DescribeAddresses", "ec2:DescribeInstanceAttribute", "ec2:DescribeInstanceStatus", "ec2:DescribeInstances", "ec2:DescribeVolumes", "elasticloadbalancing:DescribeTargetHealth"]
   ecs_read_actions     = ["ecs:DescribeServices"]
-  ec2_mutating_actions = ["ec2:RebootInstances", "ec2:TerminateInstances"]
+  ec2_mutating_actions = ["ec2:RebootInstances", "ec2:StartInstances", "ec2:StopInstances", "ec2:TerminateInstances"]
   ec2_launch_actions   = ["ec2:RunInstances"]
   ec2_launch_tags      = ["ec2:CreateTags"]
   pass_role_actions    = ["iam:PassRole"]
@@ -108,6 +108,27 @@ data "aws_iam_policy_document" "task" {
         variable = "aws:ResourceTag/SelfHeal"
         values   = ["true"]
       }
+    }
+  }
+
+  # recover-instance marks the opted-in instance it stops with its step token
+  # (HealerRecovery), so a resumed step can tell its own stop from a human's:
+  # that one tag key, on opted-in instances only.
+  statement {
+    sid       = "Ec2TagRecovery"
+    actions   = local.ec2_launch_tags
+    resources = ["arn:aws:ec2:${var.region}:${var.account_id}:instance/*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/SelfHeal"
+      values   = ["true"]
+    }
+
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "aws:TagKeys"
+      values   = ["HealerRecovery"]
     }
   }
 

@@ -1,5 +1,5 @@
-//! The EC2 executor: `reboot-instance` (RebootInstances) and
-//! `replace-instance`, the self-healing seed: launch a twin of the instance,
+//! The EC2 executor: `reboot-instance` (RebootInstances), `recover-instance`
+//! (stop and start, in [`recover`]) and `replace-instance`, the self-healing seed: launch a twin of the instance,
 //! wait until it runs, move its Elastic IP, terminate the original last.
 //!
 //! Exactly once without trusting `ClientToken` (moto ignores it, and a token
@@ -25,6 +25,9 @@ use crate::decision::{Action, ActionKind};
 use super::progress::{Progress, send};
 use super::{ExecOutcome, Execution, Executor, PlannedCall, StepRequest};
 
+mod recover;
+pub use recover::RECOVERY_TAG;
+
 /// How long a replacement waits for its twin to run, by default: a new
 /// instance usually runs within a minute; five leave room for a slow AMI.
 pub const DEFAULT_LAUNCH_DEADLINE: Duration = Duration::from_secs(300);
@@ -40,12 +43,15 @@ pub const STEP_TAG: &str = "HealerStep";
 /// The API operations [`Ec2Executor`] calls, as IAM actions.
 pub const EC2_ACTIONS: &[&str] = &[
     "ec2:AssociateAddress",
+    "ec2:CreateTags",
     "ec2:DescribeAddresses",
     "ec2:DescribeInstanceAttribute",
     "ec2:DescribeInstances",
     "ec2:DescribeVolumes",
     "ec2:RebootInstances",
     "ec2:RunInstances",
+    "ec2:StartInstances",
+    "ec2:StopInstances",
     "ec2:TerminateInstances",
 ];
 
@@ -545,15 +551,19 @@ impl Ec2Executor {
 #[async_trait]
 impl Executor for Ec2Executor {
     /// A replacement finds the twin an earlier attempt launched (by its
-    /// incident and step tags); a reboot would reboot twice.
+    /// incident and step tags), a recovery its own stop by the recovery tag;
+    /// a reboot would reboot twice.
     fn resumable(&self, kind: ActionKind) -> bool {
-        kind == ActionKind::ReplaceInstance
+        matches!(
+            kind,
+            ActionKind::ReplaceInstance | ActionKind::RecoverInstance
+        )
     }
 
     fn handles(&self, kind: ActionKind) -> bool {
         matches!(
             kind,
-            ActionKind::RebootInstance | ActionKind::ReplaceInstance
+            ActionKind::RebootInstance | ActionKind::RecoverInstance | ActionKind::ReplaceInstance
         )
     }
 
@@ -563,6 +573,7 @@ impl Executor for Ec2Executor {
                 "ec2:RebootInstances",
                 json!({ "InstanceIds": [instance_id] }),
             )],
+            Action::RecoverInstance { instance_id } => recover::plan(req, instance_id),
             Action::ReplaceInstance {
                 instance_id,
                 move_elastic_ip,
@@ -575,6 +586,9 @@ impl Executor for Ec2Executor {
         match req.action {
             Action::RebootInstance { instance_id } => {
                 self.reboot(instance_id).await.unwrap_or_else(|e| *e)
+            }
+            Action::RecoverInstance { instance_id } => {
+                self.recover(req, instance_id).await.unwrap_or_else(|e| *e)
             }
             Action::ReplaceInstance {
                 instance_id,
