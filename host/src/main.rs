@@ -79,7 +79,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", cmd::error_line(&error));
             ExitCode::FAILURE
         }
     }

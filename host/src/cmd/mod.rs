@@ -92,3 +92,46 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     }
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("healer"))
 }
+
+/// An error and its causes on one line, each cause said once: a cause whose
+/// text the message already holds (a library error that prints its source
+/// inside its own message, as `invalid incident JSON: {0}` does) is skipped.
+pub fn error_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_line;
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let json = serde_json::from_slice::<serde_json::Value>(b"{not json")
+            .map_err(healer::incident::IncidentError::Json)
+            .expect_err("malformed");
+        let cause = json.to_string();
+        let e = anyhow::Error::new(json).context("cannot read incident.json");
+        let line = error_line(&e);
+        assert!(
+            line.starts_with("cannot read incident.json: invalid incident JSON: "),
+            "{line}"
+        );
+        let inner = "key must be a string";
+        assert_eq!(line.matches(inner).count(), 1, "{line}");
+        assert!(line.ends_with(&cause), "{line}");
+        // Distinct causes are all kept.
+        let e = anyhow::anyhow!("root").context("middle").context("top");
+        assert_eq!(error_line(&e), "top: middle: root");
+    }
+}

@@ -184,6 +184,13 @@ fn eval_failures_are_one_clear_line_and_a_non_zero_exit() {
         &cache,
     );
     assert_one_line_error(&bad_incident, "invalid incident JSON");
+    // The cause is said once, not once by the message and again as its source.
+    let stderr = String::from_utf8_lossy(&bad_incident.stderr);
+    assert_eq!(
+        stderr.matches("key must be a string").count(),
+        1,
+        "{stderr}"
+    );
 }
 
 #[test]
