@@ -468,36 +468,74 @@ impl Ec2Executor {
         }
     }
 
-    /// Reads the twin until it runs, at most `launch_deadline`.
+    /// Reads the twin until it runs, at most `launch_deadline`. A twin still
+    /// unknown to DescribeInstances is waited out (eventual consistency).
     async fn wait_running(&self, twin: &str, p: &mut Progress) -> Result<(), Box<Execution>> {
+        let wait = Wait {
+            id: twin,
+            planned: call("ec2:DescribeInstances", json!({ "InstanceIds": [twin] })),
+            what: "DescribeInstances (the twin)",
+            new: true,
+        };
+        self.wait_for(
+            wait,
+            p,
+            |state| match state {
+                Some(InstanceStateName::Running) => Judged::Done,
+                Some(InstanceStateName::Pending) | None => Judged::Wait,
+                Some(other) => Judged::Failed(
+                    AwsErrorClass::Permanent,
+                    format!(
+                        "the twin {twin} is {} instead of running; the original is untouched",
+                        other.as_str()
+                    ),
+                ),
+            },
+            |_| {
+                format!(
+                    "the twin {twin} did not run within {:?}; the original is untouched",
+                    self.launch_deadline
+                )
+            },
+        )
+        .await
+    }
+
+    /// Reads an instance every poll interval until `judge` decides, at most
+    /// `launch_deadline`; `timed_out` says why when the deadline passes. The
+    /// last read is recorded as the wait's call.
+    async fn wait_for(
+        &self,
+        wait: Wait<'_>,
+        p: &mut Progress,
+        judge: impl Fn(Option<&InstanceStateName>) -> Judged,
+        timed_out: impl Fn(Option<&InstanceStateName>) -> String,
+    ) -> Result<(), Box<Execution>> {
         let deadline = Instant::now() + self.launch_deadline;
         loop {
             let out = match self
                 .ec2
                 .describe_instances()
-                .instance_ids(twin)
+                .instance_ids(wait.id)
                 .send()
                 .await
             {
                 Ok(out) => out,
-                // A new instance can be briefly unknown to DescribeInstances
-                // (eventual consistency): keep waiting, within the deadline.
                 Err(e)
-                    if classify(&e) == AwsErrorClass::NotFound
+                    if wait.new
+                        && classify(&e) == AwsErrorClass::NotFound
                         && Instant::now() + self.poll_interval <= deadline =>
                 {
                     tokio::time::sleep(self.poll_interval).await;
                     continue;
                 }
                 Err(e) => {
-                    p.calls.push(call(
-                        "ec2:DescribeInstances",
-                        json!({ "InstanceIds": [twin] }),
-                    ));
+                    p.calls.push(wait.planned);
                     return Err(p.failed(
                         classify(&e),
                         format!(
-                            "DescribeInstances (the twin) failed: {}",
+                            "{} failed: {}",
+                            wait.what,
                             aws_smithy_types::error::display::DisplayErrorContext(&e)
                         ),
                     ));
@@ -507,45 +545,45 @@ impl Ec2Executor {
                 .and_then(|i| i.state())
                 .and_then(|s| s.name())
                 .cloned();
-            match state {
-                Some(InstanceStateName::Running) => {
-                    p.sent(
-                        call("ec2:DescribeInstances", json!({ "InstanceIds": [twin] })),
-                        out.request_id(),
-                    );
+            let judged = match judge(state.as_ref()) {
+                Judged::Wait if Instant::now() + self.poll_interval > deadline => {
+                    Judged::Failed(AwsErrorClass::TimedOut, timed_out(state.as_ref()))
+                }
+                judged => judged,
+            };
+            match judged {
+                Judged::Wait => tokio::time::sleep(self.poll_interval).await,
+                Judged::Done => {
+                    p.sent(wait.planned, out.request_id());
                     return Ok(());
                 }
-                Some(InstanceStateName::Pending) | None => {}
-                Some(other) => {
-                    p.sent(
-                        call("ec2:DescribeInstances", json!({ "InstanceIds": [twin] })),
-                        out.request_id(),
-                    );
-                    return Err(p.failed(
-                        AwsErrorClass::Permanent,
-                        format!(
-                            "the twin {twin} is {} instead of running; the original is untouched",
-                            other.as_str()
-                        ),
-                    ));
+                Judged::Failed(class, reason) => {
+                    p.sent(wait.planned, out.request_id());
+                    return Err(p.failed(class, reason));
                 }
             }
-            if Instant::now() + self.poll_interval > deadline {
-                p.sent(
-                    call("ec2:DescribeInstances", json!({ "InstanceIds": [twin] })),
-                    out.request_id(),
-                );
-                return Err(p.failed(
-                    AwsErrorClass::TimedOut,
-                    format!(
-                        "the twin {twin} did not run within {:?}; the original is untouched",
-                        self.launch_deadline
-                    ),
-                ));
-            }
-            tokio::time::sleep(self.poll_interval).await;
         }
     }
+}
+
+/// One instance to wait for: its id, the call the wait records, the name of
+/// that call in an error, and whether it was just launched (so may be briefly
+/// unknown).
+struct Wait<'a> {
+    id: &'a str,
+    planned: PlannedCall,
+    what: &'a str,
+    new: bool,
+}
+
+/// What a wait makes of one read of the instance's state.
+enum Judged {
+    /// Not there yet: read again.
+    Wait,
+    /// The state waited for.
+    Done,
+    /// It will not get there: fail the step.
+    Failed(AwsErrorClass, String),
 }
 
 #[async_trait]

@@ -10,16 +10,14 @@
 //! instance-store backed instance is never stopped (its data would be lost):
 //! the step fails and the ladder replaces it instead.
 
-use std::time::Instant;
-
 use aws_sdk_ec2::operation::RequestId;
 use aws_sdk_ec2::types::{DeviceType, InstanceStateName, Tag};
 use serde_json::json;
 
-use super::{Ec2Executor, call, first_instance};
+use super::{Ec2Executor, Judged, Wait, call, first_instance};
 use crate::actions::progress::{Progress, send};
 use crate::actions::{ExecOutcome, Execution, PlannedCall, StepRequest};
-use crate::aws::{AwsErrorClass, classify};
+use crate::aws::AwsErrorClass;
 
 /// The tag that marks an instance a recovery step stopped, valued with the
 /// step's token.
@@ -127,59 +125,43 @@ impl Ec2Executor {
         )))
     }
 
-    /// Reads `id` until it is in `want`, at most the launch deadline.
+    /// Reads `id` until it is in `want`, at most the launch deadline; an
+    /// instance shutting down or terminated will never get there.
     async fn wait_state(
         &self,
         id: &str,
         want: InstanceStateName,
         p: &mut Progress,
     ) -> Result<(), Box<Execution>> {
-        let deadline = Instant::now() + self.launch_deadline;
-        let planned = || {
-            call(
+        let wait = Wait {
+            id,
+            planned: call(
                 "ec2:DescribeInstances",
                 json!({ "InstanceIds": [id], "Until": want.as_str() }),
+            ),
+            what: "DescribeInstances",
+            new: false,
+        };
+        let not_there = |state: Option<&InstanceStateName>| {
+            format!(
+                "{id} is {}, not {} within {:?}",
+                state.map_or("unknown", |s| s.as_str()),
+                want.as_str(),
+                self.launch_deadline
             )
         };
-        loop {
-            let out = match self.ec2.describe_instances().instance_ids(id).send().await {
-                Ok(out) => out,
-                Err(e) => {
-                    p.calls.push(planned());
-                    return Err(p.failed(
-                        classify(&e),
-                        format!(
-                            "DescribeInstances failed: {}",
-                            aws_smithy_types::error::display::DisplayErrorContext(&e)
-                        ),
-                    ));
+        self.wait_for(
+            wait,
+            p,
+            |state| match state {
+                Some(s) if *s == want => Judged::Done,
+                Some(InstanceStateName::ShuttingDown | InstanceStateName::Terminated) => {
+                    Judged::Failed(AwsErrorClass::TimedOut, not_there(state))
                 }
-            };
-            let state = first_instance(&out)
-                .and_then(|i| i.state())
-                .and_then(|s| s.name())
-                .cloned();
-            if state.as_ref() == Some(&want) {
-                p.sent(planned(), out.request_id());
-                return Ok(());
-            }
-            if matches!(
-                state,
-                Some(InstanceStateName::ShuttingDown | InstanceStateName::Terminated)
-            ) || Instant::now() + self.poll_interval > deadline
-            {
-                p.sent(planned(), out.request_id());
-                let seen = state.as_ref().map_or("unknown", |s| s.as_str());
-                return Err(p.failed(
-                    AwsErrorClass::TimedOut,
-                    format!(
-                        "{id} is {seen}, not {} within {:?}",
-                        want.as_str(),
-                        self.launch_deadline
-                    ),
-                ));
-            }
-            tokio::time::sleep(self.poll_interval).await;
-        }
+                _ => Judged::Wait,
+            },
+            not_there,
+        )
+        .await
     }
 }
