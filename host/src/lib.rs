@@ -10,8 +10,10 @@
 pub mod actions;
 pub mod api;
 pub mod aws;
+pub mod config;
 pub mod decision;
 pub mod incident;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod safety;

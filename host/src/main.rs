@@ -11,6 +11,10 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "healer", version, about)]
 struct Cli {
+    /// TOML config file (see `healer config example`); flags and `HEALER_*`
+    /// variables override it key by key.
+    #[arg(long, global = true, env = "HEALER_CONFIG")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -47,9 +51,21 @@ enum Command {
     Revert(cmd::revert::RevertArgs),
     /// Probe a running service's `/health` (exit 0 on 200): the container health check.
     Health(cmd::health::HealthArgs),
+    /// Print or check the TOML config file.
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCommand),
 }
 
 fn main() -> ExitCode {
+    // The config file fills in the environment before anything reads it
+    // (the log filter included).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(path) = cmd::config::config_path(&args)
+        && let Err(e) = cmd::config::apply(&path, &args)
+    {
+        eprintln!("error: {}", cmd::error_line(&e));
+        return ExitCode::from(2);
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("HEALER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // Colour only on a terminal; `HEALER_LOG_FORMAT=json` for log services
@@ -64,6 +80,7 @@ fn main() -> ExitCode {
         builder.init();
     }
     let cli = Cli::parse();
+    let _ = &cli.config; // read before parsing, above
     let result = match cli.command {
         Command::Policy(c) => cmd::policy::run(c),
         Command::Decide(a) => cmd::decide::run(a, true),
@@ -75,6 +92,7 @@ fn main() -> ExitCode {
         Command::Normalize(a) => cmd::normalize::run(a),
         Command::Store(c) => cmd::store::run_store(c),
         Command::Incidents(c) => cmd::store::run_incidents(c),
+        Command::Config(c) => cmd::config::run(c),
     };
     match result {
         Ok(code) => code,

@@ -91,6 +91,25 @@ pub enum ExecOutcome {
     },
 }
 
+impl ExecOutcome {
+    /// The result as a metric label (`succeeded`, `dry-run`, `superseded`,
+    /// `failed-<class>`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            ExecOutcome::Succeeded => "succeeded",
+            ExecOutcome::DryRun => "dry-run",
+            ExecOutcome::Superseded { .. } => "superseded",
+            ExecOutcome::Failed { class, .. } => {
+                if class.is_retryable() {
+                    "failed-retryable"
+                } else {
+                    "failed"
+                }
+            }
+        }
+    }
+}
+
 /// What executing one step did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

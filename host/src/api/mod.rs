@@ -1,208 +1,232 @@
-//! The HTTP API. For now: `GET /health`, which the ECS task definition's health
-//! check and load balancers probe. Answers 200 with what the service is doing
-//! while it runs; 503 once it is shutting down, when the ingestion loop has
-//! ended, or when it has not completed a poll for longer than `stuck_after`
-//! (a dead consumer is a dead service: ECS replaces the task).
+//! The HTTP API `healer run` serves.
+//!
+//! - `GET /health`: open (the ECS health check and load balancers probe it).
+//! - `GET /metrics`: open, Prometheus text format (see [`crate::metrics`]).
+//! - Admin (bearer token; off when none is configured): `PUT /policies/{name}`
+//!   (or `POST /policies`) uploads a component and swaps it in on every replica, `POST
+//!   /policies/{name}/rollback`, `/activate`, `/shadow`, `DELETE
+//!   /policies/{name}[/shadow]`, `GET`/`PUT /kill-switch`.
+//! - Read (loopback, or with the token): `GET /policies`, `GET /incidents`
+//!   (filters, signed cursors), `GET /incidents/{id}`, `GET /stats`.
+//! - Ingestion: `POST /events` takes a raw AWS payload (what SQS would carry)
+//!   and answers 202 once it is recorded; `POST /events/eventbridge` does the
+//!   same for EventBridge API destinations, authenticated by a shared secret
+//!   header; `POST /events/sns` takes SNS HTTPS subscription messages, each
+//!   signature-checked (see [`crate::sources::sns`]).
+//!
+//! Every error is one JSON shape, [`ApiError`].
+
+mod auth;
+mod cursor;
+mod error;
+mod events;
+mod health;
+mod incidents;
+mod policies;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
 
-/// Counters and facts `/health` reports; shared with the ingestion loop.
-#[derive(Debug)]
-pub struct Health {
-    /// When the service started.
-    pub started_at: DateTime<Utc>,
-    /// Loaded policies (`name@version`).
-    pub policies: Vec<String>,
-    /// Dry run (executes nothing).
-    pub dry_run: bool,
-    /// The SQS queue polled, if any.
-    pub queue: Option<String>,
-    /// Messages recorded and acknowledged.
-    pub processed: AtomicU64,
-    /// Messages left for redelivery / the dead-letter queue.
-    pub rejected: AtomicU64,
-    /// Failed receives or records (store or SQS unavailable).
-    pub failures: AtomicU64,
-    /// Signals dropped past the per-payload cap (`HEALER_MAX_SIGNALS_PER_PAYLOAD`).
-    pub truncated: AtomicU64,
-    /// Set when shutdown began.
-    pub stopping: AtomicBool,
-    /// Set when the ingestion loop ended (it only ends on shutdown).
-    pub ingestion_ended: AtomicBool,
-    /// When the last receive from the queue completed, ms since the epoch
-    /// (0: never).
-    last_poll_ms: AtomicI64,
-    /// How long without a completed poll counts as stuck.
-    pub stuck_after: Duration,
+pub use auth::{AdminToken, Caller, MIN_TOKEN_LEN, WeakToken};
+pub use error::{ApiError, ErrorCode};
+pub use events::SECRET_HEADER;
+pub use health::{DEFAULT_STUCK_AFTER, Health, HealthStatus};
+
+use crate::policy::catalog::Catalog;
+use crate::sources::sns::SnsVerifier;
+use crate::sources::{Handled, Origin};
+use crate::store::Store;
+
+/// Largest policy component `PUT /policies/{name}` takes by default (a
+/// Python component is about 18 MB).
+pub const DEFAULT_MAX_POLICY_BYTES: usize = 64 << 20;
+/// Largest payload `POST /events` takes (SQS's and EventBridge's own cap is 256 KiB;
+/// the normalizer refuses past its own limit with a reason).
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// Where `POST /events` hands a payload: the service's ingestion, which
+/// records what it carries (and hands live work to the workers).
+#[async_trait::async_trait]
+pub trait Ingest: Send + Sync {
+    /// Records one payload that came from `origin`.
+    async fn ingest(&self, payload: &[u8], origin: Origin) -> Handled;
 }
 
-impl Health {
-    /// A fresh report.
-    pub fn new(policies: Vec<String>, dry_run: bool, queue: Option<String>) -> Self {
-        Health {
-            started_at: Utc::now(),
-            policies,
-            dry_run,
-            queue,
-            processed: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            truncated: AtomicU64::new(0),
-            stopping: AtomicBool::new(false),
-            ingestion_ended: AtomicBool::new(false),
-            last_poll_ms: AtomicI64::new(0),
-            stuck_after: DEFAULT_STUCK_AFTER,
+/// What the routes work on.
+#[derive(Clone)]
+pub struct ApiState {
+    health: Arc<Health>,
+    token: Option<AdminToken>,
+    catalog: Option<Arc<Catalog>>,
+    store: Option<Arc<dyn Store>>,
+    ingest: Option<Arc<dyn Ingest>>,
+    eventbridge_secret: Option<AdminToken>,
+    sns: Option<Arc<SnsVerifier>>,
+    /// The read API's cursor signer, keyed once from the store.
+    cursors: Arc<tokio::sync::OnceCell<cursor::Cursors>>,
+}
+
+/// Builds the router.
+pub struct Api {
+    state: ApiState,
+    max_policy_bytes: usize,
+}
+
+impl Api {
+    /// An API serving `/health` only; the builders add the rest.
+    pub fn new(health: Arc<Health>) -> Self {
+        Api {
+            state: ApiState {
+                health,
+                token: None,
+                catalog: None,
+                store: None,
+                ingest: None,
+                eventbridge_secret: None,
+                sns: None,
+                cursors: Arc::default(),
+            },
+            max_policy_bytes: DEFAULT_MAX_POLICY_BYTES,
         }
     }
 
-    /// Records a completed receive from the queue (with or without messages).
-    pub fn polled(&self, at: DateTime<Utc>) {
-        self.last_poll_ms
-            .store(at.timestamp_millis(), Ordering::Relaxed);
+    /// The admin token (admin routes are off without one).
+    pub fn token(mut self, token: Option<AdminToken>) -> Self {
+        self.state.token = token;
+        self
     }
 
-    /// When the last receive completed.
-    pub fn last_poll(&self) -> Option<DateTime<Utc>> {
-        match self.last_poll_ms.load(Ordering::Relaxed) {
-            0 => None,
-            ms => DateTime::from_timestamp_millis(ms),
-        }
+    /// The policy catalog the policy routes change.
+    pub fn catalog(mut self, catalog: Arc<Catalog>) -> Self {
+        self.state.catalog = Some(catalog);
+        self
     }
 
-    /// What the service is doing, judged at `now`.
-    pub fn status(&self, now: DateTime<Utc>) -> HealthStatus {
-        if self.stopping.load(Ordering::Relaxed) {
-            return HealthStatus::Stopping;
-        }
-        if self.queue.is_none() {
-            return HealthStatus::Ok;
-        }
-        if self.ingestion_ended.load(Ordering::Relaxed) {
-            return HealthStatus::IngestionEnded;
-        }
-        let since = self.last_poll().unwrap_or(self.started_at);
-        let stuck = chrono::Duration::from_std(self.stuck_after).unwrap_or(chrono::Duration::MAX);
-        if now - since > stuck {
-            HealthStatus::Stuck
-        } else {
-            HealthStatus::Ok
-        }
+    /// The store (kill switch, read routes).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.state.store = Some(store);
+        self
+    }
+
+    /// Where `POST /events` records payloads.
+    pub fn ingest(mut self, ingest: Arc<dyn Ingest>) -> Self {
+        self.state.ingest = Some(ingest);
+        self
+    }
+
+    /// The shared secret EventBridge API destinations send in
+    /// `X-Healer-Secret` (`POST /events/eventbridge` is off without one).
+    pub fn eventbridge_secret(mut self, secret: Option<AdminToken>) -> Self {
+        self.state.eventbridge_secret = secret;
+        self
+    }
+
+    /// What `POST /events/sns` accepts (off without it).
+    pub fn sns(mut self, verifier: Option<Arc<SnsVerifier>>) -> Self {
+        self.state.sns = verifier;
+        self
+    }
+
+    /// Largest component `PUT /policies/{name}` takes.
+    pub fn max_policy_bytes(mut self, bytes: usize) -> Self {
+        self.max_policy_bytes = bytes;
+        self
+    }
+
+    /// The router. Serve it with connect info (`into_make_service_with_connect_info`)
+    /// so read routes can tell loopback callers.
+    pub fn router(self) -> Router {
+        let upload = put(policies::put)
+            .delete(policies::retire)
+            .layer(DefaultBodyLimit::max(self.max_policy_bytes));
+        Router::new()
+            .route("/health", get(health::health))
+            .route("/metrics", get(metrics))
+            .route(
+                "/policies",
+                get(policies::list)
+                    .post(policies::post)
+                    .layer(DefaultBodyLimit::max(self.max_policy_bytes)),
+            )
+            .route("/policies/{name}", upload)
+            .route("/policies/{name}/rollback", post(policies::rollback))
+            .route("/policies/{name}/activate", post(policies::activate))
+            .route(
+                "/policies/{name}/shadow",
+                post(policies::shadow).delete(policies::unshadow),
+            )
+            .route("/incidents", get(incidents::list))
+            .route("/incidents/{id}", get(incidents::get))
+            .route("/stats", get(incidents::stats))
+            .route(
+                "/kill-switch",
+                get(policies::kill_switch).put(policies::set_kill_switch),
+            )
+            .route(
+                "/events",
+                post(events::post).layer(DefaultBodyLimit::max(MAX_EVENT_BYTES)),
+            )
+            .route(
+                "/events/sns",
+                post(events::sns).layer(DefaultBodyLimit::max(MAX_EVENT_BYTES)),
+            )
+            .route(
+                "/events/eventbridge",
+                post(events::eventbridge).layer(DefaultBodyLimit::max(MAX_EVENT_BYTES)),
+            )
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .with_state(self.state)
     }
 }
 
-/// Default time without a completed poll after which `/health` says stuck:
-/// six long polls of 20 s.
-pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(120);
-
-/// What `/health` says the service is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum HealthStatus {
-    /// Serving and polling.
-    Ok,
-    /// Shutting down.
-    Stopping,
-    /// The ingestion loop ended while the service runs.
-    IngestionEnded,
-    /// No poll completed within `stuck_after`.
-    Stuck,
+/// `GET /metrics`: Prometheus text format, open like `/health` (it carries
+/// no resource ids).
+async fn metrics(
+    axum::extract::State(api): axum::extract::State<ApiState>,
+) -> impl axum::response::IntoResponse {
+    if let Some(c) = &api.catalog {
+        let active = c
+            .registry()
+            .roles()
+            .values()
+            .filter(|r| r.0.is_some())
+            .count();
+        crate::metrics::metrics().set(crate::metrics::Gauge::PoliciesActive, &[], active as f64);
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::metrics::metrics().render(),
+    )
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "kebab-case")]
-struct Report<'a> {
-    status: HealthStatus,
-    last_poll: Option<DateTime<Utc>>,
-    started_at: DateTime<Utc>,
-    policies: &'a [String],
-    dry_run: bool,
-    queue: Option<&'a str>,
-    processed: u64,
-    rejected: u64,
-    failures: u64,
-    truncated: u64,
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route")
 }
 
-async fn health(State(h): State<Arc<Health>>) -> impl IntoResponse {
-    let status = h.status(Utc::now());
-    let report = Report {
-        status,
-        last_poll: h.last_poll(),
-        started_at: h.started_at,
-        policies: &h.policies,
-        dry_run: h.dry_run,
-        queue: h.queue.as_deref(),
-        processed: h.processed.load(Ordering::Relaxed),
-        rejected: h.rejected.load(Ordering::Relaxed),
-        failures: h.failures.load(Ordering::Relaxed),
-        truncated: h.truncated.load(Ordering::Relaxed),
-    };
-    let code = match status {
-        HealthStatus::Ok => StatusCode::OK,
-        _ => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    (code, Json(serde_json::to_value(report).unwrap_or_default()))
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this method is not served on this route",
+    )
 }
 
-/// The router.
-pub fn router(health_state: Arc<Health>) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .with_state(health_state)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn health() -> Health {
-        Health::new(Vec::new(), true, Some("q".into()))
+impl ApiState {
+    fn catalog(&self) -> Result<&Arc<Catalog>, ApiError> {
+        self.catalog
+            .as_ref()
+            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "this service has no policy catalog"))
     }
 
-    #[test]
-    fn a_consumer_that_stopped_polling_is_stuck() {
-        let h = health();
-        let t0 = h.started_at;
-        assert_eq!(
-            h.status(t0 + chrono::Duration::seconds(60)),
-            HealthStatus::Ok
-        );
-        assert_eq!(
-            h.status(t0 + chrono::Duration::seconds(121)),
-            HealthStatus::Stuck
-        );
-        h.polled(t0 + chrono::Duration::seconds(100));
-        assert_eq!(
-            h.status(t0 + chrono::Duration::seconds(121)),
-            HealthStatus::Ok
-        );
-        assert_eq!(
-            h.status(t0 + chrono::Duration::seconds(221)),
-            HealthStatus::Stuck
-        );
-    }
-
-    #[test]
-    fn a_dead_consumer_is_a_dead_service() {
-        let h = health();
-        h.ingestion_ended.store(true, Ordering::Relaxed);
-        assert_eq!(h.status(h.started_at), HealthStatus::IngestionEnded);
-        h.stopping.store(true, Ordering::Relaxed);
-        assert_eq!(h.status(h.started_at), HealthStatus::Stopping);
-        let http_only = Health::new(Vec::new(), true, None);
-        assert_eq!(
-            http_only.status(http_only.started_at + chrono::Duration::days(1)),
-            HealthStatus::Ok
-        );
+    fn store(&self) -> Result<&Arc<dyn Store>, ApiError> {
+        self.store
+            .as_ref()
+            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "this service has no store"))
     }
 }

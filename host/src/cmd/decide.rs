@@ -27,9 +27,10 @@ use super::{dry_run_only, load_json, load_policies, read_input};
 /// Arguments of `decide`.
 #[derive(Debug, Args)]
 pub struct DecideArgs {
-    /// Directory of policy components (`*.wasm`).
+    /// Directory of policy components (`*.wasm`) [default: the example
+    /// policies built into the binary].
     #[arg(long, env = "HEALER_POLICIES")]
-    policies: PathBuf,
+    policies: Option<PathBuf>,
     /// Context JSON applied to every incident.
     #[arg(long)]
     context: Option<PathBuf>,
@@ -247,7 +248,7 @@ pub fn run(a: DecideArgs, record: bool) -> anyhow::Result<ExitCode> {
     let governor_config: GovernorConfig = load_json(a.governor.as_deref(), "governor config")?;
     dry_run_only(&governor_config)?;
     let governor = Governor::new(governor_config);
-    let (registry, report) = load_policies(a.engine.engine(4)?, &a.policies)?;
+    let (registry, report) = load_policies(a.engine.engine(4)?, a.policies.as_deref())?;
     a.engine.route(&registry);
     let mut ok = report.failed.is_empty();
     let mut paths = Vec::new();

@@ -29,9 +29,10 @@ pub struct HealArgs {
     /// A raw AWS payload (EventBridge event, SNS alarm notification, SQS
     /// message); `-` reads stdin.
     input: PathBuf,
-    /// Directory of policy components (`*.wasm`).
+    /// Directory of policy components (`*.wasm`) [default: the example
+    /// policies built into the binary].
     #[arg(long, env = "HEALER_POLICIES")]
-    policies: PathBuf,
+    policies: Option<PathBuf>,
     /// Policy context JSON.
     #[arg(long, env = "HEALER_CONTEXT")]
     context: Option<PathBuf>,
@@ -59,7 +60,7 @@ pub fn run(a: HealArgs) -> anyhow::Result<ExitCode> {
     let governor = Governor::new(governor);
     let context: PolicyContext = load_json(a.context.as_deref(), "context")?;
     let operator = load_json(a.facts.as_deref(), "facts")?;
-    let (registry, _) = load_policies(a.engine.engine(2)?, &a.policies)?;
+    let (registry, _) = load_policies(a.engine.engine(2)?, a.policies.as_deref())?;
     a.engine.route(&registry);
     let payload = read_input(&a.input)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

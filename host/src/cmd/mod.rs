@@ -1,11 +1,14 @@
 //! One module per top-level command.
 
+pub mod config;
 pub mod decide;
 pub mod heal;
 pub mod health;
 pub mod live;
 pub mod normalize;
 pub mod policy;
+pub mod policy_remote;
+pub mod remote;
 pub mod revert;
 pub mod run;
 pub mod store;
@@ -41,22 +44,29 @@ pub fn load_json<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
-/// Loads a policy directory into a new registry. Each file that fails is
-/// reported on stderr (the others still load); no policy at all is an error.
-/// Returns the registry and what loaded (`failed` empty when all did).
+/// Loads a policy directory (or, without one, the example policies built into
+/// the binary) into a new registry. Each file that fails is reported on stderr
+/// (the others still load); no policy at all is an error. Returns the registry
+/// and what loaded (`failed` empty when all did).
 pub fn load_policies(
     engine: std::sync::Arc<healer::policy::PolicyEngine>,
-    dir: &Path,
+    dir: Option<&Path>,
 ) -> anyhow::Result<(healer::policy::PolicyRegistry, healer::policy::LoadReport)> {
     let registry = healer::policy::PolicyRegistry::new(engine);
-    let report = registry
-        .load_dir(dir)
-        .with_context(|| format!("cannot read policy directory {}", dir.display()))?;
+    let report = match dir {
+        Some(dir) => registry
+            .load_dir(dir)
+            .with_context(|| format!("cannot read policy directory {}", dir.display()))?,
+        None => registry.load_embedded(),
+    };
     for (path, e) in &report.failed {
         eprintln!("error: {}: {e}", path.display());
     }
     if report.loaded.is_empty() {
-        anyhow::bail!("no policy loaded from {}", dir.display());
+        match dir {
+            Some(dir) => anyhow::bail!("no policy loaded from {}", dir.display()),
+            None => anyhow::bail!("no embedded policy loaded"),
+        }
     }
     Ok((registry, report))
 }

@@ -1,5 +1,7 @@
 //! `healer policy eval|list`: run a policy component on one incident, or load a
-//! directory of components and show what is in it.
+//! directory of components and show what is in it (or, with `--server`, what
+//! a running service runs). The commands that change a running service's
+//! policies are in `policy_remote`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +12,7 @@ use clap::{Args, Subcommand};
 use healer::Incident;
 use healer::policy::{PolicyContext, PolicyEngine, PolicyLimits, PolicyRegistry, PolicyRole};
 
+use super::policy_remote::Named;
 use super::{default_cache_dir, read_input};
 
 /// Policy commands.
@@ -17,8 +20,21 @@ use super::{default_cache_dir, read_input};
 pub enum PolicyCommand {
     /// Run one policy on one incident and print the outcome as one JSON object.
     Eval(EvalArgs),
-    /// Load every `*.wasm` policy in a directory and list them.
+    /// List the policies of a directory, or (with `--server`) of a running service.
     List(ListArgs),
+    /// Upload a component to a running service and make it the active version
+    /// of its name on every replica.
+    Push(super::policy_remote::PushArgs),
+    /// Upload a component to run in shadow beside the active version.
+    Shadow(super::policy_remote::PushArgs),
+    /// Stop the shadow version of a policy.
+    Unshadow(super::policy_remote::NameArgs),
+    /// Make the shadow version of a policy the active one.
+    Activate(super::policy_remote::NameArgs),
+    /// Reactivate the version active before the current one.
+    Rollback(super::policy_remote::NameArgs),
+    /// Stop running a policy on every replica.
+    Retire(super::policy_remote::NameArgs),
 }
 
 /// Engine options shared by the policy commands.
@@ -100,11 +116,14 @@ pub struct EvalArgs {
 /// Arguments of `policy list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Directory of policy components.
-    dir: PathBuf,
+    /// Directory of policy components (or `--server`).
+    #[arg(required_unless_present = "server")]
+    dir: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    server: super::remote::ServerArgs,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -114,6 +133,12 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         PolicyCommand::Eval(a) => eval(a),
         PolicyCommand::List(a) => list(a),
+        PolicyCommand::Push(a) => super::policy_remote::push(a, false),
+        PolicyCommand::Shadow(a) => super::policy_remote::push(a, true),
+        PolicyCommand::Unshadow(a) => super::policy_remote::named(a, Named::Unshadow),
+        PolicyCommand::Activate(a) => super::policy_remote::named(a, Named::Activate),
+        PolicyCommand::Rollback(a) => super::policy_remote::named(a, Named::Rollback),
+        PolicyCommand::Retire(a) => super::policy_remote::named(a, Named::Retire),
     }
 }
 
@@ -154,10 +179,13 @@ fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
+    let Some(dir) = &a.dir else {
+        return super::policy_remote::list(&a.server, a.json);
+    };
     let registry = PolicyRegistry::new(a.engine.engine(2)?);
     let failed = registry
-        .load_dir(&a.dir)
-        .with_context(|| format!("cannot read policy directory {}", a.dir.display()))?
+        .load_dir(dir)
+        .with_context(|| format!("cannot read policy directory {}", dir.display()))?
         .failed;
     let entries = registry.list();
     if a.json {

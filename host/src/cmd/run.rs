@@ -1,9 +1,10 @@
-//! `healer run`: the service. Loads the policies, opens the store, serves
-//! `GET /health`, and long-polls the SQS queue the EventBridge rules deliver
-//! to; every message's signals go through the pipeline (record, decide, judge)
-//! and the message is deleted only once recorded. Dry run only until the
-//! executors land. SIGTERM / Ctrl-C stop polling, finish the batch in hand and
-//! exit 0 (ECS stops tasks with SIGTERM).
+//! `healer run`: the service. Loads the policies, opens the store, serves the
+//! HTTP API (health, policy swaps, kill switch, `POST /events`), follows the
+//! persisted policy set and watches the policy directory, and long-polls the
+//! SQS queue the EventBridge rules deliver to; every message's signals go
+//! through the pipeline (record, decide, judge) and the message is deleted
+//! only once recorded. Dry run unless `--live`. SIGTERM / Ctrl-C stop polling,
+//! finish the batch in hand and exit 0 (ECS stops tasks with SIGTERM).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,13 +16,17 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chrono::Utc;
 use clap::Args;
-use healer::api::{Health, router};
+use healer::api::{AdminToken, Api, Health, Ingest};
+use healer::metrics::{Counter, Gauge, metrics};
 use healer::pipeline::Pipeline;
+use healer::policy::blobs::BlobDir;
+use healer::policy::catalog::Catalog;
 use healer::policy::{PolicyContext, PolicyRegistry};
 use healer::safety::{AwsFacts, Governor, GovernorConfig, Layered, StaticFacts};
 use healer::signals::{DEFAULT_MAX_SIGNALS, NormalizeOptions};
+use healer::sources::sns::{SnsConfig, SnsVerifier};
 use healer::sources::sqs::SqsSource;
-use healer::sources::{Handled, handle};
+use healer::sources::{Handled, Origin, handle};
 use healer::store::Store;
 use tokio::sync::watch;
 
@@ -33,9 +38,10 @@ use super::{load_json, load_policies};
 /// Arguments of `run`; every one can come from the environment.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Directory of policy components (`*.wasm`).
+    /// Directory of policy components (`*.wasm`) [default: the example
+    /// policies built into the binary].
     #[arg(long, env = "HEALER_POLICIES")]
-    policies: PathBuf,
+    policies: Option<PathBuf>,
     /// SQS queue URL to long-poll for events (the EventBridge rules' target).
     /// Without it the service only serves HTTP.
     #[arg(long, env = "HEALER_SQS_QUEUE_URL")]
@@ -57,8 +63,11 @@ pub struct RunArgs {
     #[arg(long, env = "HEALER_GOVERNOR_JSON")]
     governor_json: Option<String>,
     /// Policy context JSON applied to every incident.
-    #[arg(long, env = "HEALER_CONTEXT")]
+    #[arg(long, env = "HEALER_CONTEXT", conflicts_with = "context_json")]
     context: Option<PathBuf>,
+    /// Policy context as inline JSON (a config file's `[context]` arrives here).
+    #[arg(long, env = "HEALER_CONTEXT_JSON")]
+    context_json: Option<String>,
     /// Operator resource facts JSON (override what `--aws-facts` reads).
     #[arg(long, env = "HEALER_FACTS")]
     facts: Option<PathBuf>,
@@ -72,6 +81,51 @@ pub struct RunArgs {
     /// Concurrent policy instances (pooling allocator slots).
     #[arg(long, env = "HEALER_MAX_CONCURRENT", default_value_t = 16)]
     max_concurrent: u32,
+    /// Admin API bearer token (at least 16 characters). Without it (and
+    /// without `--admin-token-file`) the admin routes are off. On ECS, inject
+    /// it from SSM Parameter Store or Secrets Manager as this variable.
+    #[arg(
+        long = "admin-token",
+        env = "HEALER_ADMIN_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "admin_token_file"
+    )]
+    admin_token: Option<String>,
+    /// Shared secret EventBridge API destinations send in the `X-Healer-Secret`
+    /// header to `POST /events/eventbridge` (off without it; 16+ characters).
+    #[arg(
+        long = "eventbridge-secret",
+        env = "HEALER_EVENTBRIDGE_SECRET",
+        hide_env_values = true
+    )]
+    eventbridge_secret: Option<String>,
+    /// SNS topic ARNs whose HTTPS subscription messages `POST /events/sns`
+    /// accepts (signature-checked) and whose subscriptions it confirms,
+    /// comma-separated. Without any the route is off.
+    #[arg(long, env = "HEALER_SNS_TOPICS", value_delimiter = ',')]
+    sns_topics: Vec<String>,
+    /// Oldest SNS message accepted, in seconds (older ones are replays).
+    #[arg(long, env = "HEALER_SNS_MAX_AGE_SECS", default_value_t = 3600)]
+    sns_max_age_secs: u64,
+    /// Test only: a `host:port` whose plain-http certificate and subscribe
+    /// URLs are trusted like SNS's own hosts.
+    #[arg(long, env = "HEALER_SNS_TEST_TRUSTED_HOST", hide = true)]
+    sns_test_trusted_host: Option<String>,
+    /// File holding the admin API bearer token.
+    #[arg(long, env = "HEALER_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// Directory keeping every pushed policy component by sha256, for the
+    /// other replicas and the next start [default: <data-dir>/policy-blobs].
+    /// Replicas share it (a volume they all mount, EFS on Fargate).
+    #[arg(long, env = "HEALER_POLICY_BLOBS")]
+    policy_blobs: Option<PathBuf>,
+    /// How often the service reads the persisted policy set (swaps made on
+    /// other replicas) and rescans the policy directory, in milliseconds.
+    #[arg(long, env = "HEALER_FOLLOW_INTERVAL_MS", default_value_t = 2000)]
+    follow_interval_ms: u64,
+    /// Largest policy component `PUT /policies/{name}` takes, in bytes.
+    #[arg(long, env = "HEALER_MAX_POLICY_BYTES", default_value_t = healer::api::DEFAULT_MAX_POLICY_BYTES)]
+    max_policy_bytes: usize,
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
@@ -83,7 +137,7 @@ pub struct RunArgs {
 /// Everything the ingestion loop and the workers need.
 pub(super) struct Service {
     store: Arc<dyn Store>,
-    registry: PolicyRegistry,
+    registry: Arc<PolicyRegistry>,
     governor: Governor,
     facts: Layered,
     pub(super) context: PolicyContext,
@@ -106,7 +160,6 @@ impl Service {
     }
 
     async fn consume(&self, source: &SqsSource, mut stop: watch::Receiver<bool>) {
-        let pipeline = self.pipeline();
         let mut backoff = Duration::from_secs(1);
         while !*stop.borrow() {
             let batch = tokio::select! {
@@ -130,59 +183,87 @@ impl Service {
                     continue;
                 }
             };
+            let now = Utc::now();
+            if let Some(oldest) = messages.iter().filter_map(|m| m.sent_at).min() {
+                let lag = (now - oldest).num_milliseconds().max(0) as f64 / 1000.0;
+                metrics().set(Gauge::SqsPollLag, &[], lag);
+            }
             // A batch in hand is finished even when a stop arrives meanwhile.
             for m in messages {
-                let mut opts = NormalizeOptions::new(Utc::now());
-                opts.max_signals = self.max_signals;
-                let outcome = handle(&pipeline, m.body.as_bytes(), &self.context, &opts).await;
-                match outcome {
-                    Handled::Done {
-                        incidents,
-                        healed,
-                        ignored,
-                        reasons,
-                        truncated,
-                        acting,
-                    } => {
-                        if truncated > 0 {
-                            self.health
-                                .truncated
-                                .fetch_add(truncated as u64, Ordering::Relaxed);
-                            tracing::warn!(message = %m.id, truncated, limit = self.max_signals,
-                                "Payload over the signal cap: the signals past it were not recorded.");
+                let result = match self.ingest(m.body.as_bytes(), Origin::Sqs).await {
+                    Handled::Done { .. } => match source.delete(&m).await {
+                        Ok(()) => {
+                            self.health.processed.fetch_add(1, Ordering::Relaxed);
+                            "processed"
                         }
-                        tracing::info!(message = %m.id, incidents, healed, ignored,
-                            first_reasons = ?reasons, truncated, "Recorded.");
-                        for id in acting {
-                            // A full queue is fine: the next sweep finds it.
-                            if let Some(work) = &self.work {
-                                let _ = work.try_send(id);
-                            }
+                        // Redelivered later: recording is idempotent.
+                        Err(e) => {
+                            self.health.failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(message = %m.id, error = %e, "delete failed");
+                            "delete-failed"
                         }
-                        match source.delete(&m).await {
-                            Ok(()) => {
-                                self.health.processed.fetch_add(1, Ordering::Relaxed);
-                            }
-                            // Redelivered later: recording is idempotent.
-                            Err(e) => {
-                                self.health.failures.fetch_add(1, Ordering::Relaxed);
-                                tracing::error!(message = %m.id, error = %e, "delete failed");
-                            }
-                        }
-                    }
+                    },
                     Handled::Rejected(why) => {
-                        self.health.rejected.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(message = %m.id, receive_count = m.receive_count, reason = %why,
                             "unreadable message left for the dead-letter queue");
+                        "rejected"
                     }
                     Handled::Failed(why) => {
-                        self.health.failures.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(message = %m.id, receive_count = m.receive_count, reason = %why,
                             "could not record; left for redelivery");
+                        "failed"
+                    }
+                };
+                metrics().inc(Counter::SqsMessages, &[("result", result)]);
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Ingest for Service {
+    /// Records one payload (from the queue or `POST /events`), counts it, and
+    /// hands what it left `acting` to the workers.
+    async fn ingest(&self, payload: &[u8], origin: Origin) -> Handled {
+        let mut opts = NormalizeOptions::new(Utc::now());
+        opts.max_signals = self.max_signals;
+        let outcome = handle(&self.pipeline(), payload, &self.context, &opts).await;
+        outcome.count(origin);
+        match &outcome {
+            Handled::Done {
+                incidents,
+                healed,
+                ignored,
+                reasons,
+                truncated,
+                acting,
+            } => {
+                if *truncated > 0 {
+                    self.health
+                        .truncated
+                        .fetch_add(*truncated as u64, Ordering::Relaxed);
+                    tracing::warn!(
+                        truncated,
+                        limit = self.max_signals,
+                        "Payload over the signal cap: the signals past it were not recorded."
+                    );
+                }
+                tracing::info!(incidents, healed, ignored, first_reasons = ?reasons, truncated, "Recorded.");
+                for id in acting {
+                    // A full queue is fine: the next sweep finds it.
+                    if let Some(work) = &self.work {
+                        let _ = work.try_send(id.clone());
                     }
                 }
             }
+            Handled::Rejected(_) => {
+                self.health.rejected.fetch_add(1, Ordering::Relaxed);
+            }
+            Handled::Failed(_) => {
+                self.health.failures.fetch_add(1, Ordering::Relaxed);
+            }
         }
+        outcome
     }
 }
 
@@ -217,10 +298,35 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         None => load_json(a.governor.as_deref(), "governor config")?,
     };
     a.live.apply(&mut governor_config)?;
-    let context: PolicyContext = load_json(a.context.as_deref(), "context")?;
+    let context: PolicyContext = match &a.context_json {
+        Some(json) => serde_json::from_str(json).context("invalid HEALER_CONTEXT_JSON")?,
+        None => load_json(a.context.as_deref(), "context")?,
+    };
     let operator = load_json(a.facts.as_deref(), "facts")?;
-    let (registry, report) = load_policies(a.engine.engine(a.max_concurrent)?, &a.policies)?;
+    let token = admin_token(&a)?;
+    let topics: Vec<String> = a
+        .sns_topics
+        .iter()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let sns = (!topics.is_empty()).then(|| {
+        Arc::new(SnsVerifier::new(SnsConfig {
+            topics,
+            max_age: Duration::from_secs(a.sns_max_age_secs),
+            test_trusted_host: a.sns_test_trusted_host.clone(),
+        }))
+    });
+    let eventbridge = a
+        .eventbridge_secret
+        .as_deref()
+        .map(AdminToken::new)
+        .transpose()
+        .context("invalid HEALER_EVENTBRIDGE_SECRET")?;
+    let (registry, report) =
+        load_policies(a.engine.engine(a.max_concurrent)?, a.policies.as_deref())?;
     a.engine.route(&registry);
+    let registry = Arc::new(registry);
     let policies = report
         .loaded
         .iter()
@@ -231,6 +337,22 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(async move {
         let store = a.store.open().await?;
+        let blobs = match &a.policy_blobs {
+            Some(d) => d.clone(),
+            None => a.store.data_dir()?.join("policy-blobs"),
+        };
+        let catalog = Arc::new(Catalog::new(
+            registry.clone(),
+            Arc::new(BlobDir::new(blobs)),
+            store.clone(),
+        ));
+        catalog
+            .start(match &a.policies {
+                Some(dir) => healer::policy::follow::wasm_files(dir),
+                None => healer::policy::embedded_files(),
+            })
+            .await
+            .context("cannot restore the persisted policy set")?;
         let shared = healer::aws::sdk_config().await;
         let source = a
             .sqs_queue_url
@@ -242,7 +364,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         let live = a.live.build(&shared)?;
         let (work_tx, work_rx) = tokio::sync::mpsc::channel(1024);
         let service = Arc::new(Service {
-            store,
+            store: store.clone(),
             registry,
             governor: Governor::new(governor_config),
             facts: Layered {
@@ -270,9 +392,25 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             let (service, stop) = (service.clone(), stop_rx.clone());
             tokio::spawn(async move { service.consume(&source, stop).await })
         });
+        let follower = tokio::spawn(healer::policy::follow::follow(
+            catalog.clone(),
+            a.policies.clone(),
+            Duration::from_millis(a.follow_interval_ms.max(100)),
+            stop_rx.clone(),
+        ));
+        let api = Api::new(health.clone())
+            .token(token)
+            .catalog(catalog)
+            .store(store)
+            .ingest(service.clone())
+            .eventbridge_secret(eventbridge)
+            .sns(sns)
+            .max_policy_bytes(a.max_policy_bytes)
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
         let mut http_stop = stop_rx.clone();
         let server = tokio::spawn(async move {
-            axum::serve(listener, router(health.clone()))
+            axum::serve(listener, api)
                 .with_graceful_shutdown(async move {
                     let _ = http_stop.wait_for(|s| *s).await;
                 })
@@ -304,12 +442,24 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             tracing::info!("Stopping: letting the workers finish the step in hand.");
             workers.await.context("worker pool panicked")?;
         }
+        follower.await.context("policy follower panicked")?;
         server
             .await
             .context("HTTP server panicked")?
             .context("HTTP server failed")?;
         Ok(code)
     })
+}
+
+/// The admin token from `--admin-token` / `HEALER_ADMIN_TOKEN` or its file.
+fn admin_token(a: &RunArgs) -> anyhow::Result<Option<AdminToken>> {
+    let text = match (&a.admin_token, &a.admin_token_file) {
+        (Some(t), _) => t.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read admin token file {}", f.display()))?,
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(AdminToken::new(&text)?))
 }
 
 /// Waits for a stop request or for the ingestion loop to end, whichever

@@ -42,20 +42,22 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// The data directory: `--data-dir`, else `~/.local/share/healer`.
+    pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.data_dir {
+            Some(d) => Ok(d.clone()),
+            None => std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".local/share/healer"))
+                .context("set --data-dir or HEALER_DATA_DIR (HOME is unset)"),
+        }
+    }
+
     /// The store configuration these arguments name.
     pub fn config(&self) -> anyhow::Result<StoreConfig> {
         Ok(match self.backend {
-            Backend::Sqlite => {
-                let dir = match &self.data_dir {
-                    Some(d) => d.clone(),
-                    None => std::env::var_os("HOME")
-                        .map(|h| PathBuf::from(h).join(".local/share/healer"))
-                        .context("set --data-dir or HEALER_DATA_DIR (HOME is unset)")?,
-                };
-                StoreConfig::Sqlite {
-                    path: dir.join("healer.db"),
-                }
-            }
+            Backend::Sqlite => StoreConfig::Sqlite {
+                path: self.data_dir()?.join("healer.db"),
+            },
             Backend::Dynamodb => StoreConfig::Dynamodb {
                 table_prefix: self.table_prefix.clone(),
             },
@@ -173,17 +175,9 @@ pub fn run_store(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             }
             StoreCommand::KillSwitch { state, store } => {
                 let store = store.open().await?;
-                let key = healer::safety::KILL_SWITCH_KEY;
-                let state = KillSwitch::from(state).as_str();
-                // Compare-and-set until it sticks (another replica may write too).
-                for _ in 0..16 {
-                    let (_, version) = store.governor_get(key).await?;
-                    if store.governor_cas(key, state, version).await? {
-                        println!("kill switch {state}");
-                        return Ok(ExitCode::SUCCESS);
-                    }
-                }
-                anyhow::bail!("could not set the kill switch: concurrent writers");
+                let state = KillSwitch::from(state);
+                healer::safety::set_kill_switch(store.as_ref(), state).await?;
+                println!("kill switch {}", state.as_str());
             }
         }
         Ok(ExitCode::SUCCESS)

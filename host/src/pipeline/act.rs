@@ -341,7 +341,21 @@ impl Worker<'_> {
             }
         };
         tracing::info!(incident = %id, step = index, action = %action.kind(), "Executing.");
+        let m = crate::metrics::metrics();
+        let kind = action.kind().as_str();
+        m.shift(crate::metrics::Gauge::RemediationsInProgress, &[], 1.0);
+        let clock = std::time::Instant::now();
         let execution = self.execute_leased(&req).await;
+        m.shift(crate::metrics::Gauge::RemediationsInProgress, &[], -1.0);
+        m.observe(
+            crate::metrics::Histogram::Action,
+            &[("action", kind)],
+            clock.elapsed().as_secs_f64(),
+        );
+        m.inc(
+            crate::metrics::Counter::Actions,
+            &[("action", kind), ("result", execution.outcome.label())],
+        );
         tracing::info!(incident = %id, step = index, action = %action.kind(),
             outcome = ?execution.outcome, note = ?execution.note, "Executed.");
         let calls = if execution.calls.is_empty() {
@@ -501,6 +515,10 @@ impl Worker<'_> {
                     .await
                 {
                     Err(StoreError::IllegalTransition { .. }) => Ok(record),
+                    Ok(healed) => {
+                        super::observe_recovery(&healed, "healer");
+                        Ok(healed)
+                    }
                     other => other,
                 }
             }

@@ -260,10 +260,11 @@ impl Pipeline<'_> {
                     }
                     self.read_step_facts(incident, decision, &state, &mut facts)
                         .await;
-                    Some(
-                        self.governor
-                            .judge(incident, decision, &declared, &facts, &history, now),
-                    )
+                    let judgement = self
+                        .governor
+                        .judge(incident, decision, &declared, &facts, &history, now);
+                    count_denials(&judgement);
+                    Some(judgement)
                 }
                 Err(_) => None,
             },
@@ -357,7 +358,10 @@ impl Pipeline<'_> {
                     )
                     .await
                 {
-                    Ok(r) => healed.push(r),
+                    Ok(r) => {
+                        observe_recovery(&r, "signal");
+                        healed.push(r);
+                    }
                     // Another replica closed it first.
                     Err(StoreError::IllegalTransition { .. }) => {}
                     Err(e) => return Err(e),
@@ -366,6 +370,36 @@ impl Pipeline<'_> {
         }
         Ok(Recorded::Healed(healed))
     }
+}
+
+/// Counts the governor's denials by rule.
+fn count_denials(j: &Judgement) {
+    for v in &j.verdicts {
+        if let crate::safety::Verdict::Denied { rule, .. } = &v.verdict {
+            crate::metrics::metrics()
+                .inc(crate::metrics::Counter::Denials, &[("rule", rule.as_str())]);
+        }
+    }
+}
+
+/// Observes a healed incident's time to recover, by kind, deciding policy and
+/// who healed it (`healer` after verifying its steps, `signal` for a recovery
+/// signal).
+pub(crate) fn observe_recovery(r: &IncidentRecord, by: &'static str) {
+    let Some(ms) = r.mttr_ms else { return };
+    let policy = r
+        .provenance
+        .as_ref()
+        .map_or("none", |p| p.policy.name.as_str());
+    crate::metrics::metrics().observe(
+        crate::metrics::Histogram::TimeToRecover,
+        &[
+            ("kind", r.incident.kind.as_str()),
+            ("policy", policy),
+            ("by", by),
+        ],
+        ms as f64 / 1000.0,
+    );
 }
 
 /// Completes each resource's settings with the store's config records that

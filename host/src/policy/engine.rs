@@ -46,7 +46,37 @@ pub struct LoadedPolicy {
     pub metadata: PolicyMetadata,
     /// Size of the component in bytes.
     pub size: usize,
+    /// Decisions it made and how many of them failed, since it was loaded.
+    pub counters: DecisionCounters,
     pre: Pre,
+}
+
+/// How often one loaded version decided and failed (trap, limit, error).
+#[derive(Debug, Default)]
+pub struct DecisionCounters {
+    decisions: std::sync::atomic::AtomicU64,
+    errors: std::sync::atomic::AtomicU64,
+}
+
+impl DecisionCounters {
+    /// Counts one decision, failed or not.
+    pub fn count(&self, failed: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.decisions.fetch_add(1, Relaxed);
+        if failed {
+            self.errors.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Decisions since load.
+    pub fn decisions(&self) -> u64 {
+        self.decisions.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Failed decisions since load.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl LoadedPolicy {
@@ -215,6 +245,7 @@ impl PolicyEngine {
             },
             metadata,
             size: bytes.len(),
+            counters: DecisionCounters::default(),
             pre,
         })
     }
@@ -247,6 +278,7 @@ impl PolicyEngine {
         let duration = started.elapsed();
         let fuel_used = self.limits.fuel - store.get_fuel().unwrap_or(0);
         let state = store.into_data();
+        policy.counters.count(result.is_err());
         DecisionOutcome {
             policy: policy.id.clone(),
             result,

@@ -1,12 +1,17 @@
 //! The policy stage: sandboxed WebAssembly components that turn an incident into a
 //! plan. Owns the wasmtime engine, the compiled policies, their limits and the
-//! registry that hot-swaps them. It never acts and never reads the store: it gets
-//! an incident and a context, and returns a decision or a `PolicyError`.
+//! registry that hot-swaps them. A decision never acts and never reads the
+//! store: it gets an incident and a context, and returns a decision or a
+//! `PolicyError`. Only the catalog (which version of each policy every replica
+//! runs) and the blobs it loads them from are persisted.
 
 mod bindings;
+pub mod blobs;
 mod cache;
+pub mod catalog;
 mod context;
 mod engine;
+pub mod follow;
 mod input;
 mod limits;
 mod registry;
@@ -22,13 +27,30 @@ use crate::decision::{ActionKind, Decision};
 use crate::incident::IncidentKind;
 
 pub use context::{PastAction, PolicyContext, ResourceConfig};
-pub use engine::{LoadedPolicy, PolicyEngine};
+pub use engine::{DecisionCounters, LoadedPolicy, PolicyEngine};
 pub use input::PolicyInput;
 pub use limits::PolicyLimits;
 pub use registry::{
-    Decisions, LoadReport, PolicyRegistry, PolicyRole, PolicyVersionInfo, RegistryEntry,
+    Decisions, LoadReport, PolicyRegistry, PolicyRole, PolicyVersionInfo, RegistryEntry, Roles,
 };
 pub use wasi::SandboxLimit;
+
+/// The example policies built into the binary (`policies/` in the repository,
+/// compiled by `build.rs`), by file name: the default set when no policy
+/// directory is given.
+pub const EMBEDDED: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/embedded_policies.rs"));
+
+/// The embedded policies as files (never newer than a persisted change).
+pub fn embedded_files() -> Vec<follow::WasmFile> {
+    EMBEDDED
+        .iter()
+        .map(|(name, bytes)| follow::WasmFile {
+            path: std::path::PathBuf::from(format!("(embedded) {name}")),
+            bytes: bytes.to_vec(),
+            modified: None,
+        })
+        .collect()
+}
 
 /// Identity of one policy version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -28,6 +28,9 @@ pub enum PolicyRole {
     Shadow,
 }
 
+/// A policy name's (active, shadow) versions.
+pub type Roles = (Option<Arc<LoadedPolicy>>, Option<Arc<LoadedPolicy>>);
+
 /// The immutable snapshot decisions run on.
 #[derive(Default)]
 struct ActiveSet {
@@ -71,6 +74,22 @@ struct History {
     activations: Vec<String>,
 }
 
+impl History {
+    /// Keeps a version (once per sha256).
+    fn remember(&mut self, policy: &Arc<LoadedPolicy>) {
+        if !self
+            .versions
+            .iter()
+            .any(|v| v.policy.id.sha256 == policy.id.sha256)
+        {
+            self.versions.push(Version {
+                policy: policy.clone(),
+                uploaded_at: Utc::now(),
+            });
+        }
+    }
+}
+
 /// One version as `list` reports it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -79,12 +98,16 @@ pub struct PolicyVersionInfo {
     pub version: String,
     /// sha256 of the component.
     pub sha256: String,
-    /// When it was loaded.
+    /// When this host loaded it.
     pub uploaded_at: DateTime<Utc>,
     /// Component size in bytes.
     pub size: usize,
     /// The `healer:policy` world version it implements (`0.2.0`, `0.1.0`).
     pub world: &'static str,
+    /// Decisions it made since it was loaded.
+    pub decisions: u64,
+    /// Of those, the ones that failed (trap, limit, error).
+    pub errors: u64,
     /// Active, shadow, or neither (`None`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<PolicyRole>,
@@ -190,38 +213,58 @@ impl PolicyRegistry {
         Ok(LoadReport { loaded, failed })
     }
 
+    /// Loads the example policies built into the binary ([`super::EMBEDDED`])
+    /// as active policies.
+    pub fn load_embedded(&self) -> LoadReport {
+        let mut loaded = Vec::new();
+        let mut failed = Vec::new();
+        for (name, bytes) in super::EMBEDDED {
+            match self.swap(bytes, PolicyRole::Active) {
+                Ok(id) => loaded.push(id),
+                Err(e) => failed.push((std::path::PathBuf::from(format!("(embedded) {name}")), e)),
+            }
+        }
+        LoadReport { loaded, failed }
+    }
+
     /// Loads a component and makes it the active (or shadow) version of its name.
     /// A version already loaded (same sha256) is reused without recompiling.
     pub fn swap(&self, bytes: &[u8], role: PolicyRole) -> Result<PolicyId, PolicyError> {
+        let policy = self.prepare(bytes)?;
+        Ok(self.install(policy, role))
+    }
+
+    /// Compiles and validates a component without changing what decides: the
+    /// slow half of a swap, for callers that run it off the async runtime. A
+    /// version already loaded (same sha256) is returned as it is.
+    pub fn prepare(&self, bytes: &[u8]) -> Result<Arc<LoadedPolicy>, PolicyError> {
         let sha = super::engine::sha256_hex(bytes);
-        let existing = {
-            let histories = self.histories();
-            histories.values().find_map(|h| {
-                h.versions
-                    .iter()
-                    .find(|v| v.policy.id.sha256 == sha)
-                    .map(|v| v.policy.clone())
-            })
-        };
-        let policy = match existing {
-            Some(p) => p,
-            // Compile outside the lock: it can take a while and must not block
-            // other writers' publication (decisions never take this lock).
-            None => Arc::new(self.engine.load(bytes)?),
-        };
+        if let Some(p) = self.loaded(&sha) {
+            return Ok(p);
+        }
+        // Compile outside the lock: it can take a while and must not block
+        // other writers' publication (decisions never take this lock).
+        Ok(Arc::new(self.engine.load(bytes)?))
+    }
+
+    /// A loaded version by sha256, whatever its role.
+    pub fn loaded(&self, sha256: &str) -> Option<Arc<LoadedPolicy>> {
+        let histories = self.histories();
+        histories.values().find_map(|h| {
+            h.versions
+                .iter()
+                .find(|v| v.policy.id.sha256 == sha256)
+                .map(|v| v.policy.clone())
+        })
+    }
+
+    /// Makes a prepared version the active (or shadow) version of its name:
+    /// one atomic publication.
+    pub fn install(&self, policy: Arc<LoadedPolicy>, role: PolicyRole) -> PolicyId {
         let id = policy.id.clone();
         let mut histories = self.histories();
         let history = histories.entry(id.name.clone()).or_default();
-        if !history
-            .versions
-            .iter()
-            .any(|v| v.policy.id.sha256 == id.sha256)
-        {
-            history.versions.push(Version {
-                policy: policy.clone(),
-                uploaded_at: Utc::now(),
-            });
-        }
+        history.remember(&policy);
         match role {
             PolicyRole::Active => {
                 if history.activations.last() != Some(&id.sha256) {
@@ -243,7 +286,57 @@ impl PolicyRegistry {
             }),
         }
         tracing::info!(policy = %id.name, version = %id.version, sha256 = %id.sha256, role = ?role, "Policy swapped in.");
-        Ok(id)
+        id
+    }
+
+    /// Replaces the whole active and shadow sets with these versions, in one
+    /// publication: a decision sees the set before or the set after, never a
+    /// mix. How a replica follows the persisted policy set.
+    pub fn converge(&self, active: Vec<Arc<LoadedPolicy>>, shadow: Vec<Arc<LoadedPolicy>>) {
+        let mut histories = self.histories();
+        for p in active.iter().chain(&shadow) {
+            histories.entry(p.id.name.clone()).or_default().remember(p);
+        }
+        for p in &active {
+            let history = histories.entry(p.id.name.clone()).or_default();
+            if history.activations.last() != Some(&p.id.sha256) {
+                history.activations.push(p.id.sha256.clone());
+            }
+        }
+        let by_name = |ps: Vec<Arc<LoadedPolicy>>| {
+            ps.into_iter()
+                .map(|p| (p.id.name.clone(), p))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let (active, shadow) = (by_name(active), by_name(shadow));
+        self.publish(|set| {
+            set.active = active;
+            set.shadow = shadow;
+        });
+    }
+
+    /// Stops running `name` at all (active and shadow); its versions stay
+    /// loaded, so it can come back without a recompile.
+    pub fn retire(&self, name: &str) {
+        let _guard = self.histories();
+        self.publish(|set| {
+            set.active.remove(name);
+            set.shadow.remove(name);
+        });
+        tracing::info!(policy = %name, "Policy retired.");
+    }
+
+    /// The active and shadow versions by name, as decisions see them now.
+    pub fn roles(&self) -> BTreeMap<String, Roles> {
+        let snapshot = self.snapshot.load();
+        let mut roles: BTreeMap<String, Roles> = BTreeMap::new();
+        for (name, p) in &snapshot.active {
+            roles.entry(name.clone()).or_default().0 = Some(p.clone());
+        }
+        for (name, p) in &snapshot.shadow {
+            roles.entry(name.clone()).or_default().1 = Some(p.clone());
+        }
+        roles
     }
 
     /// Reactivates the version that was active before the current one.
@@ -348,6 +441,8 @@ impl PolicyRegistry {
                             uploaded_at: v.uploaded_at,
                             size: v.policy.size,
                             world: v.policy.world(),
+                            decisions: v.policy.counters.decisions(),
+                            errors: v.policy.counters.errors(),
                             role,
                         }
                     })
@@ -372,7 +467,7 @@ impl PolicyRegistry {
     ) -> Decisions {
         let snapshot = self.snapshot.load_full();
         let decide = |p: &Arc<LoadedPolicy>| self.engine.decide(p, incident, context, now);
-        off_async_worker(|| Decisions {
+        let decisions = off_async_worker(|| Decisions {
             active: snapshot
                 .routed(incident.kind)
                 .into_iter()
@@ -384,7 +479,44 @@ impl PolicyRegistry {
                 .filter(|p| p.metadata.handles.contains(&incident.kind))
                 .map(decide)
                 .collect(),
-        })
+        });
+        count(&decisions);
+        decisions
+    }
+}
+
+/// Counts decisions and observes their time and fuel, by policy.
+fn count(decisions: &Decisions) {
+    use crate::metrics::{Counter, Histogram, metrics};
+    let m = metrics();
+    let modes = [("active", &decisions.active), ("shadow", &decisions.shadow)];
+    for (mode, outcomes) in modes {
+        for o in outcomes.iter() {
+            let result = match &o.result {
+                Ok(_) => "ok",
+                Err(e) => e.label(),
+            };
+            let policy = o.policy.name.as_str();
+            m.inc(
+                Counter::Decisions,
+                &[
+                    ("policy", policy),
+                    ("version", &o.policy.version),
+                    ("mode", mode),
+                    ("result", result),
+                ],
+            );
+            m.observe(
+                Histogram::PolicyEvaluation,
+                &[("policy", policy)],
+                o.duration.as_secs_f64(),
+            );
+            m.observe(
+                Histogram::PolicyFuel,
+                &[("policy", policy)],
+                o.fuel_used as f64,
+            );
+        }
     }
 }
 

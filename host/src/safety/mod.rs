@@ -40,7 +40,7 @@ pub use config::GovernorConfig;
 pub use facts::{FactSource, Facts, Layered, ResourceFacts, ServiceFacts, StaticFacts, gather};
 pub use params::ParamsConfig;
 pub use reserve::lost_race;
-pub use switches::KillSwitch;
+pub use switches::{KillSwitch, kill_switch_flag, set_kill_switch};
 pub use verdict::{Effect, Judgement, Rule, StepVerdict, Verdict, VerdictKind};
 
 use scope::StepScope;

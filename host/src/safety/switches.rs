@@ -34,6 +34,35 @@ impl KillSwitch {
     }
 }
 
+/// Sets the store's kill-switch flag, compare-and-set until it sticks (other
+/// replicas may write it too).
+pub async fn set_kill_switch(
+    store: &dyn crate::store::Store,
+    state: KillSwitch,
+) -> Result<(), crate::store::StoreError> {
+    for _ in 0..16 {
+        let (_, version) = store.governor_get(super::KILL_SWITCH_KEY).await?;
+        if store
+            .governor_cas(super::KILL_SWITCH_KEY, state.as_str(), version)
+            .await?
+        {
+            tracing::warn!(state = state.as_str(), "Kill switch set.");
+            return Ok(());
+        }
+    }
+    Err(crate::store::StoreError::Contention(
+        super::KILL_SWITCH_KEY.to_owned(),
+    ))
+}
+
+/// The store's kill-switch flag.
+pub async fn kill_switch_flag(
+    store: &dyn crate::store::Store,
+) -> Result<KillSwitch, crate::store::StoreError> {
+    let (value, _) = store.governor_get(super::KILL_SWITCH_KEY).await?;
+    Ok(KillSwitch::from_stored(value.as_deref()))
+}
+
 /// Every mutating step is denied while any kill switch is on.
 pub(crate) fn kill_switch(ctx: &Ctx<'_>) -> Option<Verdict> {
     engaged(ctx.config, ctx.history.kill_switch).map(|w| Verdict::deny(Rule::KillSwitch, w))

@@ -13,6 +13,7 @@
 //! redelivery would be cut at the same place. Only counts and the first few
 //! ignore reasons are kept, so one flooding payload cannot flood the logs.
 
+pub mod sns;
 pub mod sqs;
 
 use crate::incident::IncidentId;
@@ -20,6 +21,71 @@ use crate::pipeline::{Pipeline, Recorded};
 use crate::policy::PolicyContext;
 use crate::signals::{NormalizeOptions, Signal, normalize};
 use crate::store::LifecycleState;
+
+/// Where a payload came from, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// An SQS message.
+    Sqs,
+    /// `POST /events` and `POST /events/eventbridge`.
+    Http,
+    /// `POST /events/sns` (an SNS HTTPS subscription).
+    Sns,
+}
+
+impl Origin {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Sqs => "sqs",
+            Origin::Http => "http",
+            Origin::Sns => "sns",
+        }
+    }
+}
+
+impl Handled {
+    /// Counts what the payload turned into, by `origin` and outcome.
+    pub fn count(&self, origin: Origin) {
+        use crate::metrics::{Counter, metrics};
+        let m = metrics();
+        let o = origin.as_str();
+        match self {
+            Handled::Done {
+                incidents,
+                healed,
+                ignored,
+                truncated,
+                ..
+            } => {
+                m.add(
+                    Counter::Signals,
+                    &[("origin", o), ("outcome", "incident")],
+                    *incidents as u64,
+                );
+                m.add(
+                    Counter::Signals,
+                    &[("origin", o), ("outcome", "healed")],
+                    *healed as u64,
+                );
+                m.add(
+                    Counter::Signals,
+                    &[("origin", o), ("outcome", "ignored")],
+                    *ignored as u64,
+                );
+                m.add(
+                    Counter::Signals,
+                    &[("origin", o), ("outcome", "truncated")],
+                    *truncated as u64,
+                );
+            }
+            Handled::Rejected(_) => {
+                m.inc(Counter::Signals, &[("origin", o), ("outcome", "rejected")])
+            }
+            Handled::Failed(_) => m.inc(Counter::Signals, &[("origin", o), ("outcome", "failed")]),
+        }
+    }
+}
 
 /// How many distinct ignore reasons [`Handled::Done`] keeps.
 pub const FIRST_REASONS: usize = 3;
@@ -94,6 +160,10 @@ pub async fn handle(
         match result {
             Ok(Recorded::New(r) | Recorded::Resumed(r)) => {
                 incidents += 1;
+                crate::metrics::metrics().inc(
+                    crate::metrics::Counter::Incidents,
+                    &[("kind", r.incident.kind.as_str())],
+                );
                 if r.state == LifecycleState::Acting {
                     acting.push(r.incident.id.clone());
                 }

@@ -80,6 +80,8 @@ pub struct Message {
     pub body: String,
     /// How many times it was received, this time included.
     pub receive_count: u32,
+    /// When it was sent to the queue (SQS's `SentTimestamp`).
+    pub sent_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A long-polling reader of one queue.
@@ -138,6 +140,7 @@ impl SqsSource {
             .max_number_of_messages(10)
             .wait_time_seconds(self.wait_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .customize();
         if let Some(timeouts) = self.receive_timeouts() {
             call = call.config_override(aws_sdk_sqs::Config::builder().timeout_config(timeouts));
@@ -151,16 +154,19 @@ impl SqsSource {
             .messages()
             .iter()
             .filter_map(|m| {
-                let count = m
-                    .attributes()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                let attribute = |name| m.attributes().and_then(|a| a.get(&name));
+                let count = attribute(MessageSystemAttributeName::ApproximateReceiveCount)
                     .and_then(|c| c.parse().ok())
                     .unwrap_or(1);
+                let sent_at = attribute(MessageSystemAttributeName::SentTimestamp)
+                    .and_then(|t| t.parse::<i64>().ok())
+                    .and_then(chrono::DateTime::from_timestamp_millis);
                 Some(Message {
                     id: m.message_id().unwrap_or_default().to_owned(),
                     receipt: m.receipt_handle()?.to_owned(),
                     body: m.body().unwrap_or_default().to_owned(),
                     receive_count: count,
+                    sent_at,
                 })
             })
             .collect())

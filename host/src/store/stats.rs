@@ -8,7 +8,9 @@ use serde::Serialize;
 use super::IncidentRecord;
 
 /// What to group by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum GroupBy {
     /// Incident kind.

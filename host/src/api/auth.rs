@@ -1,0 +1,159 @@
+//! Who may call what. Admin routes (changes) need the bearer token, and are
+//! off when none is configured. Read routes answer loopback callers always,
+//! and other callers with the token. Tokens are compared in constant time
+//! (over their sha256, so neither length nor content leaks).
+
+use std::net::SocketAddr;
+
+use axum::extract::FromRequestParts;
+use axum::extract::connect_info::{ConnectInfo, MockConnectInfo};
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+
+use super::error::{ApiError, ErrorCode};
+
+/// Shortest admin token accepted.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The configured admin token (its digest only).
+#[derive(Clone)]
+pub struct AdminToken([u8; 32]);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
+}
+
+/// A token that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("the admin token must be at least {MIN_TOKEN_LEN} characters with no whitespace")]
+pub struct WeakToken;
+
+impl AdminToken {
+    /// A token from its text (surrounding whitespace, as a file's final
+    /// newline, is trimmed).
+    pub fn new(token: &str) -> Result<Self, WeakToken> {
+        let token = token.trim();
+        if token.len() < MIN_TOKEN_LEN || token.chars().any(char::is_whitespace) {
+            return Err(WeakToken);
+        }
+        Ok(AdminToken(Sha256::digest(token.as_bytes()).into()))
+    }
+
+    /// Whether `given` is the token, in time independent of where they differ.
+    pub fn matches(&self, given: &str) -> bool {
+        let given: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+        given
+            .iter()
+            .zip(self.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+/// The caller of a route: its address and the bearer token it sent.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The peer address (`None` when the server was not given it).
+    pub peer: Option<SocketAddr>,
+    bearer: Option<String>,
+}
+
+impl Caller {
+    /// Who, for the record: `api@<peer>`.
+    pub fn who(&self) -> String {
+        match self.peer {
+            Some(p) => format!("api@{}", p.ip()),
+            None => "api".to_owned(),
+        }
+    }
+
+    fn is_loopback(&self) -> bool {
+        self.peer.is_some_and(|p| p.ip().is_loopback())
+    }
+
+    fn token_ok(&self, token: &AdminToken) -> Result<(), ApiError> {
+        match &self.bearer {
+            Some(b) if token.matches(b) => Ok(()),
+            Some(_) => Err(ApiError::new(ErrorCode::Unauthorized, "wrong bearer token")),
+            None => Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "missing bearer token (Authorization: Bearer <token>)",
+            )),
+        }
+    }
+
+    /// May change things: needs the configured token.
+    pub fn admin(&self, token: Option<&AdminToken>) -> Result<(), ApiError> {
+        match token {
+            Some(t) => self.token_ok(t),
+            None => Err(ApiError::new(
+                ErrorCode::AdminOff,
+                "the admin API is off: no admin token is configured (HEALER_ADMIN_TOKEN or --admin-token-file)",
+            )),
+        }
+    }
+
+    /// May read: from loopback, or with the token.
+    pub fn read(&self, token: Option<&AdminToken>) -> Result<(), ApiError> {
+        if self.is_loopback() && self.bearer.is_none() {
+            return Ok(());
+        }
+        match token {
+            Some(t) => self.token_ok(t),
+            None => Err(ApiError::new(
+                ErrorCode::LoopbackOnly,
+                "without an admin token configured, this route answers loopback callers only",
+            )),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0)
+            .or_else(|| {
+                parts
+                    .extensions
+                    .get::<MockConnectInfo<SocketAddr>>()
+                    .map(|m| m.0)
+            });
+        let bearer = match parts.headers.get(axum::http::header::AUTHORIZATION) {
+            None => None,
+            Some(v) => {
+                let v = v.to_str().unwrap_or_default();
+                match v.strip_prefix("Bearer ") {
+                    Some(t) => Some(t.trim().to_owned()),
+                    None => {
+                        return Err(ApiError::new(
+                            ErrorCode::Unauthorized,
+                            "the Authorization header must be `Bearer <token>`",
+                        ));
+                    }
+                }
+            }
+        };
+        Ok(Caller { peer, bearer })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_match_exactly_and_weak_ones_are_refused() {
+        let t = AdminToken::new("correct-horse-battery\n").expect("strong");
+        assert!(t.matches("correct-horse-battery"));
+        assert!(!t.matches("correct-horse-batterY"));
+        assert!(!t.matches(""));
+        assert!(AdminToken::new("short").is_err());
+        assert!(AdminToken::new("has a space inside it").is_err());
+    }
+}

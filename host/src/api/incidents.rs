@@ -1,0 +1,157 @@
+//! The read API: `GET /incidents` (filtered, cursor-paged), `GET
+//! /incidents/{id}` (an incident's whole life) and `GET /stats` (MTTR by
+//! kind, policy, action or healer).
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::cursor::Cursors;
+use super::{ApiError, ApiState, Caller, ErrorCode};
+use crate::incident::{IncidentId, IncidentKind};
+use crate::store::{GroupBy, IncidentRecord, LifecycleState, ListFilter, Stats};
+
+/// Default and largest page sizes.
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 500;
+
+/// `GET /incidents` filters.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub(super) struct IncidentQuery {
+    /// Only this lifecycle state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<LifecycleState>,
+    /// Only this incident kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<IncidentKind>,
+    /// Only incidents of this resource (or group) id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource: Option<String>,
+    /// Only incidents this policy decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<String>,
+    /// Detected at or after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    since: Option<DateTime<Utc>>,
+    /// Detected before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    until: Option<DateTime<Utc>>,
+    /// Page size (default 50, at most 500).
+    #[serde(skip_serializing)]
+    limit: Option<usize>,
+    /// The `next` of the previous page.
+    #[serde(skip_serializing)]
+    cursor: Option<String>,
+}
+
+impl IncidentQuery {
+    /// The filters in a canonical form, which a cursor is bound to.
+    fn canonical(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    fn keeps(&self, r: &IncidentRecord) -> bool {
+        let resource = |id: &str| {
+            r.incident.resource.id == id || r.incident.group.as_ref().is_some_and(|g| g.id == id)
+        };
+        self.state.is_none_or(|s| r.state == s)
+            && self.resource.as_deref().is_none_or(resource)
+            && self
+                .policy
+                .as_deref()
+                .is_none_or(|p| r.provenance.as_ref().is_some_and(|v| v.policy.name == p))
+            && self.until.is_none_or(|u| r.incident.detected_at < u)
+    }
+}
+
+/// One page. A page may hold fewer than `limit` incidents (even none) while
+/// `next` is set: the filters the store cannot apply are applied to each of
+/// its pages. Follow `next` until it is null.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct IncidentPage {
+    items: Vec<IncidentRecord>,
+    next: Option<String>,
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError::new(ErrorCode::BadRequest, e.body_text())
+    }
+}
+
+async fn cursors(api: &ApiState) -> Result<&Cursors, ApiError> {
+    let store = api.store()?;
+    api.cursors
+        .get_or_try_init(|| Cursors::shared(store.as_ref()))
+        .await
+        .map_err(ApiError::from)
+}
+
+pub(super) async fn list(
+    State(api): State<ApiState>,
+    caller: Caller,
+    query: Result<Query<IncidentQuery>, QueryRejection>,
+) -> Result<Json<IncidentPage>, ApiError> {
+    caller.read(api.token.as_ref())?;
+    let Query(q) = query?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let canonical = q.canonical();
+    let cursors = cursors(&api).await?;
+    let token = match &q.cursor {
+        Some(c) => Some(cursors.open(&canonical, c).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                "invalid cursor: not one this service issued for these filters",
+            )
+        })?),
+        None => None,
+    };
+    let filter = ListFilter {
+        open: q.state.is_some_and(|s| !s.is_terminal()),
+        kind: q.kind,
+        since: q.since,
+    };
+    let page = api.store()?.list(&filter, token.as_deref(), limit).await?;
+    Ok(Json(IncidentPage {
+        items: page.items.into_iter().filter(|r| q.keeps(r)).collect(),
+        next: page.next.map(|t| cursors.sign(&canonical, &t)),
+    }))
+}
+
+pub(super) async fn get(
+    State(api): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<IncidentRecord>, ApiError> {
+    caller.read(api.token.as_ref())?;
+    api.store()?
+        .get(&IncidentId::from_stored(&id))
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no incident {id}")))
+}
+
+/// `GET /stats` parameters.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub(super) struct StatsQuery {
+    /// Group by `kind` (default), `policy`, `action` or `healer`.
+    #[serde(default)]
+    by: GroupBy,
+    /// Incidents detected at or after.
+    since: Option<DateTime<Utc>>,
+}
+
+pub(super) async fn stats(
+    State(api): State<ApiState>,
+    caller: Caller,
+    query: Result<Query<StatsQuery>, QueryRejection>,
+) -> Result<Json<Stats>, ApiError> {
+    caller.read(api.token.as_ref())?;
+    let Query(q) = query?;
+    Ok(Json(api.store()?.stats(q.by, q.since).await?))
+}

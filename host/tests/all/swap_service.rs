@@ -1,0 +1,187 @@
+//! Hot swap across real `healer run` processes: two replicas on one SQLite
+//! file converge on a version pushed to one of them with `healer policy push
+//! --server`; a broken push leaves the old version serving; a restarted
+//! replica comes back with the pushed version, not its directory's; a file
+//! dropped into the policy directory is swapped in.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use healer_test_artifacts as artifacts;
+
+use crate::support::free_port;
+
+const TOKEN: &str = "swap-service-token-0123456789";
+
+struct Replica {
+    child: Child,
+    url: String,
+    listen: String,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(policies: &Path, data: &Path, blobs: &Path) -> Replica {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(["run", "--no-cache", "--policies"])
+        .arg(policies)
+        .env_remove("HEALER_SQS_QUEUE_URL")
+        .env("HEALER_LISTEN", &listen)
+        .env("HEALER_DATA_DIR", data)
+        .env("HEALER_POLICY_BLOBS", blobs)
+        .env("HEALER_ADMIN_TOKEN", TOKEN)
+        .env("HEALER_FOLLOW_INTERVAL_MS", "200")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("healer run starts");
+    let r = Replica {
+        child,
+        url: format!("http://{listen}"),
+        listen,
+    };
+    wait_for(&r, |_| true, "answers /health");
+    r
+}
+
+fn healer(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(args)
+        .env("HEALER_ADMIN_TOKEN", TOKEN)
+        .output()
+        .expect("runs")
+}
+
+/// The versions of `swap-test` active on a replica, from its `/health`.
+fn active(r: &Replica) -> Vec<String> {
+    crate::support::health(&r.listen)
+        .and_then(|h| {
+            h["policies"].as_array().map(|ps| {
+                ps.iter()
+                    .filter_map(|p| p.as_str())
+                    .filter(|p| p.starts_with("swap-test@"))
+                    .map(str::to_owned)
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
+fn wait_for(r: &Replica, ok: impl Fn(&[String]) -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if crate::support::health(&r.listen).is_some() && ok(&active(r)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never {what}: {:?}",
+            r.url,
+            active(r)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn replicas_converge_on_a_push_and_a_restart_keeps_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, blobs) = (dir.path().join("data"), dir.path().join("blobs"));
+    let (pa, pb) = (dir.path().join("a"), dir.path().join("b"));
+    for p in [&pa, &pb] {
+        std::fs::create_dir(p).expect("mkdir");
+        std::fs::copy(artifacts::SWAP_V1, p.join("swap.wasm")).expect("copy");
+    }
+    let a = start(&pa, &data, &blobs);
+    let b = start(&pb, &data, &blobs);
+    assert_eq!(active(&a), ["swap-test@1"]);
+    assert_eq!(active(&b), ["swap-test@1"]);
+
+    // Push v2 to a; b follows.
+    let out = healer(&["policy", "push", artifacts::SWAP_V2, "--server", &a.url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("active swap-test@2") && said.contains("swap "),
+        "{said}"
+    );
+    assert_eq!(active(&a), ["swap-test@2"]);
+    wait_for(&b, |v| v == ["swap-test@2"], "followed the push");
+
+    // A broken push is refused with the reason; v2 keeps serving.
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not a component").expect("write");
+    let out = healer(&[
+        "policy",
+        "push",
+        junk.to_str().expect("utf-8"),
+        "--server",
+        &b.url,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("422") && err.contains("invalid-policy"),
+        "{err}"
+    );
+    // And a wrong token is refused before anything is read.
+    let out = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args([
+            "policy",
+            "list",
+            "--server",
+            &a.url,
+            "--token",
+            "wrong-token-0123456789",
+        ])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    let out = healer(&["policy", "list", "--server", &b.url]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("swap-test ") && l.contains(" active ")),
+        "{listed}"
+    );
+
+    // b restarts with v1 still in its directory: it comes back with v2.
+    drop(b);
+    let b = start(&pb, &data, &blobs);
+    wait_for(&b, |v| v == ["swap-test@2"], "kept the pushed version");
+
+    // Rollback through b reaches a.
+    let out = healer(&["policy", "rollback", "swap-test", "--server", &b.url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(&a, |v| v == ["swap-test@1"], "followed the rollback");
+
+    // A file dropped into a's directory is swapped in everywhere.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::copy(artifacts::SWAP_V2, pa.join("swap.wasm")).expect("copy");
+    wait_for(&a, |v| v == ["swap-test@2"], "swapped the changed file in");
+    wait_for(&b, |v| v == ["swap-test@2"], "followed the file swap");
+}
