@@ -265,6 +265,13 @@ impl ConfigFile {
             "HEALER_ADMIN_TOKEN_FILE",
             &self.api.admin_token_file,
         );
+        let topics = self.api.sns_topics.as_ref().map(|v| v.join(","));
+        push(&mut out, "HEALER_SNS_TOPICS", &topics);
+        push(
+            &mut out,
+            "HEALER_SNS_MAX_AGE_SECS",
+            &self.api.sns_max_age_secs,
+        );
         let st = &self.store;
         push(
             &mut out,
@@ -354,6 +361,7 @@ mod tests {
             "HEALER_STORE",
             "HEALER_LIVE",
             "HEALER_GOVERNOR_JSON",
+            "HEALER_SNS_MAX_AGE_SECS",
         ] {
             assert!(
                 env.iter().any(|(n, _)| *n == name),

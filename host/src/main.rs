@@ -51,6 +51,11 @@ enum Command {
     Revert(cmd::revert::RevertArgs),
     /// Probe a running service's `/health` (exit 0 on 200): the container health check.
     Health(cmd::health::HealthArgs),
+    /// Approve the steps of an incident that wait for a human (on a running
+    /// service: `--server URL --token T`).
+    Approve(cmd::approve::AnswerArgs),
+    /// Deny the steps of an incident that wait for a human.
+    Deny(cmd::approve::AnswerArgs),
     /// Print or check the TOML config file.
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),
@@ -93,6 +98,8 @@ fn main() -> ExitCode {
         Command::Store(c) => cmd::store::run_store(c),
         Command::Incidents(c) => cmd::store::run_incidents(c),
         Command::Config(c) => cmd::config::run(c),
+        Command::Approve(a) => cmd::approve::run(a, true),
+        Command::Deny(a) => cmd::approve::run(a, false),
     };
     match result {
         Ok(code) => code,

@@ -1,7 +1,10 @@
 //! Who may call what. Admin routes (changes) need the bearer token, and are
-//! off when none is configured. Read routes answer loopback callers always,
-//! and other callers with the token. Tokens are compared in constant time
-//! (over their sha256, so neither length nor content leaks).
+//! off when none is configured. Read routes need the token when one is
+//! configured; without one they answer loopback callers only, and not a
+//! request a proxy forwarded (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`:
+//! behind a proxy on the same host every caller looks like loopback).
+//! Tokens are compared in constant time (over their sha256, so neither
+//! length nor content leaks).
 
 use std::net::SocketAddr;
 
@@ -58,6 +61,8 @@ pub struct Caller {
     /// The peer address (`None` when the server was not given it).
     pub peer: Option<SocketAddr>,
     bearer: Option<String>,
+    /// A proxy's forwarding header was present.
+    forwarded: bool,
 }
 
 impl Caller {
@@ -70,7 +75,7 @@ impl Caller {
     }
 
     fn is_loopback(&self) -> bool {
-        self.peer.is_some_and(|p| p.ip().is_loopback())
+        !self.forwarded && self.peer.is_some_and(|p| p.ip().is_loopback())
     }
 
     fn token_ok(&self, token: &AdminToken) -> Result<(), ApiError> {
@@ -95,16 +100,14 @@ impl Caller {
         }
     }
 
-    /// May read: from loopback, or with the token.
+    /// May read: with the token when one is configured, else from loopback.
     pub fn read(&self, token: Option<&AdminToken>) -> Result<(), ApiError> {
-        if self.is_loopback() && self.bearer.is_none() {
-            return Ok(());
-        }
         match token {
             Some(t) => self.token_ok(t),
+            None if self.is_loopback() => Ok(()),
             None => Err(ApiError::new(
                 ErrorCode::LoopbackOnly,
-                "without an admin token configured, this route answers loopback callers only",
+                "without an admin token configured, this route answers direct loopback callers only",
             )),
         }
     }
@@ -139,7 +142,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
                 }
             }
         };
-        Ok(Caller { peer, bearer })
+        let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"]
+            .iter()
+            .any(|h| parts.headers.contains_key(*h));
+        Ok(Caller {
+            peer,
+            bearer,
+            forwarded,
+        })
     }
 }
 

@@ -113,6 +113,19 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::pipeline::ApprovalError> for ApiError {
+    fn from(e: crate::pipeline::ApprovalError) -> Self {
+        use crate::pipeline::ApprovalError as A;
+        match e {
+            A::Store(s) => s.into(),
+            A::NotFound(_) => ApiError::new(ErrorCode::NotFound, e.to_string()),
+            A::NothingPending { .. } | A::Expired { .. } | A::Busy(_) => {
+                ApiError::new(ErrorCode::Conflict, e.to_string())
+            }
+        }
+    }
+}
+
 /// A body the route could not take (too large, unreadable).
 impl From<axum::extract::rejection::BytesRejection> for ApiError {
     fn from(e: axum::extract::rejection::BytesRejection) -> Self {

@@ -107,7 +107,15 @@ pub(super) async fn sns(
         .await
         .map_err(refuse)?;
     match m.kind {
-        MessageType::Notification => Ok(ingest(&api, &body, Origin::Sns).await?.into_response()),
+        MessageType::Notification => {
+            if verifier.already_recorded(&m.message_id) {
+                let duplicate = serde_json::json!({ "duplicate": m.message_id });
+                return Ok(Json(duplicate).into_response());
+            }
+            let answer = ingest(&api, &m.signed_envelope(), Origin::Sns).await?;
+            verifier.recorded(&m.message_id, chrono::Utc::now());
+            Ok(answer.into_response())
+        }
         MessageType::SubscriptionConfirmation => {
             verifier.confirm(&m).await.map_err(refuse)?;
             Ok(Json(Subscription {

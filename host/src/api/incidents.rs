@@ -155,3 +155,40 @@ pub(super) async fn stats(
     let Query(q) = query?;
     Ok(Json(api.store()?.stats(q.by, q.since).await?))
 }
+
+async fn answer(
+    api: &ApiState,
+    caller: &Caller,
+    id: &str,
+    answer: crate::pipeline::Answer,
+) -> Result<Json<IncidentRecord>, ApiError> {
+    caller.admin(api.token.as_ref())?;
+    let approvals = api.approvals.as_ref().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            "this service does not answer approvals",
+        )
+    })?;
+    let record = approvals
+        .answer(&IncidentId::from_stored(id), answer, &caller.who())
+        .await?;
+    Ok(Json(record))
+}
+
+/// `POST /incidents/{id}/approve`: the held steps may run (recorded with who and when).
+pub(super) async fn approve(
+    State(api): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<IncidentRecord>, ApiError> {
+    answer(&api, &caller, &id, crate::pipeline::Answer::Approve).await
+}
+
+/// `POST /incidents/{id}/deny`: the held steps must not run.
+pub(super) async fn deny(
+    State(api): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<IncidentRecord>, ApiError> {
+    answer(&api, &caller, &id, crate::pipeline::Answer::Deny).await
+}

@@ -5,7 +5,8 @@
 //! - Admin (bearer token; off when none is configured): `PUT /policies/{name}`
 //!   (or `POST /policies`) uploads a component and swaps it in on every replica, `POST
 //!   /policies/{name}/rollback`, `/activate`, `/shadow`, `DELETE
-//!   /policies/{name}[/shadow]`, `GET`/`PUT /kill-switch`.
+//!   /policies/{name}[/shadow]`, `GET`/`PUT /kill-switch`, `POST
+//!   /incidents/{id}/approve` and `/deny` (the steps the approval rule holds).
 //! - Read (loopback, or with the token): `GET /policies`, `GET /incidents`
 //!   (filters, signed cursors), `GET /incidents/{id}`, `GET /stats`.
 //! - Ingestion: `POST /events` takes a raw AWS payload (what SQS would carry)
@@ -55,6 +56,19 @@ pub trait Ingest: Send + Sync {
     async fn ingest(&self, payload: &[u8], origin: Origin) -> Handled;
 }
 
+/// Where `POST /incidents/{id}/approve` and `/deny` go: the service's
+/// pipeline, which answers the held steps and hands live work to the workers.
+#[async_trait::async_trait]
+pub trait Approvals: Send + Sync {
+    /// Answers the held steps of an incident on behalf of `who`.
+    async fn answer(
+        &self,
+        id: &crate::incident::IncidentId,
+        answer: crate::pipeline::Answer,
+        who: &str,
+    ) -> Result<crate::store::IncidentRecord, crate::pipeline::ApprovalError>;
+}
+
 /// What the routes work on.
 #[derive(Clone)]
 pub struct ApiState {
@@ -65,6 +79,7 @@ pub struct ApiState {
     ingest: Option<Arc<dyn Ingest>>,
     eventbridge_secret: Option<AdminToken>,
     sns: Option<Arc<SnsVerifier>>,
+    approvals: Option<Arc<dyn Approvals>>,
     /// The read API's cursor signer, keyed once from the store.
     cursors: Arc<tokio::sync::OnceCell<cursor::Cursors>>,
 }
@@ -87,6 +102,7 @@ impl Api {
                 ingest: None,
                 eventbridge_secret: None,
                 sns: None,
+                approvals: None,
                 cursors: Arc::default(),
             },
             max_policy_bytes: DEFAULT_MAX_POLICY_BYTES,
@@ -121,6 +137,12 @@ impl Api {
     /// `X-Healer-Secret` (`POST /events/eventbridge` is off without one).
     pub fn eventbridge_secret(mut self, secret: Option<AdminToken>) -> Self {
         self.state.eventbridge_secret = secret;
+        self
+    }
+
+    /// Who answers held steps.
+    pub fn approvals(mut self, approvals: Arc<dyn Approvals>) -> Self {
+        self.state.approvals = Some(approvals);
         self
     }
 
@@ -160,6 +182,8 @@ impl Api {
             )
             .route("/incidents", get(incidents::list))
             .route("/incidents/{id}", get(incidents::get))
+            .route("/incidents/{id}/approve", post(incidents::approve))
+            .route("/incidents/{id}/deny", post(incidents::deny))
             .route("/stats", get(incidents::stats))
             .route(
                 "/kill-switch",
@@ -179,7 +203,45 @@ impl Api {
             )
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                guard,
+            ))
             .with_state(self.state)
+    }
+}
+
+/// Checks who may call a route before its body is read, so an anonymous
+/// caller cannot make the service buffer an upload (the handlers check again).
+async fn guard(
+    axum::extract::State(api): axum::extract::State<ApiState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::extract::FromRequestParts as _;
+    use axum::http::Method;
+    use axum::response::IntoResponse as _;
+    let path = req.uri().path();
+    let open = matches!(
+        path,
+        "/health" | "/metrics" | "/events/sns" | "/events/eventbridge"
+    );
+    if open {
+        return next.run(req).await;
+    }
+    let admin = !matches!(*req.method(), Method::GET | Method::HEAD) && path != "/events";
+    let (mut parts, body) = req.into_parts();
+    let checked = match Caller::from_request_parts(&mut parts, &()).await {
+        Ok(c) if admin => c.admin(api.token.as_ref()),
+        Ok(c) => c.read(api.token.as_ref()),
+        Err(e) => Err(e),
+    };
+    match checked {
+        Ok(()) => {
+            next.run(axum::extract::Request::from_parts(parts, body))
+                .await
+        }
+        Err(e) => e.into_response(),
     }
 }
 

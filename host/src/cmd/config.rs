@@ -74,6 +74,7 @@ pub fn apply(path: &Path, args: &[std::ffi::OsString]) -> anyhow::Result<()> {
         std::env::var_os(n).is_some()
             || (n == "HEALER_GOVERNOR" && flag("--governor"))
             || (n == "HEALER_CONTEXT" && flag("--context"))
+            || (n == "HEALER_ADMIN_TOKEN" && flag("--admin-token"))
     };
     for (name, value) in config.env_to_set(is_set) {
         // SAFETY: called from `main` before the runtime or any other thread

@@ -47,6 +47,8 @@ pub struct DecideArgs {
     /// Governor limits JSON (`GovernorConfig`, kebab-case; every field optional).
     #[arg(long, env = "HEALER_GOVERNOR")]
     governor: Option<PathBuf>,
+    #[command(flatten)]
+    inline: super::InlineJson,
     /// Resource facts JSON: `{"<resource id or group id>": {"tags": {...},
     /// "group-size": 6}}`. Each entry is about that resource only (a group's
     /// tags are not its members'); it overrides what `--aws-facts` reads.
@@ -233,7 +235,11 @@ fn proposed_decision(bytes: &[u8]) -> anyhow::Result<Decision> {
 /// state, writes nothing); exit 1 if any input, policy or store call failed.
 pub fn run(a: DecideArgs, record: bool) -> anyhow::Result<ExitCode> {
     let record = record && !a.no_record;
-    let context: PolicyContext = load_json(a.context.as_deref(), "context")?;
+    let context: PolicyContext = super::file_or_inline(
+        a.context.as_deref(),
+        a.inline.context_json.as_deref(),
+        "context",
+    )?;
     let operator: BTreeMap<String, ResourceFacts> = load_json(a.facts.as_deref(), "facts")?;
     let proposed: Option<Decision> = match &a.propose {
         Some(_) if record => {
@@ -245,7 +251,11 @@ pub fn run(a: DecideArgs, record: bool) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    let governor_config: GovernorConfig = load_json(a.governor.as_deref(), "governor config")?;
+    let governor_config: GovernorConfig = super::file_or_inline(
+        a.governor.as_deref(),
+        a.inline.governor_json.as_deref(),
+        "governor config",
+    )?;
     dry_run_only(&governor_config)?;
     let governor = Governor::new(governor_config);
     let (registry, report) = load_policies(a.engine.engine(4)?, a.policies.as_deref())?;

@@ -46,6 +46,8 @@ pub struct HealArgs {
     #[arg(long, env = "HEALER_AWS_FACTS")]
     aws_facts: bool,
     #[command(flatten)]
+    inline: super::InlineJson,
+    #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
     store: StoreArgs,
@@ -55,10 +57,18 @@ pub struct HealArgs {
 
 /// Runs `heal`.
 pub fn run(a: HealArgs) -> anyhow::Result<ExitCode> {
-    let mut governor: GovernorConfig = load_json(a.governor.as_deref(), "governor config")?;
+    let mut governor: GovernorConfig = super::file_or_inline(
+        a.governor.as_deref(),
+        a.inline.governor_json.as_deref(),
+        "governor config",
+    )?;
     a.live.apply(&mut governor)?;
     let governor = Governor::new(governor);
-    let context: PolicyContext = load_json(a.context.as_deref(), "context")?;
+    let context: PolicyContext = super::file_or_inline(
+        a.context.as_deref(),
+        a.inline.context_json.as_deref(),
+        "context",
+    )?;
     let operator = load_json(a.facts.as_deref(), "facts")?;
     let (registry, _) = load_policies(a.engine.engine(2)?, a.policies.as_deref())?;
     a.engine.route(&registry);

@@ -1,5 +1,6 @@
 //! One module per top-level command.
 
+pub mod approve;
 pub mod config;
 pub mod decide;
 pub mod heal;
@@ -41,6 +42,32 @@ pub fn load_json<T: serde::de::DeserializeOwned + Default>(
         Some(p) => serde_json::from_slice(&read_input(p)?)
             .with_context(|| format!("invalid {what} JSON in {}", p.display())),
         None => Ok(T::default()),
+    }
+}
+
+/// Inline JSON from the environment (a config file's `[governor]` or
+/// `[context]`), hidden from `--help`: what `run`, `heal`, `decide` and
+/// `plan` read when no file is named.
+#[derive(Debug, clap::Args)]
+pub struct InlineJson {
+    /// Governor limits as inline JSON.
+    #[arg(long, env = "HEALER_GOVERNOR_JSON", hide = true)]
+    pub governor_json: Option<String>,
+    /// Policy context as inline JSON.
+    #[arg(long, env = "HEALER_CONTEXT_JSON", hide = true)]
+    pub context_json: Option<String>,
+}
+
+/// A config type from its file, else from inline JSON, else its default.
+pub fn file_or_inline<T: serde::de::DeserializeOwned + Default>(
+    path: Option<&Path>,
+    inline: Option<&str>,
+    what: &str,
+) -> anyhow::Result<T> {
+    match (path, inline) {
+        (Some(_), _) | (None, None) => load_json(path, what),
+        (None, Some(json)) => serde_json::from_str(json)
+            .with_context(|| format!("invalid {what} JSON from the config file")),
     }
 }
 

@@ -16,10 +16,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chrono::Utc;
 use clap::Args;
-use healer::api::{AdminToken, Api, Health, Ingest};
+use healer::api::{AdminToken, Api, Approvals, Health, Ingest};
 use healer::metrics::{Counter, Gauge, metrics};
-use healer::pipeline::Pipeline;
-use healer::policy::blobs::BlobDir;
+use healer::pipeline::{Answer, ApprovalError, Pipeline};
+use healer::policy::blobs::{BlobDir, BlobStore, StoreBlobs};
 use healer::policy::catalog::Catalog;
 use healer::policy::{PolicyContext, PolicyRegistry};
 use healer::safety::{AwsFacts, Governor, GovernorConfig, Layered, StaticFacts};
@@ -115,8 +115,8 @@ pub struct RunArgs {
     #[arg(long, env = "HEALER_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
     /// Directory keeping every pushed policy component by sha256, for the
-    /// other replicas and the next start [default: <data-dir>/policy-blobs].
-    /// Replicas share it (a volume they all mount, EFS on Fargate).
+    /// other replicas and the next start (replicas must share it) [default:
+    /// the store itself, which every replica shares].
     #[arg(long, env = "HEALER_POLICY_BLOBS")]
     policy_blobs: Option<PathBuf>,
     /// How often the service reads the persisted policy set (swaps made on
@@ -217,6 +217,25 @@ impl Service {
                 metrics().inc(Counter::SqsMessages, &[("result", result)]);
             }
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl Approvals for Service {
+    async fn answer(
+        &self,
+        id: &healer::IncidentId,
+        answer: Answer,
+        who: &str,
+    ) -> Result<healer::store::IncidentRecord, ApprovalError> {
+        let record = self.pipeline().answer(id, answer, who, Utc::now()).await?;
+        if record.state == healer::store::LifecycleState::Acting
+            && let Some(work) = &self.work
+        {
+            // A full queue is fine: the next sweep finds it.
+            let _ = work.try_send(id.clone());
+        }
+        Ok(record)
     }
 }
 
@@ -323,6 +342,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         .map(AdminToken::new)
         .transpose()
         .context("invalid HEALER_EVENTBRIDGE_SECRET")?;
+    // The directory's baseline, taken before it is loaded: a file changed
+    // from here on is pushed by the follower.
+    let dir_watch = a
+        .policies
+        .as_deref()
+        .map(healer::policy::follow::DirWatch::new);
     let (registry, report) =
         load_policies(a.engine.engine(a.max_concurrent)?, a.policies.as_deref())?;
     a.engine.route(&registry);
@@ -337,15 +362,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(async move {
         let store = a.store.open().await?;
-        let blobs = match &a.policy_blobs {
-            Some(d) => d.clone(),
-            None => a.store.data_dir()?.join("policy-blobs"),
+        let blobs: Arc<dyn BlobStore> = match &a.policy_blobs {
+            Some(d) => Arc::new(BlobDir::new(d)),
+            None => Arc::new(StoreBlobs::new(store.clone())),
         };
-        let catalog = Arc::new(Catalog::new(
-            registry.clone(),
-            Arc::new(BlobDir::new(blobs)),
-            store.clone(),
-        ));
+        let catalog = Arc::new(Catalog::new(registry.clone(), blobs, store.clone()));
         catalog
             .start(match &a.policies {
                 Some(dir) => healer::policy::follow::wasm_files(dir),
@@ -394,7 +415,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         });
         let follower = tokio::spawn(healer::policy::follow::follow(
             catalog.clone(),
-            a.policies.clone(),
+            dir_watch,
             Duration::from_millis(a.follow_interval_ms.max(100)),
             stop_rx.clone(),
         ));
@@ -403,6 +424,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             .catalog(catalog)
             .store(store)
             .ingest(service.clone())
+            .approvals(service.clone())
             .eventbridge_secret(eventbridge)
             .sns(sns)
             .max_policy_bytes(a.max_policy_bytes)

@@ -20,6 +20,7 @@ use serde::Serialize;
 
 mod act;
 mod again;
+mod approve;
 mod record;
 
 pub use act::{
@@ -27,6 +28,7 @@ pub use act::{
     WorkOptions, Worker,
 };
 pub use again::{ATTEMPT_KEY, VERIFY_SEEN_KEY};
+pub use approve::{Answer, ApprovalError};
 
 use crate::decision::Decision;
 use crate::incident::{Incident, Recovery, ResourceKind, ResourceRef};

@@ -1,7 +1,8 @@
 //! Where pushed policy components are kept, by sha256, so every replica (and a
 //! restarted host) can load the version the persisted policy set points at.
-//! A directory by default: on one machine, or on a volume every replica mounts
-//! (EFS on Fargate).
+//! In the store by default ([`StoreBlobs`]: every replica already shares it,
+//! SQLite or DynamoDB), or a directory ([`BlobDir`]) on one machine or on a
+//! volume every replica mounts.
 
 use std::path::{Path, PathBuf};
 
@@ -67,7 +68,10 @@ fn io(sha256: &str) -> impl FnOnce(std::io::Error) -> BlobError + '_ {
 
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    // Unique per write: replicas on one volume are often all pid 1.
+    let mut nonce = [0u8; 8];
+    getrandom::getrandom(&mut nonce).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let tmp = path.with_extension(format!("tmp-{}", hex::encode(nonce)));
     std::fs::write(&tmp, bytes)?;
     // Renamed into place: a reader sees the whole file or none.
     std::fs::rename(&tmp, path)
@@ -77,7 +81,8 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()
 impl BlobStore for BlobDir {
     async fn put(&self, sha256: &str, bytes: &[u8]) -> Result<(), BlobError> {
         let path = self.path(sha256)?;
-        if path.is_file() {
+        // Kept only when whole: a corrupt file is written again.
+        if matches!(self.get(sha256).await, Ok(Some(_))) {
             return Ok(());
         }
         let (dir, bytes) = (self.dir.clone(), bytes.to_vec());
@@ -101,6 +106,123 @@ impl BlobStore for BlobDir {
     }
 }
 
+/// Raw bytes per stored chunk: base64 makes it 256 KiB, inside DynamoDB's
+/// 400 KB item.
+const CHUNK_BYTES: usize = 192 << 10;
+
+/// Components in the store's shared control state: a manifest
+/// (`policy-blob/<sha256>` → chunk count) and base64 chunks
+/// (`policy-blob/<sha256>/<i>`), each written once (insert if absent), the
+/// manifest last, so a reader sees a whole component or none.
+pub struct StoreBlobs {
+    store: std::sync::Arc<dyn crate::store::Store>,
+}
+
+impl std::fmt::Debug for StoreBlobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreBlobs")
+    }
+}
+
+impl StoreBlobs {
+    /// Blobs in `store`.
+    pub fn new(store: std::sync::Arc<dyn crate::store::Store>) -> Self {
+        StoreBlobs { store }
+    }
+}
+
+fn store_err(sha256: &str) -> impl FnOnce(crate::store::StoreError) -> BlobError + '_ {
+    move |e| BlobError::Io {
+        sha256: sha256.to_owned(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+fn check_name(sha256: &str) -> Result<(), BlobError> {
+    let hex = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
+    if hex {
+        Ok(())
+    } else {
+        Err(BlobError::BadName(sha256.to_owned()))
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for StoreBlobs {
+    async fn put(&self, sha256: &str, bytes: &[u8]) -> Result<(), BlobError> {
+        use base64::Engine as _;
+        check_name(sha256)?;
+        if matches!(self.get(sha256).await, Ok(Some(_))) {
+            return Ok(());
+        }
+        let chunks: Vec<&[u8]> = bytes.chunks(CHUNK_BYTES).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let key = format!("policy-blob/{sha256}/{i}");
+            let value = base64::engine::general_purpose::STANDARD.encode(chunk);
+            // Insert if absent: a chunk already there holds the same bytes
+            // (the key names the content).
+            let (_, version) = self
+                .store
+                .governor_get(&key)
+                .await
+                .map_err(store_err(sha256))?;
+            if version == 0 {
+                self.store
+                    .governor_cas(&key, &value, 0)
+                    .await
+                    .map_err(store_err(sha256))?;
+            }
+        }
+        let manifest = format!("policy-blob/{sha256}");
+        let (existing, version) = self
+            .store
+            .governor_get(&manifest)
+            .await
+            .map_err(store_err(sha256))?;
+        let count = chunks.len().to_string();
+        if existing.as_deref() != Some(count.as_str()) {
+            self.store
+                .governor_cas(&manifest, &count, version)
+                .await
+                .map_err(store_err(sha256))?;
+        }
+        Ok(())
+    }
+
+    async fn get(&self, sha256: &str) -> Result<Option<Vec<u8>>, BlobError> {
+        use base64::Engine as _;
+        check_name(sha256)?;
+        let (manifest, _) = self
+            .store
+            .governor_get(&format!("policy-blob/{sha256}"))
+            .await
+            .map_err(store_err(sha256))?;
+        let Some(count) = manifest else {
+            return Ok(None);
+        };
+        let count: usize = count
+            .parse()
+            .map_err(|_| BlobError::Corrupt(sha256.to_owned()))?;
+        let mut bytes = Vec::new();
+        for i in 0..count {
+            let (chunk, _) = self
+                .store
+                .governor_get(&format!("policy-blob/{sha256}/{i}"))
+                .await
+                .map_err(store_err(sha256))?;
+            let chunk = chunk.ok_or_else(|| BlobError::Corrupt(sha256.to_owned()))?;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(chunk.as_bytes())
+                .map_err(|_| BlobError::Corrupt(sha256.to_owned()))?;
+            bytes.extend_from_slice(&raw);
+        }
+        if super::engine::sha256_hex(&bytes) != sha256 {
+            return Err(BlobError::Corrupt(sha256.to_owned()));
+        }
+        Ok(Some(bytes))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,11 +236,35 @@ mod tests {
         assert!(blobs.get(&sha).await.expect("get").is_none());
         blobs.put(&sha, &bytes).await.expect("put");
         blobs.put(&sha, &bytes).await.expect("idempotent");
-        assert_eq!(blobs.get(&sha).await.expect("get"), Some(bytes));
+        assert_eq!(blobs.get(&sha).await.expect("get"), Some(bytes.clone()));
         std::fs::write(dir.path().join("blobs").join(format!("{sha}.wasm")), b"x").expect("w");
         assert!(matches!(blobs.get(&sha).await, Err(BlobError::Corrupt(_))));
         assert!(matches!(
             blobs.get("../../etc/passwd").await,
+            Err(BlobError::BadName(_))
+        ));
+        // A corrupt file is written again by the next put.
+        blobs.put(&sha, &bytes).await.expect("repair");
+        assert_eq!(blobs.get(&sha).await.expect("get"), Some(bytes));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blobs_in_the_store_span_chunks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::SqliteStore::open(&dir.path().join("h.db"))
+            .await
+            .expect("sqlite");
+        let blobs = StoreBlobs::new(std::sync::Arc::new(store));
+        let bytes: Vec<u8> = (0..(CHUNK_BYTES * 2 + 17))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let sha = super::super::engine::sha256_hex(&bytes);
+        assert!(blobs.get(&sha).await.expect("get").is_none());
+        blobs.put(&sha, &bytes).await.expect("put");
+        blobs.put(&sha, &bytes).await.expect("idempotent");
+        assert_eq!(blobs.get(&sha).await.expect("get"), Some(bytes));
+        assert!(matches!(
+            blobs.get("nope").await,
             Err(BlobError::BadName(_))
         ));
     }

@@ -34,7 +34,9 @@ const CAS_ATTEMPTS: usize = 16;
 
 /// The persisted policy set.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+// No `deny_unknown_fields` on the persisted records: a newer replica may add
+// a field during a rolling deploy, and the older ones must keep following.
+#[serde(rename_all = "kebab-case")]
 pub struct PolicySet {
     /// Pointers by policy name.
     #[serde(default)]
@@ -43,7 +45,7 @@ pub struct PolicySet {
 
 /// What one policy name points at.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "kebab-case")]
 pub struct PolicyPointer {
     /// sha256s activated, oldest first; the last is the active version.
     pub activations: Vec<String>,
@@ -54,6 +56,11 @@ pub struct PolicyPointer {
     pub changed_at: DateTime<Utc>,
     /// Who changed it (`api`, `dir`, `start`).
     pub changed_by: String,
+    /// Retired: runs nowhere. Kept (with its history) so a restart does not
+    /// bring it back from the image; a push, or a file changed after it was
+    /// retired, does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retired: bool,
 }
 
 impl PolicyPointer {
@@ -63,6 +70,7 @@ impl PolicyPointer {
     }
 
     fn activate(&mut self, sha256: &str) {
+        self.retired = false;
         if self.active() != Some(sha256) {
             self.activations.push(sha256.to_owned());
         }
@@ -152,7 +160,12 @@ pub struct Catalog {
     /// or a follow applies, so local changes never interleave.
     applied: tokio::sync::Mutex<u64>,
     swaps: std::sync::atomic::AtomicU64,
+    /// Versions that could not be loaded, and when.
+    failed: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
 }
+
+/// How long a version that failed to load waits before it is tried again.
+const RETRY_FAILED_AFTER: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Catalog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -178,6 +191,7 @@ impl Catalog {
             store,
             applied: tokio::sync::Mutex::new(0),
             swaps: std::sync::atomic::AtomicU64::new(0),
+            failed: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -213,8 +227,10 @@ impl Catalog {
                 continue;
             };
             let (set, _) = self.read().await?;
+            let newer = |p: &PolicyPointer| file.modified.is_some_and(|m| m > p.changed_at);
             let stale = match set.policies.get(&policy.id.name) {
                 None => true,
+                Some(p) if p.retired => newer(p),
                 Some(p) => {
                     p.active() != Some(policy.id.sha256.as_str())
                         && file.modified.is_some_and(|m| m > p.changed_at)
@@ -259,6 +275,9 @@ impl Catalog {
                 found: policy.id.name.clone(),
             });
         }
+        // Known to the registry at once, so applying the change below does
+        // not load it a second time.
+        self.registry.keep(&policy);
         self.blobs.put(&policy.id.sha256, &bytes).await?;
         let id = policy.id.clone();
         let changed = self
@@ -320,18 +339,24 @@ impl Catalog {
         sha256: Option<&str>,
         by: &str,
     ) -> Result<(), CatalogError> {
-        if let Some(sha) = sha256 {
-            let stored =
-                self.registry.loaded(sha).is_some() || self.blobs.get(sha).await?.is_some();
-            if !stored {
-                return Err(CatalogError::NoVersion {
+        let sha256 = sha256.map(str::to_ascii_lowercase);
+        if let Some(sha) = &sha256 {
+            let policy = self
+                .resolve(sha)
+                .await
+                .map_err(|_| CatalogError::NoVersion {
                     name: name.to_owned(),
-                    sha256: sha.to_owned(),
+                    sha256: sha.clone(),
+                })?;
+            if policy.id.name != name {
+                return Err(CatalogError::NameMismatch {
+                    expected: name.to_owned(),
+                    found: policy.id.name.clone(),
                 });
             }
         }
         self.change(by, |set| {
-            known(set, name)?.shadow = sha256.map(str::to_owned);
+            known(set, name)?.shadow = sha256.clone();
             Ok(())
         })
         .await
@@ -339,11 +364,11 @@ impl Catalog {
 
     /// Stops running a policy on every replica.
     pub async fn retire(&self, name: &str, by: &str) -> Result<(), CatalogError> {
-        self.change_set(|set| {
-            set.policies
-                .remove(name)
-                .map(drop)
-                .ok_or_else(|| CatalogError::Unknown(name.to_owned()))
+        self.change(by, |set| {
+            let p = known(set, name)?;
+            p.retired = true;
+            p.shadow = None;
+            Ok(())
         })
         .await?;
         tracing::info!(policy = %name, by, "Policy retired from the set.");
@@ -364,14 +389,18 @@ impl Catalog {
         Ok(true)
     }
 
+    /// The id of a version the set now points at. The change is committed
+    /// whether or not this replica could load it yet, so an unloaded one is
+    /// still named (its version unknown here), never reported as a failure.
     fn id_of(&self, name: &str, sha256: &str) -> Result<PolicyId, CatalogError> {
-        match self.registry.loaded(sha256) {
-            Some(p) => Ok(p.id.clone()),
-            None => Err(CatalogError::NoVersion {
+        Ok(match self.registry.loaded(sha256) {
+            Some(p) => p.id.clone(),
+            None => PolicyId {
                 name: name.to_owned(),
+                version: "(not loaded on this replica yet)".to_owned(),
                 sha256: sha256.to_owned(),
-            }),
-        }
+            },
+        })
     }
 
     /// Changes one pointer and stamps who changed it and when.
@@ -426,7 +455,7 @@ impl Catalog {
         let current = self.registry.roles();
         let mut complete = true;
         let (mut active, mut shadow) = (Vec::new(), Vec::new());
-        for (name, pointer) in &set.policies {
+        for (name, pointer) in set.policies.iter().filter(|(_, p)| !p.retired) {
             let (now_active, now_shadow) = current.get(name).cloned().unwrap_or_default();
             let wanted = [
                 (pointer.active(), now_active, &mut active),
@@ -478,6 +507,32 @@ impl Catalog {
         if let Some(p) = self.registry.loaded(sha256) {
             return Ok(p);
         }
+        // A version that failed is not fetched and compiled again on every
+        // follow: it waits out a backoff first.
+        let failed_at = self
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sha256)
+            .copied();
+        if let Some(at) = failed_at
+            && at.elapsed() < RETRY_FAILED_AFTER
+        {
+            return Err(CatalogError::NoVersion {
+                name: String::new(),
+                sha256: sha256.to_owned(),
+            });
+        }
+        let loaded = self.load_blob(sha256).await;
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        match &loaded {
+            Ok(_) => failed.remove(sha256),
+            Err(_) => failed.insert(sha256.to_owned(), Instant::now()),
+        };
+        loaded
+    }
+
+    async fn load_blob(&self, sha256: &str) -> Result<Arc<LoadedPolicy>, CatalogError> {
         let bytes = self
             .blobs
             .get(sha256)
@@ -490,6 +545,7 @@ impl Catalog {
         let policy = tokio::task::spawn_blocking(move || registry.prepare(&bytes))
             .await
             .map_err(|e| CatalogError::Worker(e.to_string()))??;
+        self.registry.keep(&policy);
         Ok(policy)
     }
 }
@@ -509,6 +565,7 @@ fn pointer<'a>(set: &'a mut PolicySet, name: &str) -> &'a mut PolicyPointer {
             shadow: None,
             changed_at: Utc::now(),
             changed_by: String::new(),
+            retired: false,
         })
 }
 
@@ -516,5 +573,6 @@ fn pointer<'a>(set: &'a mut PolicySet, name: &str) -> &'a mut PolicyPointer {
 fn known<'a>(set: &'a mut PolicySet, name: &str) -> Result<&'a mut PolicyPointer, CatalogError> {
     set.policies
         .get_mut(name)
+        .filter(|p| !p.retired)
         .ok_or_else(|| CatalogError::Unknown(name.to_owned()))
 }

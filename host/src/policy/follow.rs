@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use super::catalog::Catalog;
+use super::catalog::{Catalog, CatalogError};
 use super::registry::PolicyRole;
 
 /// One `*.wasm` file of a policy directory.
@@ -85,17 +85,18 @@ impl DirWatch {
         DirWatch { dir, seen }
     }
 
-    /// Files new or changed since the last poll (a removed file changes
-    /// nothing: retiring a policy is an explicit act).
-    pub fn changed(&mut self) -> Vec<PathBuf> {
-        let now = stamps(&self.dir);
-        let changed = now
-            .iter()
-            .filter(|(p, s)| self.seen.get(*p) != Some(s))
-            .map(|(p, _)| p.clone())
-            .collect();
-        self.seen = now;
-        changed
+    /// Files new or changed since they were last handled, with their stamp
+    /// (a removed file changes nothing: retiring a policy is an explicit act).
+    pub fn changed(&self) -> Vec<(PathBuf, (Option<SystemTime>, u64))> {
+        stamps(&self.dir)
+            .into_iter()
+            .filter(|(p, s)| self.seen.get(p) != Some(s))
+            .collect()
+    }
+
+    /// Marks a file handled at `stamp`: swapped in, or refused for what it is.
+    fn handled(&mut self, path: PathBuf, stamp: (Option<SystemTime>, u64)) {
+        self.seen.insert(path, stamp);
     }
 }
 
@@ -103,7 +104,7 @@ impl DirWatch {
 /// were swapped in. Failures are logged; the old version keeps serving.
 pub async fn push_changed(catalog: &Catalog, watch: &mut DirWatch) -> usize {
     let mut swapped = 0;
-    for path in watch.changed() {
+    for (path, stamp) in watch.changed() {
         let bytes = match tokio::fs::read(&path).await {
             Ok(b) => b,
             Err(e) => {
@@ -116,22 +117,31 @@ pub async fn push_changed(catalog: &Catalog, watch: &mut DirWatch) -> usize {
                 swapped += usize::from(p.changed);
                 tracing::info!(path = %path.display(), policy = %p.policy.name, version = %p.policy.version,
                     sha256 = %p.policy.sha256, changed = p.changed, "Policy file swapped in.");
+                watch.handled(path, stamp);
             }
-            Err(e) => tracing::error!(path = %path.display(), error = %e,
-                "Policy file refused; the current version keeps serving."),
+            // Not a policy (or not one that loads): refused until it changes.
+            Err(e @ (CatalogError::Policy(_) | CatalogError::NameMismatch { .. })) => {
+                tracing::error!(path = %path.display(), error = %e,
+                    "Policy file refused; the current version keeps serving.");
+                watch.handled(path, stamp);
+            }
+            // The store or the blobs failed: tried again at the next poll.
+            Err(e) => tracing::warn!(path = %path.display(), error = %e,
+                "Could not swap the policy file in yet; retrying."),
         }
     }
     swapped
 }
 
-/// Follows the persisted set and watches `dir` every `interval` until `stop`.
+/// Follows the persisted set and pushes what changes in the watched
+/// directory (its baseline taken when the directory was loaded), every
+/// `interval` until `stop`.
 pub async fn follow(
     catalog: Arc<Catalog>,
-    dir: Option<PathBuf>,
+    mut watch: Option<DirWatch>,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut watch = dir.map(DirWatch::new);
     while !*stop.borrow() {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

@@ -247,6 +247,15 @@ impl PolicyRegistry {
         Ok(Arc::new(self.engine.load(bytes)?))
     }
 
+    /// Remembers a prepared version without giving it a role (a later
+    /// [`PolicyRegistry::converge`] or [`PolicyRegistry::loaded`] finds it).
+    pub fn keep(&self, policy: &Arc<LoadedPolicy>) {
+        self.histories()
+            .entry(policy.id.name.clone())
+            .or_default()
+            .remember(policy);
+    }
+
     /// A loaded version by sha256, whatever its role.
     pub fn loaded(&self, sha256: &str) -> Option<Arc<LoadedPolicy>> {
         let histories = self.histories();

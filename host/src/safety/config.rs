@@ -54,6 +54,9 @@ pub struct GovernorConfig {
     pub self_caused_window_minutes: u32,
     /// Action kinds that wait for a human's approval.
     pub require_approval: Vec<ActionKind>,
+    /// How long a held step may wait for its approval, minutes; past it an
+    /// answer is refused and the step is denied. Default 60.
+    pub approval_ttl_minutes: u32,
     /// What a step may set: rollback targets, scale bounds, environment keys,
     /// SSM documents and commands (see [`ParamsConfig`] for the defaults).
     pub params: ParamsConfig,
@@ -81,6 +84,7 @@ impl Default for GovernorConfig {
             loop_breaker_window_minutes: 60,
             self_caused_window_minutes: 30,
             require_approval: Vec::new(),
+            approval_ttl_minutes: 60,
             params: ParamsConfig::default(),
         }
     }

@@ -9,7 +9,11 @@
 //!   `sns.<region>.amazonaws.com` host and end in `.pem` (AWS's guidance: the
 //!   TLS connection to SNS's own host is what makes the certificate
 //!   trustworthy; certificates are cached by URL);
-//! - be younger than the configured maximum age (replays are refused).
+//! - be younger than the configured maximum age.
+//!
+//! Only the signed fields are recorded (extra keys in the body are dropped),
+//! and a message id already recorded is acknowledged without recording it
+//! again (SNS redelivers; a captured message replayed is the same id).
 //!
 //! A `SubscriptionConfirmation` for a configured topic is confirmed by
 //! fetching its `SubscribeURL` (checked like the certificate's).
@@ -152,6 +156,29 @@ pub struct SnsConfig {
 pub struct SnsVerifier {
     config: SnsConfig,
     certs: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    recorded: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+/// Message ids remembered before the old ones are pruned.
+const MAX_REMEMBERED: usize = 100_000;
+
+impl SnsMessage {
+    /// The message as SNS signed it, and nothing else: what is recorded. A
+    /// body may carry extra, unsigned keys (`Records`, `Messages`, …) that
+    /// the normalizer would otherwise read; they are dropped here.
+    pub fn signed_envelope(&self) -> Vec<u8> {
+        let mut v = serde_json::json!({
+            "Type": "Notification",
+            "MessageId": self.message_id,
+            "TopicArn": self.topic_arn,
+            "Message": self.message,
+            "Timestamp": self.timestamp,
+        });
+        if let Some(s) = &self.subject {
+            v["Subject"] = s.clone().into();
+        }
+        v.to_string().into_bytes()
+    }
 }
 
 impl std::fmt::Debug for SnsVerifier {
@@ -234,7 +261,32 @@ impl SnsVerifier {
         SnsVerifier {
             config,
             certs: Mutex::new(HashMap::new()),
+            recorded: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether message `id` was recorded already (SNS redelivers; a replay
+    /// of a captured message is the same id).
+    pub fn already_recorded(&self, id: &str) -> bool {
+        self.recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
+    }
+
+    /// Remembers that message `id` was recorded, for the maximum age.
+    pub fn recorded(&self, id: &str, now: DateTime<Utc>) {
+        let mut seen = self.recorded.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= MAX_REMEMBERED {
+            let max = chrono::Duration::seconds(
+                i64::try_from(self.config.max_age.as_secs()).unwrap_or(i64::MAX),
+            );
+            seen.retain(|_, at| now - *at <= max);
+            if seen.len() >= MAX_REMEMBERED {
+                seen.clear();
+            }
+        }
+        seen.insert(id.to_owned(), now);
     }
 
     /// Whether `url` is an SNS endpoint: https on `sns.<region>.amazonaws.com`
@@ -274,11 +326,8 @@ impl SnsVerifier {
         if !self.config.topics.iter().any(|t| t == &m.topic_arn) {
             return Err(SnsRejection::UnknownTopic(m.topic_arn));
         }
-        let cert_url_ok = self.trusted_url(&m.signing_cert_url)
-            && m.signing_cert_url
-                .split('?')
-                .next()
-                .is_some_and(|p| p.ends_with(".pem"));
+        let cert_url_ok =
+            self.trusted_url(&m.signing_cert_url) && signing_cert_path(&m.signing_cert_url);
         if !cert_url_ok {
             return Err(SnsRejection::UntrustedUrl(m.signing_cert_url));
         }
@@ -359,16 +408,48 @@ impl SnsVerifier {
     }
 }
 
+/// Whether the URL's path is an SNS signing certificate's:
+/// `/SimpleNotificationService-<hex>.pem`, with no query or fragment (so a
+/// caller cannot make healer fetch arbitrary paths or evict the cache with
+/// query strings).
+fn signing_cert_path(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let Some((_, path)) = rest.split_once('/') else {
+        return false;
+    };
+    path.strip_prefix("SimpleNotificationService-")
+        .and_then(|p| p.strip_suffix(".pem"))
+        .is_some_and(|hex| !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+type HttpsClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+/// One client for every fetch (the system's roots are loaded once).
+fn client() -> Result<&'static HttpsClient, String> {
+    static CLIENT: std::sync::OnceLock<Result<HttpsClient, String>> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_native_roots()
+                .map_err(|e| format!("no root certificates: {e}"))?
+                .https_or_http()
+                .enable_http1()
+                .build();
+            Ok(Client::builder(TokioExecutor::new()).build(https))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
 /// GETs `url` (https with the system's roots, or http), at most `limit`
 /// bytes, within [`FETCH_TIMEOUT`].
 async fn fetch(url: &str, limit: usize) -> Result<Vec<u8>, String> {
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .map_err(|e| format!("no root certificates: {e}"))?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
+    let client = client()?;
     let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
     let get = async {
         let resp = client.get(uri).await.map_err(|e| e.to_string())?;
@@ -401,6 +482,17 @@ mod tests {
     #[test]
     fn only_sns_hosts_are_trusted() {
         let v = verifier();
+        assert!(signing_cert_path(
+            "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0123abcdef.pem"
+        ));
+        for bad in [
+            "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-01.pem?x=1",
+            "https://sns.us-east-1.amazonaws.com/other.pem",
+            "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-.pem",
+            "https://sns.us-east-1.amazonaws.com/a/SimpleNotificationService-01.pem",
+        ] {
+            assert!(!signing_cert_path(bad), "{bad}");
+        }
         assert!(
             v.trusted_url("https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem")
         );

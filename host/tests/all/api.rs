@@ -147,6 +147,13 @@ async fn admin_routes_need_the_token_and_read_routes_loopback() {
     assert_error(s, &b, StatusCode::FORBIDDEN, "admin-off");
     let (s, _) = call(&off.router, Method::GET, "/policies", None, Vec::new()).await;
     assert_eq!(s, StatusCode::OK);
+    // A proxy on the same host forwards: not a loopback caller.
+    let req = Request::get("/policies")
+        .header("x-forwarded-for", "203.0.113.9")
+        .body(Body::empty())
+        .expect("request");
+    let resp = off.router.clone().oneshot(req).await.expect("infallible");
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     let remote = replica(store.clone(), &blobs, "10.0.0.7:5000", false);
     let (s, b) = call(&remote.router, Method::GET, "/policies", None, Vec::new()).await;
     assert_error(s, &b, StatusCode::FORBIDDEN, "loopback-only");
@@ -177,6 +184,10 @@ async fn admin_routes_need_the_token_and_read_routes_loopback() {
     assert_eq!(s, StatusCode::OK, "{b}");
     let (s, b) = call(&on.router, Method::GET, "/health", None, Vec::new()).await;
     assert_eq!(s, StatusCode::OK, "{b}");
+    // An anonymous upload is refused before its body is read.
+    let big = vec![0; 5 << 20];
+    let (s, b) = call(&on.router, Method::PUT, "/policies/swap-test", None, big).await;
+    assert_error(s, &b, StatusCode::UNAUTHORIZED, "unauthorized");
 
     // Unknown routes and methods answer the same shape.
     let (s, b) = call(&on.router, Method::GET, "/nope", Some(TOKEN), Vec::new()).await;
@@ -367,6 +378,19 @@ async fn a_push_swaps_on_every_replica_and_a_broken_one_changes_nothing() {
     assert_eq!(s, StatusCode::OK);
     b.catalog.follow().await.expect("follow");
     assert_eq!(decided_by(&b.registry), None);
+    // A restart with the file still in the image does not bring it back.
+    let again = replica(store.clone(), &blobs, "10.0.0.4:1", true);
+    let image = vec![healer::policy::follow::WasmFile {
+        path: "swap.wasm".into(),
+        bytes: v2.clone(),
+        modified: None,
+    }];
+    again
+        .registry
+        .swap(&v2, healer::policy::PolicyRole::Active)
+        .expect("image");
+    again.catalog.start(image).await.expect("start");
+    assert_eq!(decided_by(&again.registry), None, "retired stays retired");
     let (s, e) = call(
         &a.router,
         Method::DELETE,
@@ -393,7 +417,17 @@ async fn kill_switch_and_events_answer_in_one_shape() {
         "127.0.0.1:9",
         true,
     );
-    let (s, out) = call(&r.router, Method::GET, "/kill-switch", None, Vec::new()).await;
+    // With a token configured, even loopback reads need it.
+    let (s, e) = call(&r.router, Method::GET, "/kill-switch", None, Vec::new()).await;
+    assert_error(s, &e, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (s, out) = call(
+        &r.router,
+        Method::GET,
+        "/kill-switch",
+        Some(TOKEN),
+        Vec::new(),
+    )
+    .await;
     assert_eq!((s, out["state"].as_str()), (StatusCode::OK, Some("off")));
     let on = br#"{"state":"on"}"#.to_vec();
     let (s, e) = call(&r.router, Method::PUT, "/kill-switch", None, on.clone()).await;
@@ -418,7 +452,7 @@ async fn kill_switch_and_events_answer_in_one_shape() {
         &r.router,
         Method::POST,
         "/events",
-        None,
+        Some(TOKEN),
         br#"{"detail-type":"x"}"#.to_vec(),
     )
     .await;
@@ -428,7 +462,7 @@ async fn kill_switch_and_events_answer_in_one_shape() {
         &r.router,
         Method::POST,
         "/events",
-        None,
+        Some(TOKEN),
         b"{not json".to_vec(),
     )
     .await;
@@ -437,7 +471,7 @@ async fn kill_switch_and_events_answer_in_one_shape() {
         &r.router,
         Method::POST,
         "/events",
-        None,
+        Some(TOKEN),
         vec![b' '; 2 << 20],
     )
     .await;
@@ -620,7 +654,9 @@ async fn incidents_page_with_signed_cursors_and_filters() {
     )
     .await;
     assert_error(s, &e, StatusCode::BAD_REQUEST, "bad-request");
-    let forged = format!("{}0", &next[..next.len() - 1]);
+    // The last hex digit of the MAC, changed.
+    let flipped = if next.ends_with('0') { '1' } else { '0' };
+    let forged = format!("{}{flipped}", &next[..next.len() - 1]);
     let (s, e) = call(
         &a.router,
         Method::GET,

@@ -4,6 +4,7 @@ mod acting;
 mod actions_ecs_ec2;
 mod actions_lambda_sns;
 mod api;
+mod approval;
 mod aws;
 mod cli;
 mod config_file;

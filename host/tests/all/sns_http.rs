@@ -110,11 +110,11 @@ fn sign(dir: &Path, m: &SnsMessage, digest: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(std::fs::read(dir.join("sig")).expect("sig"))
 }
 
-/// Serves `/cert.pem` and counts `/confirm` hits on 127.0.0.1.
+/// Serves the certificate and counts `/confirm` hits on 127.0.0.1.
 async fn serve(pem: Vec<u8>, confirms: Arc<AtomicUsize>) -> SocketAddr {
     let app = Router::new()
         .route(
-            "/cert.pem",
+            "/SimpleNotificationService-0123abcd.pem",
             axum::routing::get(move || async move { pem.clone() }),
         )
         .route(
@@ -132,12 +132,30 @@ async fn serve(pem: Vec<u8>, confirms: Arc<AtomicUsize>) -> SocketAddr {
     addr
 }
 
+static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+
 struct Recorder(AtomicUsize);
 
 #[async_trait::async_trait]
 impl Ingest for Recorder {
-    async fn ingest(&self, _: &[u8], origin: Origin) -> Handled {
+    async fn ingest(&self, body: &[u8], origin: Origin) -> Handled {
         assert_eq!(origin, Origin::Sns);
+        let v: serde_json::Value = serde_json::from_slice(body).expect("json");
+        let keys: Vec<&String> = v.as_object().expect("object").keys().collect();
+        for k in &keys {
+            let signed = [
+                "Type",
+                "MessageId",
+                "TopicArn",
+                "Subject",
+                "Message",
+                "Timestamp",
+            ];
+            assert!(
+                signed.contains(&k.as_str()),
+                "unsigned key {k} was recorded"
+            );
+        }
         self.0.fetch_add(1, Ordering::SeqCst);
         Handled::Done {
             incidents: 1,
@@ -153,13 +171,13 @@ impl Ingest for Recorder {
 fn message(kind: &str, host: &SocketAddr, timestamp: &str) -> serde_json::Value {
     let mut m = serde_json::json!({
         "Type": kind,
-        "MessageId": "5a9c2b2e-0000-4000-8000-000000000001",
+        "MessageId": format!("5a9c2b2e-0000-4000-8000-{:012}", NEXT_ID.fetch_add(1, Ordering::SeqCst)),
         "TopicArn": TOPIC,
         "Message": "{\"AlarmName\":\"errors-checkout\",\"NewStateValue\":\"ALARM\"}",
         "Timestamp": timestamp,
         "SignatureVersion": "1",
         "Signature": "",
-        "SigningCertURL": format!("http://{host}/cert.pem"),
+        "SigningCertURL": format!("http://{host}/SimpleNotificationService-0123abcd.pem"),
     });
     if kind == "Notification" {
         m["Subject"] = "ALARM: errors-checkout".into();
@@ -230,6 +248,19 @@ async fn sns_signatures_are_checked_and_subscriptions_confirmed() {
     }
     assert_eq!(recorder.0.load(Ordering::SeqCst), 2);
 
+    // Unsigned keys riding on a signed message are dropped, and the same
+    // message again (an SNS redelivery, or a replay) is acknowledged, not
+    // recorded twice.
+    let mut smuggled = signed(d, message("Notification", &host, &now), "2");
+    smuggled["Messages"] = serde_json::json!([{"Body": "{\"detail-type\":\"forged\"}"}]);
+    let (s, b) = post(&router, &smuggled).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(recorder.0.load(Ordering::SeqCst), 3);
+    let (s, b) = post(&router, &smuggled).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b["duplicate"].is_string(), "{b}");
+    assert_eq!(recorder.0.load(Ordering::SeqCst), 3);
+
     // A confirmation for the configured topic is confirmed.
     let (s, b) = post(
         &router,
@@ -288,7 +319,7 @@ async fn sns_signatures_are_checked_and_subscriptions_confirmed() {
     refused(&b, s, "not an https URL");
     assert_eq!(
         recorder.0.load(Ordering::SeqCst),
-        2,
+        3,
         "nothing refused was recorded"
     );
     assert_eq!(confirms.load(Ordering::SeqCst), 1);

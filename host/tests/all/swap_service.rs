@@ -27,7 +27,9 @@ impl Drop for Replica {
     }
 }
 
-fn start(policies: &Path, data: &Path, blobs: &Path) -> Replica {
+/// A replica; pushed components live in the store (the default), so the
+/// replicas share nothing but the SQLite file.
+fn start(policies: &Path, data: &Path) -> Replica {
     let listen = format!("127.0.0.1:{}", free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_healer"))
         .args(["run", "--no-cache", "--policies"])
@@ -35,7 +37,7 @@ fn start(policies: &Path, data: &Path, blobs: &Path) -> Replica {
         .env_remove("HEALER_SQS_QUEUE_URL")
         .env("HEALER_LISTEN", &listen)
         .env("HEALER_DATA_DIR", data)
-        .env("HEALER_POLICY_BLOBS", blobs)
+        .env_remove("HEALER_POLICY_BLOBS")
         .env("HEALER_ADMIN_TOKEN", TOKEN)
         .env("HEALER_FOLLOW_INTERVAL_MS", "200")
         .env("AWS_REGION", "us-east-1")
@@ -95,14 +97,14 @@ fn wait_for(r: &Replica, ok: impl Fn(&[String]) -> bool, what: &str) {
 #[test]
 fn replicas_converge_on_a_push_and_a_restart_keeps_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (data, blobs) = (dir.path().join("data"), dir.path().join("blobs"));
+    let data = dir.path().join("data");
     let (pa, pb) = (dir.path().join("a"), dir.path().join("b"));
     for p in [&pa, &pb] {
         std::fs::create_dir(p).expect("mkdir");
         std::fs::copy(artifacts::SWAP_V1, p.join("swap.wasm")).expect("copy");
     }
-    let a = start(&pa, &data, &blobs);
-    let b = start(&pb, &data, &blobs);
+    let a = start(&pa, &data);
+    let b = start(&pb, &data);
     assert_eq!(active(&a), ["swap-test@1"]);
     assert_eq!(active(&b), ["swap-test@1"]);
 
@@ -167,7 +169,7 @@ fn replicas_converge_on_a_push_and_a_restart_keeps_it() {
 
     // b restarts with v1 still in its directory: it comes back with v2.
     drop(b);
-    let b = start(&pb, &data, &blobs);
+    let b = start(&pb, &data);
     wait_for(&b, |v| v == ["swap-test@2"], "kept the pushed version");
 
     // Rollback through b reaches a.

@@ -1,0 +1,192 @@
+//! Steps the approval rule holds: approved (with who and when, after the
+//! reservations it takes) the incident moves to `acting`; denied it is
+//! `denied`; past the approval time the answer is refused and the steps are
+//! denied as expired; an incident with nothing held is a conflict.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use healer::Incident;
+use healer::decision::ActionKind;
+use healer::pipeline::{Answer, ApprovalError, Pipeline, Recorded};
+use healer::policy::{PolicyContext, PolicyRegistry, PolicyRole};
+use healer::safety::{Governor, GovernorConfig, ResourceFacts, StaticFacts};
+use healer::store::VerdictRecord;
+use healer::store::{IncidentRecord, LifecycleState, SqliteStore, Store};
+use healer_test_artifacts as artifacts;
+
+struct World {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    registry: PolicyRegistry,
+    governor: Governor,
+    facts: StaticFacts,
+}
+
+impl World {
+    async fn new(ttl_minutes: u32) -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&dir.path().join("healer.db"))
+                .await
+                .expect("store"),
+        );
+        let registry = PolicyRegistry::new(crate::support::engine());
+        registry
+            .swap(
+                &artifacts::bytes(artifacts::EC2_REPLACE),
+                PolicyRole::Active,
+            )
+            .expect("policy");
+        let governor = Governor::new(GovernorConfig {
+            dry_run: false,
+            require_approval: vec![ActionKind::ReplaceInstance],
+            approval_ttl_minutes: ttl_minutes,
+            ..GovernorConfig::default()
+        });
+        let facts = StaticFacts(BTreeMap::from([(
+            "i-0abc".to_owned(),
+            ResourceFacts {
+                tags: Some(BTreeMap::from([("SelfHeal".to_owned(), "true".to_owned())])),
+                ..ResourceFacts::default()
+            },
+        )]));
+        World {
+            _dir: dir,
+            store,
+            registry,
+            governor,
+            facts,
+        }
+    }
+
+    fn pipeline(&self) -> Pipeline<'_> {
+        Pipeline {
+            store: self.store.as_ref(),
+            registry: &self.registry,
+            governor: &self.governor,
+            facts: &self.facts,
+        }
+    }
+
+    /// An impaired instance whose replacement waits for a human.
+    async fn held(&self) -> IncidentRecord {
+        let mut ctx = PolicyContext::default();
+        ctx.config.insert("strategy".into(), "replace".into());
+        let incident = Incident::from_json(
+            format!(
+                r#"{{"kind":"instance-impaired","resource":{{"kind":"ec2-instance","id":"i-0abc"}},"detected-at":"{}"}}"#,
+                Utc::now().to_rfc3339()
+            )
+            .as_bytes(),
+        )
+        .expect("incident");
+        let (_, recorded) = self
+            .pipeline()
+            .on_incident(&incident, &ctx, Utc::now())
+            .await
+            .expect("decided");
+        let Recorded::New(r) = recorded else {
+            panic!("{recorded:?}");
+        };
+        assert_eq!(r.state, LifecycleState::Decided, "{r:#?}");
+        assert!(held(&r).is_some(), "{:#?}", r.verdicts);
+        *r
+    }
+}
+
+fn held(r: &IncidentRecord) -> Option<&VerdictRecord> {
+    r.verdicts
+        .iter()
+        .find(|v| v.verdict == healer::safety::VerdictKind::PendingApproval)
+}
+
+fn replace_verdict(r: &IncidentRecord) -> &VerdictRecord {
+    r.verdicts.iter().find(|v| v.step == 0).expect("step 0")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_moves_the_held_step_to_acting_with_who_and_when() {
+    let w = World::new(60).await;
+    let r = w.held().await;
+    let id = r.incident.id.clone();
+    let approved = w
+        .pipeline()
+        .answer(&id, Answer::Approve, "api@10.0.0.9", Utc::now())
+        .await
+        .expect("approved");
+    assert_eq!(approved.state, LifecycleState::Acting);
+    let v = replace_verdict(&approved);
+    assert_eq!(v.verdict, healer::safety::VerdictKind::Approved);
+    assert!(
+        v.reason.contains("approved by api@10.0.0.9 at "),
+        "{}",
+        v.reason
+    );
+    // The approved step is in the actions index, so the limits see it.
+    let since = Utc::now() - chrono::Duration::hours(1);
+    let actions = w
+        .store
+        .actions_since(&healer::store::Scope::All, since)
+        .await
+        .expect("actions");
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.incident_id == id.as_str() && a.kind == ActionKind::ReplaceInstance),
+        "{actions:?}"
+    );
+    // Nothing is held any more.
+    let again = w
+        .pipeline()
+        .answer(&id, Answer::Approve, "x", Utc::now())
+        .await;
+    assert!(
+        matches!(again, Err(ApprovalError::NothingPending { .. })),
+        "{again:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denial_denies_the_incident_and_a_late_answer_expires() {
+    let w = World::new(60).await;
+    let r = w.held().await;
+    let denied = w
+        .pipeline()
+        .answer(&r.incident.id, Answer::Deny, "ops", Utc::now())
+        .await
+        .expect("denied");
+    let v = replace_verdict(&denied);
+    assert_eq!(v.verdict, healer::safety::VerdictKind::Denied);
+    assert_eq!(v.rule, Some(healer::safety::Rule::Approval));
+    assert!(v.reason.contains("denied by ops"), "{}", v.reason);
+    assert_eq!(denied.state, LifecycleState::Denied);
+
+    let late = World::new(1).await;
+    let r = late.held().await;
+    let answer = late
+        .pipeline()
+        .answer(
+            &r.incident.id,
+            Answer::Approve,
+            "ops",
+            Utc::now() + chrono::Duration::minutes(5),
+        )
+        .await;
+    assert!(
+        matches!(answer, Err(ApprovalError::Expired { minutes: 1, .. })),
+        "{answer:?}"
+    );
+    let after = late
+        .store
+        .get(&r.incident.id)
+        .await
+        .expect("get")
+        .expect("there");
+    let v = replace_verdict(&after);
+    assert_eq!(v.verdict, healer::safety::VerdictKind::Denied);
+    assert!(v.reason.contains("expired"), "{}", v.reason);
+    assert!(held(&after).is_none());
+    assert_eq!(after.state, LifecycleState::Denied);
+}
