@@ -105,7 +105,7 @@ def main() -> int:
         healer_proc = subprocess.Popen(
             [healer, "run", "--live", "--policies", pdir, "--sqs-queue-url", queue,
              "--listen", listen, "--notify-default", topic],
-            env=dict(env, HEALER_DATA_DIR=data, HEALER_LOG="healer=info", HEALER_DRIVE_INTERVAL_MS="1000",
+            env=dict(env, HEALER_DATA_DIR=data, HEALER_LOG=os.environ.get("BENCH_LOG", "healer=info"), HEALER_DRIVE_INTERVAL_MS="1000",
                      HEALER_GOVERNOR_JSON=json.dumps({"rate-per-kind-per-hour": 100000, "rate-global-per-hour": 100000, "notify-per-hour": 100000, "max-in-flight": 100000})),
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "healer.log"), "w"))
         time.sleep(1.0)

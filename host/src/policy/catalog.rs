@@ -41,6 +41,12 @@ pub struct PolicySet {
     /// Pointers by policy name.
     #[serde(default)]
     pub policies: BTreeMap<String, PolicyPointer>,
+    /// A random id of the change that wrote this version: a writer whose
+    /// compare-and-set answer was lost (a timeout after DynamoDB applied it,
+    /// then the SDK's retry failing the condition) recognizes its own write
+    /// instead of applying the change twice.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub change: String,
 }
 
 /// What one policy name points at.
@@ -430,15 +436,23 @@ impl Catalog {
         f: impl Fn(&mut PolicySet) -> Result<T, CatalogError>,
     ) -> Result<T, CatalogError> {
         let mut applied = self.applied.lock().await;
+        let mut nonce = [0u8; 16];
+        getrandom::getrandom(&mut nonce).map_err(|e| CatalogError::Worker(e.to_string()))?;
+        let change = hex::encode(nonce);
         for _ in 0..CAS_ATTEMPTS {
             let (mut set, version) = self.read().await?;
             let out = f(&mut set)?;
+            change.clone_into(&mut set.change);
             let raw = serde_json::to_string(&set).map_err(CatalogError::Corrupt)?;
-            if self
-                .store
-                .governor_cas(POLICY_SET_KEY, &raw, version)
-                .await?
-            {
+            let written = match self.store.governor_cas(POLICY_SET_KEY, &raw, version).await {
+                Ok(true) => true,
+                // Lost the race, or lost the answer: only the stored set says which.
+                Ok(false) | Err(_) => {
+                    let (stored, _) = self.read().await?;
+                    stored.change == change
+                }
+            };
+            if written {
                 if self.apply(&set).await {
                     *applied = version + 1;
                 }
