@@ -71,6 +71,9 @@ impl Pipeline<'_> {
         who: &str,
         now: DateTime<Utc>,
     ) -> Result<IncidentRecord, ApprovalError> {
+        if self.store.get(id).await?.is_none() {
+            return Err(ApprovalError::NotFound(id.to_string()));
+        }
         let owner = lease_owner();
         if !self.store.claim(id, &owner, LEASE_TTL, now).await? {
             return Err(ApprovalError::Busy(id.to_string()));

@@ -190,3 +190,80 @@ async fn a_denial_denies_the_incident_and_a_late_answer_expires() {
     assert!(held(&after).is_none());
     assert_eq!(after.state, LifecycleState::Denied);
 }
+
+/// The service's side of the approval routes, on the test's world.
+struct Answers(World);
+
+#[async_trait::async_trait]
+impl healer::api::Approvals for Answers {
+    async fn answer(
+        &self,
+        id: &healer::IncidentId,
+        answer: Answer,
+        who: &str,
+    ) -> Result<IncidentRecord, ApprovalError> {
+        self.0.pipeline().answer(id, answer, who, Utc::now()).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_approval_routes_need_the_token_and_answer_once() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    const TOKEN: &str = "approval-admin-token-0123";
+    let w = World::new(60).await;
+    let r = w.held().await;
+    let store = w.store.clone();
+    let router = healer::api::Api::new(Arc::new(healer::api::Health::new(Vec::new(), false, None)))
+        .token(Some(healer::api::AdminToken::new(TOKEN).expect("token")))
+        .store(store)
+        .approvals(Arc::new(Answers(w)))
+        .router()
+        .layer(axum::extract::connect_info::MockConnectInfo(
+            "10.1.2.3:4".parse::<std::net::SocketAddr>().expect("addr"),
+        ));
+    let post = |path: String, token: Option<&'static str>| {
+        let router = router.clone();
+        async move {
+            let mut req = Request::post(path);
+            if let Some(t) = token {
+                req = req.header("authorization", format!("Bearer {t}"));
+            }
+            let resp = router
+                .oneshot(req.body(Body::empty()).expect("request"))
+                .await
+                .expect("infallible");
+            let status = resp.status();
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&body).expect("json"),
+            )
+        }
+    };
+    let path = format!("/incidents/{}/approve", r.incident.id);
+    let (s, b) = post(path.clone(), None).await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+    );
+    let (s, b) = post(path.clone(), Some(TOKEN)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["state"], "acting");
+    let reason = b["verdicts"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("approved by api@10.1.2.3 at "), "{b}");
+    let (s, b) = post(path, Some(TOKEN)).await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict")),
+        "{b}"
+    );
+    let (s, b) = post("/incidents/inc-none/deny".to_owned(), Some(TOKEN)).await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not-found")),
+        "{b}"
+    );
+}
