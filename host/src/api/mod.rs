@@ -5,9 +5,10 @@
 //! - Admin (bearer token; off when none is configured): `PUT /policies/{name}`
 //!   (or `POST /policies`) uploads a component and swaps it in on every replica, `POST
 //!   /policies/{name}/rollback`, `/activate`, `/shadow`, `DELETE
-//!   /policies/{name}[/shadow]`, `GET`/`PUT /kill-switch`, `POST
+//!   /policies/{name}[/shadow]`, `PUT /kill-switch`, `POST
 //!   /incidents/{id}/approve` and `/deny` (the steps the approval rule holds).
-//! - Read (loopback, or with the token): `GET /policies`, `GET /incidents`
+//! - Read (the token when one is set, else direct loopback): `GET /policies`,
+//!   `GET /kill-switch`, `GET /incidents`
 //!   (filters, signed cursors), `GET /incidents/{id}`, `GET /stats`.
 //! - Ingestion: `POST /events` takes a raw AWS payload (what SQS would carry)
 //!   and answers 202 once it is recorded; `POST /events/eventbridge` does the

@@ -76,7 +76,10 @@ impl Worker<'_> {
         // tells humans once.) Places are reserved only for a plan that will
         // run; a reservation lost to a concurrent decision denies its step.
         if !j.escalate && acts(j, &decision) {
-            pipeline.reserve(incident, j, &plan.facts, now).await?;
+            let base = record.next_step_base();
+            pipeline
+                .reserve(incident, j, base, &plan.facts, now)
+                .await?;
         }
         if j.escalate || !acts(j, &decision) || !executable(j, &decision) {
             return Ok(Again::Stop(why_not(j, &outcome.policy.name)));

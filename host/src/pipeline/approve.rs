@@ -97,6 +97,8 @@ impl Pipeline<'_> {
             .get(id)
             .await?
             .ok_or_else(|| ApprovalError::NotFound(id.to_string()))?;
+        // Never before detection (a signal dated ahead of this clock).
+        let now = now.max(record.incident.detected_at);
         let held: Vec<usize> = record
             .verdicts
             .iter()
@@ -133,7 +135,9 @@ impl Pipeline<'_> {
                 .collect(),
             (Answer::Approve, false) => self.reserve_held(&record, &held, now).await?,
         };
-        let updated = self.record_answer(&record, &verdicts, &at, now).await?;
+        let updated = self
+            .record_answer(&record, &verdicts, &at, expired, now)
+            .await?;
         if expired {
             return Err(ApprovalError::Expired {
                 id: id.to_string(),
@@ -145,7 +149,10 @@ impl Pipeline<'_> {
     }
 
     /// The verdicts of the held steps once approved: each takes its
-    /// reservations, or is denied by the limit that is full.
+    /// reservations, or is denied by the limit that is full. The steps
+    /// approved at decision time renew theirs (claims are per holder, so a
+    /// renewal takes no second place): they run now too, possibly long after
+    /// their places would have lapsed.
     async fn reserve_held(
         &self,
         record: &IncidentRecord,
@@ -158,7 +165,13 @@ impl Pipeline<'_> {
             gather(self.facts, std::slice::from_ref(group), &mut facts).await;
         }
         let mut out = Vec::new();
-        for step in held {
+        let renewed = record
+            .verdicts
+            .iter()
+            .filter(|v| v.verdict == VerdictKind::Approved)
+            .map(|v| v.step);
+        let steps: Vec<usize> = held.iter().copied().chain(renewed).collect();
+        for step in &steps {
             let Some(v) = record.verdicts.iter().find(|v| v.step == *step) else {
                 continue;
             };
@@ -172,12 +185,16 @@ impl Pipeline<'_> {
                 group: v.group.clone(),
                 verdict: Verdict::Approved,
             };
-            let claims = self.governor.claims(incident, &approved, &facts);
+            // `step` is already among all the incident's steps.
+            let claims = self.governor.claims(incident, &approved, 0, &facts);
             let verdict = match self.store.reserve(&claims, now).await? {
                 Reservation::Full(limit) => lost_race(&limit),
                 _ => Verdict::Approved,
             };
-            out.push((*step, verdict));
+            // A renewed step keeps its verdict unless its place is gone.
+            if held.contains(step) || !verdict.is_approved() {
+                out.push((*step, verdict));
+            }
         }
         Ok(out)
     }
@@ -190,6 +207,7 @@ impl Pipeline<'_> {
         record: &IncidentRecord,
         verdicts: &[(usize, Verdict)],
         at: &str,
+        expired: bool,
         now: DateTime<Utc>,
     ) -> Result<IncidentRecord, StoreError> {
         let dry_run = self.governor.config().dry_run;
@@ -205,13 +223,27 @@ impl Pipeline<'_> {
             approved_after(v.step)
                 && current_step(record, v.step).is_some_and(|a| a.kind().is_mutating())
         });
-        let live_work = !dry_run && mutating_approved;
-        let none_approved = !mutating_approved;
+        // Expired: the whole decision is stale; nothing of it runs.
+        let live_work = !dry_run && mutating_approved && !expired;
+        let none_approved = !mutating_approved || expired;
         let at = at.to_owned();
         let answered = verdicts.to_vec();
         let updated = self
             .store
             .update(&record.incident.id, &move |r: &mut IncidentRecord| {
+                // Still as it was read: decided, the same steps held (a
+                // recovery, or another answer, may have moved it meanwhile).
+                let still_held = r
+                    .verdicts
+                    .iter()
+                    .any(|v| v.verdict == VerdictKind::PendingApproval);
+                if r.state != LifecycleState::Decided || !still_held {
+                    return Err(StoreError::IllegalTransition {
+                        id: r.incident.id.to_string(),
+                        from: r.state,
+                        to: LifecycleState::Acting,
+                    });
+                }
                 for (step, verdict) in &answered {
                     if let Some(v) = r.verdicts.iter_mut().find(|v| v.step == *step) {
                         v.verdict = verdict.kind();

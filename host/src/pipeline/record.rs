@@ -80,7 +80,7 @@ impl Pipeline<'_> {
         let (json, hash) = plan.input.encoded();
         self.store.put_policy_input(&hash, &json).await?;
         if let Some(j) = plan.judgement.as_mut() {
-            self.reserve(incident, j, &plan.facts, now).await?;
+            self.reserve(incident, j, 0, &plan.facts, now).await?;
         }
         let also: Vec<Provenance> = plan
             .decisions
@@ -127,11 +127,12 @@ impl Pipeline<'_> {
         &self,
         incident: &Incident,
         j: &mut Judgement,
+        step_base: usize,
         facts: &Facts,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         for v in j.verdicts.iter_mut() {
-            let claims = self.governor.claims(incident, v, facts);
+            let claims = self.governor.claims(incident, v, step_base, facts);
             if claims.is_empty() {
                 continue;
             }

@@ -292,9 +292,15 @@ impl Catalog {
                 let before = p.clone();
                 match role {
                     PolicyRole::Active => p.activate(&id.sha256),
+                    // A retired policy has no active version to shadow.
+                    PolicyRole::Shadow if p.retired => {
+                        return Err(CatalogError::Unknown(id.name.clone()));
+                    }
                     PolicyRole::Shadow => p.shadow = Some(id.sha256.clone()),
                 }
-                Ok(before.activations != p.activations || before.shadow != p.shadow)
+                Ok(before.activations != p.activations
+                    || before.shadow != p.shadow
+                    || before.retired != p.retired)
             })
             .await?;
         Ok(Pushed {
@@ -439,17 +445,36 @@ impl Catalog {
         let mut nonce = [0u8; 16];
         getrandom::getrandom(&mut nonce).map_err(|e| CatalogError::Worker(e.to_string()))?;
         let change = hex::encode(nonce);
+        let mut last_error = None;
+        let mut unanswered: Option<T> = None;
         for _ in 0..CAS_ATTEMPTS {
             let (mut set, version) = self.read().await?;
+            if set.change == change
+                && let Some(out) = unanswered.take()
+            {
+                // An earlier attempt's write landed after its error: done.
+                if self.apply(&set).await {
+                    *applied = version;
+                }
+                return Ok(out);
+            }
             let out = f(&mut set)?;
             change.clone_into(&mut set.change);
             let raw = serde_json::to_string(&set).map_err(CatalogError::Corrupt)?;
             let written = match self.store.governor_cas(POLICY_SET_KEY, &raw, version).await {
                 Ok(true) => true,
                 // Lost the race, or lost the answer: only the stored set says which.
-                Ok(false) | Err(_) => {
+                Ok(false) => {
                     let (stored, _) = self.read().await?;
                     stored.change == change
+                }
+                Err(e) => {
+                    let (stored, _) = self.read().await?;
+                    let landed = stored.change == change;
+                    if !landed {
+                        last_error = Some(e);
+                    }
+                    landed
                 }
             };
             if written {
@@ -458,8 +483,9 @@ impl Catalog {
                 }
                 return Ok(out);
             }
+            unanswered = Some(out);
         }
-        Err(CatalogError::Contended)
+        Err(last_error.map_or(CatalogError::Contended, CatalogError::Store))
     }
 
     /// Loads what the set points at and publishes it in one snapshot. A

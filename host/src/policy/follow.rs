@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
+use super::PolicyError;
 use super::catalog::{Catalog, CatalogError};
 use super::registry::PolicyRole;
 
@@ -120,7 +121,19 @@ pub async fn push_changed(catalog: &Catalog, watch: &mut DirWatch) -> usize {
                 watch.handled(path, stamp);
             }
             // Not a policy (or not one that loads): refused until it changes.
-            Err(e @ (CatalogError::Policy(_) | CatalogError::NameMismatch { .. })) => {
+            Err(
+                e @ (CatalogError::Policy(
+                    PolicyError::InvalidComponent(_)
+                    | PolicyError::WrongWorld(_)
+                    | PolicyError::InvalidMetadata(_)
+                    | PolicyError::Trap(_)
+                    | PolicyError::OutOfFuel(_)
+                    | PolicyError::Timeout(_)
+                    | PolicyError::MemoryLimit { .. }
+                    | PolicyError::SandboxLimit { .. },
+                )
+                | CatalogError::NameMismatch { .. }),
+            ) => {
                 tracing::error!(path = %path.display(), error = %e,
                     "Policy file refused; the current version keeps serving.");
                 watch.handled(path, stamp);

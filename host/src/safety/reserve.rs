@@ -21,12 +21,21 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 impl Governor {
     /// The places an approved mutating step needs; none for anything else.
-    pub fn claims(&self, incident: &Incident, v: &StepVerdict, facts: &Facts) -> Vec<SlotClaim> {
+    /// The holder is the step's index among all the incident's steps:
+    /// `step_base` plus its index in the decision (a later round's step 0 is
+    /// not the first round's).
+    pub fn claims(
+        &self,
+        incident: &Incident,
+        v: &StepVerdict,
+        step_base: usize,
+        facts: &Facts,
+    ) -> Vec<SlotClaim> {
         if !v.verdict.is_approved() || !v.action.is_mutating() {
             return Vec::new();
         }
         let c = self.config();
-        let step = format!("{}#{}", incident.id, v.step);
+        let step = format!("{}#{}", incident.id, step_base + v.step);
         let claim = |limit: SlotLimit, capacity: u32, holder: &str, ttl: Duration| SlotClaim {
             limit,
             capacity,

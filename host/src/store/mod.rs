@@ -364,18 +364,7 @@ pub trait Store: Send + Sync {
             // Past every recorded step and every index the previous decision
             // could use (its steps and the escalation after them), so no
             // actions-index entry of an earlier round is reused.
-            let planned = r
-                .provenance
-                .as_ref()
-                .and_then(|p| p.decision.as_ref().ok())
-                .map_or(0, |d| d.steps.len() + 1);
-            let base = r
-                .steps
-                .iter()
-                .map(|s| s.index + 1)
-                .max()
-                .unwrap_or(0)
-                .max(r.step_base + planned);
+            let base = r.next_step_base();
             r.rounds.push(Round {
                 provenance: r.provenance.take(),
                 verdicts: std::mem::take(&mut r.verdicts),

@@ -334,6 +334,23 @@ impl IncidentRecord {
         }
     }
 
+    /// Where the next round's steps start among all the incident's steps:
+    /// past every step recorded and every step the current decision planned
+    /// (its escalation included), so no index is reused.
+    pub fn next_step_base(&self) -> usize {
+        let planned = self
+            .provenance
+            .as_ref()
+            .and_then(|p| p.decision.as_ref().ok())
+            .map_or(0, |d| d.steps.len() + 1);
+        self.steps
+            .iter()
+            .map(|s| s.index + 1)
+            .max()
+            .unwrap_or(0)
+            .max(self.step_base + planned)
+    }
+
     /// Applies a transition, enforcing the model. Healing sets MTTR; a time
     /// before detection is rejected (clock skew would make MTTR negative).
     pub fn advance(
