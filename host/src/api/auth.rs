@@ -63,14 +63,23 @@ pub struct Caller {
     bearer: Option<String>,
     /// A proxy's forwarding header was present.
     forwarded: bool,
+    /// The client a proxy says it forwarded for (`X-Forwarded-For`'s first
+    /// address), for the record only: never trusted for access.
+    forwarded_for: Option<String>,
 }
 
 impl Caller {
-    /// Who, for the record: `api@<peer>`.
+    /// Who, for the record: `api@<peer>`, with the address a proxy says it
+    /// forwarded for (`api@10.0.1.5 for 203.0.113.9`: behind a load
+    /// balancer the peer is the balancer).
     pub fn who(&self) -> String {
-        match self.peer {
+        let by = match self.peer {
             Some(p) => format!("api@{}", p.ip()),
             None => "api".to_owned(),
+        };
+        match &self.forwarded_for {
+            Some(f) => format!("{by} for {f}"),
+            None => by,
         }
     }
 
@@ -145,10 +154,25 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"]
             .iter()
             .any(|h| parts.headers.contains_key(*h));
+        // Only an address's characters, bounded: it lands in the record.
+        let forwarded_for = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| {
+                !v.is_empty()
+                    && v.len() <= 45
+                    && v.bytes()
+                        .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':')
+            })
+            .map(str::to_owned);
         Ok(Caller {
             peer,
             bearer,
             forwarded,
+            forwarded_for,
         })
     }
 }
@@ -165,5 +189,43 @@ mod tests {
         assert!(!t.matches(""));
         assert!(AdminToken::new("short").is_err());
         assert!(AdminToken::new("has a space inside it").is_err());
+    }
+
+    async fn caller(headers: &[(&str, &str)]) -> Caller {
+        let mut req = axum::http::Request::get("/");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let (mut parts, ()) = req.body(()).expect("request").into_parts();
+        parts
+            .extensions
+            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 9))));
+        Caller::from_request_parts(&mut parts, &())
+            .await
+            .expect("caller")
+    }
+
+    #[tokio::test]
+    async fn forwarded_callers_are_not_loopback_and_are_named_for_the_record() {
+        let direct = caller(&[]).await;
+        assert!(direct.read(None).is_ok());
+        assert_eq!(direct.who(), "api@127.0.0.1");
+        let proxied = caller(&[("x-forwarded-for", "203.0.113.9, 10.0.0.1")]).await;
+        assert!(
+            proxied.read(None).is_err(),
+            "a proxy on the host is not loopback"
+        );
+        assert_eq!(proxied.who(), "api@127.0.0.1 for 203.0.113.9");
+        let junk = caller(&[("x-forwarded-for", "<script>")]).await;
+        assert_eq!(junk.who(), "api@127.0.0.1");
+        let (mut parts, ()) = axum::http::Request::get("/")
+            .header("authorization", "Basic abc")
+            .body(())
+            .expect("request")
+            .into_parts();
+        assert!(
+            Caller::from_request_parts(&mut parts, &()).await.is_err(),
+            "only Bearer"
+        );
     }
 }

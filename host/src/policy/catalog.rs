@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
+use serde::Serialize;
 
 use super::blobs::{BlobError, BlobStore};
 use super::engine::{LoadedPolicy, sha256_hex};
@@ -25,70 +25,11 @@ use super::registry::{PolicyRegistry, PolicyRole, Roles};
 use super::{PolicyError, PolicyId};
 use crate::store::{Store, StoreError};
 
-/// The control-state key holding the [`PolicySet`].
-pub const POLICY_SET_KEY: &str = "policy-set";
-/// Activations kept per policy (how far rollback can walk back).
-const MAX_ACTIVATIONS: usize = 32;
 /// Compare-and-set attempts before a change gives up.
 const CAS_ATTEMPTS: usize = 16;
 
-/// The persisted policy set.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-// No `deny_unknown_fields` on the persisted records: a newer replica may add
-// a field during a rolling deploy, and the older ones must keep following.
-#[serde(rename_all = "kebab-case")]
-pub struct PolicySet {
-    /// Pointers by policy name.
-    #[serde(default)]
-    pub policies: BTreeMap<String, PolicyPointer>,
-    /// A random id of the change that wrote this version: a writer whose
-    /// compare-and-set answer was lost (a timeout after DynamoDB applied it,
-    /// then the SDK's retry failing the condition) recognizes its own write
-    /// instead of applying the change twice.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub change: String,
-}
-
-/// What one policy name points at.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct PolicyPointer {
-    /// sha256s activated, oldest first; the last is the active version.
-    pub activations: Vec<String>,
-    /// The version deciding in shadow, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shadow: Option<String>,
-    /// When it last changed.
-    pub changed_at: DateTime<Utc>,
-    /// Who changed it (`api`, `dir`, `start`).
-    pub changed_by: String,
-    /// Retired: runs nowhere. Kept (with its history) so a restart does not
-    /// bring it back from the image; a push, or a file changed after it was
-    /// retired, does.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub retired: bool,
-}
-
-impl PolicyPointer {
-    /// The active version's sha256.
-    pub fn active(&self) -> Option<&str> {
-        self.activations.last().map(String::as_str)
-    }
-
-    fn activate(&mut self, sha256: &str) {
-        self.retired = false;
-        if self.active() != Some(sha256) {
-            self.activations.push(sha256.to_owned());
-        }
-        if self.activations.len() > MAX_ACTIVATIONS {
-            let excess = self.activations.len() - MAX_ACTIVATIONS;
-            self.activations.drain(..excess);
-        }
-        if self.shadow.as_deref() == Some(sha256) {
-            self.shadow = None;
-        }
-    }
-}
+use super::set::pointer;
+pub use super::set::{POLICY_SET_KEY, PolicyPointer, PolicySet};
 
 /// Catalog failures; each maps to one API error.
 #[derive(Debug, thiserror::Error)]
@@ -594,19 +535,6 @@ impl Catalog {
 fn differing(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> usize {
     let names: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     names.into_iter().filter(|n| a.get(*n) != b.get(*n)).count()
-}
-
-/// The pointer of `name`, created empty.
-fn pointer<'a>(set: &'a mut PolicySet, name: &str) -> &'a mut PolicyPointer {
-    set.policies
-        .entry(name.to_owned())
-        .or_insert_with(|| PolicyPointer {
-            activations: Vec::new(),
-            shadow: None,
-            changed_at: Utc::now(),
-            changed_by: String::new(),
-            retired: false,
-        })
 }
 
 /// The pointer of a policy the set already names.

@@ -15,6 +15,7 @@ pub mod follow;
 mod input;
 mod limits;
 mod registry;
+mod set;
 mod state;
 mod text;
 mod wasi;
