@@ -30,8 +30,24 @@ impl Drop for Replica {
 /// A replica; pushed components live in the store (the default), so the
 /// replicas share nothing but the SQLite file.
 fn start(policies: &Path, data: &Path) -> Replica {
+    start_on(policies, data, None)
+}
+
+/// A replica on SQLite in `data`, or on the DynamoDB tables of the AWS at
+/// `dynamodb` (moto).
+fn start_on(policies: &Path, data: &Path, dynamodb: Option<&str>) -> Replica {
     let listen = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_healer"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_healer"));
+    if let Some(endpoint) = dynamodb {
+        cmd.env("HEALER_STORE", "dynamodb")
+            .env("HEALER_TABLE_PREFIX", "swaps")
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing");
+    } else {
+        cmd.env_remove("HEALER_STORE");
+    }
+    let child = cmd
         .args(["run", "--no-cache", "--policies"])
         .arg(policies)
         .env_remove("HEALER_SQS_QUEUE_URL")
@@ -186,4 +202,55 @@ fn replicas_converge_on_a_push_and_a_restart_keeps_it() {
     std::fs::copy(artifacts::SWAP_V2, pa.join("swap.wasm")).expect("copy");
     wait_for(&a, |v| v == ["swap-test@2"], "swapped the changed file in");
     wait_for(&b, |v| v == ["swap-test@2"], "followed the file swap");
+}
+
+#[test]
+fn replicas_on_dynamodb_converge_on_a_push() {
+    let Some(moto) = crate::moto::start("replicas_on_dynamodb_converge_on_a_push") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let init = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args([
+            "store",
+            "init",
+            "--store",
+            "dynamodb",
+            "--table-prefix",
+            "swaps",
+        ])
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .expect("runs");
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let (pa, pb) = (dir.path().join("a"), dir.path().join("b"));
+    for p in [&pa, &pb] {
+        std::fs::create_dir(p).expect("mkdir");
+        std::fs::copy(artifacts::SWAP_V1, p.join("swap.wasm")).expect("copy");
+    }
+    let a = start_on(&pa, &dir.path().join("da"), Some(&moto.endpoint));
+    let b = start_on(&pb, &dir.path().join("db"), Some(&moto.endpoint));
+    assert_eq!(active(&a), ["swap-test@1"]);
+    // Pushed to a; b, which shares only the DynamoDB tables, loads it from them.
+    let out = healer(&["policy", "push", artifacts::SWAP_V2, "--server", &a.url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(
+        &b,
+        |v| v == ["swap-test@2"],
+        "followed the push through DynamoDB",
+    );
+    drop(b);
+    let b = start_on(&pb, &dir.path().join("db"), Some(&moto.endpoint));
+    wait_for(&b, |v| v == ["swap-test@2"], "kept the pushed version");
 }
