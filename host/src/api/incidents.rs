@@ -142,9 +142,12 @@ pub(super) struct StatsQuery {
     /// Group by `kind` (default), `policy`, `action` or `healer`.
     #[serde(default)]
     by: GroupBy,
-    /// Incidents detected at or after.
+    /// Incidents detected at or after (whole UTC days) [default: 30 days ago].
     since: Option<DateTime<Utc>>,
 }
+
+/// The window `GET /stats` covers without `since`.
+const DEFAULT_STATS_DAYS: i64 = 30;
 
 pub(super) async fn stats(
     State(api): State<ApiState>,
@@ -153,7 +156,11 @@ pub(super) async fn stats(
 ) -> Result<Json<Stats>, ApiError> {
     caller.read(api.token.as_ref())?;
     let Query(q) = query?;
-    Ok(Json(api.store()?.stats(q.by, q.since).await?))
+    let since = q
+        .since
+        .unwrap_or_else(|| Utc::now() - chrono::Duration::days(DEFAULT_STATS_DAYS));
+    // From the aggregates kept as incidents close: never every record.
+    Ok(Json(api.store()?.stats_aggregated(q.by, since).await?))
 }
 
 async fn answer(

@@ -14,12 +14,13 @@ use aws_sdk_dynamodb::types::{
     KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification,
     TransactWriteItem,
 };
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 
+use super::aggregates::{AggCell, Closed, bucket_of};
 use super::dynamo_error::{DynamoError, build_err, condition_met, err};
 use super::slots;
 use super::{
-    ActionRecord, DecisionState, IncidentRecord, ListFilter, Page, Reservation,
+    ActionRecord, DecisionState, GroupBy, IncidentRecord, ListFilter, Page, Reservation,
     ResourceConfigRecord, Scope, SlotClaim, Store, StoreError,
 };
 use crate::incident::IncidentId;
@@ -39,12 +40,14 @@ pub struct DynamoTables {
     pub resource_config: String,
     /// Exact decision inputs by hash.
     pub inputs: String,
+    /// Stats aggregates (`pk` = grouping#day, `sk` = group key).
+    pub aggregates: String,
 }
 
 impl DynamoTables {
     /// `<prefix>-incidents`, `<prefix>-actions`, `<prefix>-governor`,
     /// `<prefix>-policy-versions`, `<prefix>-resource-config`,
-    /// `<prefix>-policy-inputs`.
+    /// `<prefix>-policy-inputs`, `<prefix>-aggregates`.
     pub fn with_prefix(prefix: &str) -> Self {
         DynamoTables {
             incidents: format!("{prefix}-incidents"),
@@ -53,6 +56,7 @@ impl DynamoTables {
             policies: format!("{prefix}-policy-versions"),
             resource_config: format!("{prefix}-resource-config"),
             inputs: format!("{prefix}-policy-inputs"),
+            aggregates: format!("{prefix}-aggregates"),
         }
     }
 }
@@ -316,6 +320,13 @@ impl Store for DynamoStore {
             .await?;
         self.create_table(&t.inputs, &[("hash", S, Hash)], &[], &[])
             .await?;
+        self.create_table(
+            &t.aggregates,
+            &[("pk", S, Hash), ("sk", S, Range)],
+            &[],
+            &[],
+        )
+        .await?;
         let ttl = TimeToLiveSpecification::builder()
             .enabled(true)
             .attribute_name("expires_at")
@@ -633,6 +644,81 @@ impl Store for DynamoStore {
             })
             .collect::<Result<Vec<ResourceConfigRecord>, _>>()?;
         out.sort_by_key(|c| c.selector.key());
+        Ok(out)
+    }
+
+    async fn add_aggregate(
+        &self,
+        by: GroupBy,
+        day: NaiveDate,
+        key: &str,
+        closed: Closed,
+    ) -> Result<(), StoreError> {
+        // ADD is atomic: concurrent replicas add up without a read.
+        let n = |v: u64| AttributeValue::N(v.to_string());
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.tables.aggregates)
+            .key("pk", s(format!("{}#{day}", by.as_str())))
+            .key("sk", s(key))
+            .expression_attribute_values(":one", n(1));
+        update = match closed.mttr_ms {
+            Some(ms) => update
+                .update_expression("ADD closed :one, healed :one, mttr_sum :ms, #b :one")
+                .expression_attribute_names("#b", format!("b{}", bucket_of(ms)))
+                .expression_attribute_values(":ms", n(ms)),
+            None => update.update_expression("ADD closed :one"),
+        };
+        update.send().await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn aggregates(
+        &self,
+        by: GroupBy,
+        from: NaiveDate,
+    ) -> Result<Vec<(String, AggCell)>, StoreError> {
+        let today = Utc::now().date_naive();
+        let mut out = Vec::new();
+        let mut day = from;
+        while day <= today {
+            let items = self
+                .query_all(
+                    &self.tables.aggregates,
+                    None,
+                    "pk = :pk",
+                    Vec::new(),
+                    vec![(":pk", s(format!("{}#{day}", by.as_str())))],
+                )
+                .await?;
+            for item in &items {
+                let Some(key) = get_s(item, "sk") else {
+                    continue;
+                };
+                let num = |k: &str| {
+                    get_n(item, k)
+                        .and_then(|v| u64::try_from(v).ok())
+                        .unwrap_or(0)
+                };
+                let buckets = item
+                    .keys()
+                    .filter_map(|k| k.strip_prefix('b').and_then(|b| b.parse::<u16>().ok()))
+                    .map(|b| (b, num(&format!("b{b}"))))
+                    .collect();
+                out.push((
+                    key.to_owned(),
+                    AggCell {
+                        closed: num("closed"),
+                        healed: num("healed"),
+                        mttr_sum_ms: num("mttr_sum"),
+                        buckets,
+                    },
+                ));
+            }
+            let Some(next) = day.succ_opt() else { break };
+            day = next;
+        }
         Ok(out)
     }
 

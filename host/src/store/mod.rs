@@ -6,6 +6,7 @@
 //! (production) implement its primitive operations, and the lifecycle rules live
 //! here once, in the trait's provided methods, so both backends behave the same.
 
+pub mod aggregates;
 mod dynamo;
 mod dynamo_error;
 mod record;
@@ -16,7 +17,7 @@ mod stats;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use dynamo::{DynamoStore, DynamoTables};
@@ -287,9 +288,14 @@ pub trait Store: Send + Sync {
                 .await?
                 .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
             let expected = record.version;
+            let was_open = !record.state.is_terminal();
             change(&mut record)?;
             record.version = expected + 1;
             if self.compare_and_put(&record, expected).await? {
+                // Exactly one writer wins the closing transition: counted once.
+                if was_open && record.state.is_terminal() {
+                    self.aggregate_closed(&record).await;
+                }
                 return Ok(record);
             }
         }
@@ -423,6 +429,63 @@ pub trait Store: Send + Sync {
         let mut all = self.incidents_of(scope).await?;
         all.retain(|r| !r.state.is_terminal());
         Ok(all)
+    }
+
+    /// Adds one closed incident to the aggregate cell of `key` under `by` on
+    /// `day` (atomically: concurrent writers add up).
+    async fn add_aggregate(
+        &self,
+        by: GroupBy,
+        day: NaiveDate,
+        key: &str,
+        closed: aggregates::Closed,
+    ) -> Result<(), StoreError>;
+
+    /// The aggregate cells under `by` from `from` on, one per day and key.
+    async fn aggregates(
+        &self,
+        by: GroupBy,
+        from: NaiveDate,
+    ) -> Result<Vec<(String, aggregates::AggCell)>, StoreError>;
+
+    /// Adds a record that just closed to every grouping's aggregates. A
+    /// failure is logged, not returned: the incident's own write stands.
+    async fn aggregate_closed(&self, record: &IncidentRecord) {
+        for (by, day, key, closed) in aggregates::cells_of(record) {
+            if let Err(e) = self.add_aggregate(by, day, &key, closed).await {
+                tracing::warn!(incident = %record.incident.id, error = %e,
+                    "Could not add the closed incident to the stats aggregates.");
+            }
+        }
+    }
+
+    /// [`Store::stats`] from the aggregates: the closed incidents from their
+    /// cells (whole UTC days from `since`'s), the open ones read as they are.
+    /// Never loads every record of the window. MTTR percentiles and the
+    /// maximum are read off a histogram (within 19 %); the mean is exact.
+    async fn stats_aggregated(
+        &self,
+        by: GroupBy,
+        since: DateTime<Utc>,
+    ) -> Result<Stats, StoreError> {
+        let from = aggregates::first_day(since);
+        let cells = self.aggregates(by, from).await?;
+        let filter = ListFilter {
+            open: true,
+            since: from.and_hms_opt(0, 0, 0).map(|t| t.and_utc()),
+            ..ListFilter::default()
+        };
+        let mut open = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.list(&filter, token.as_deref(), 500).await?;
+            open.extend(page.items.into_iter().filter(|r| !r.state.is_terminal()));
+            match page.next {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        Ok(aggregates::rows(by, &cells, &open))
     }
 
     /// Counts and MTTR (mean, p50, p90, max) grouped by `by`, over incidents

@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::aggregates::{AggCell, Closed};
 use super::slots;
 use super::{
-    ActionRecord, DecisionState, IncidentRecord, ListFilter, Page, Reservation,
+    ActionRecord, DecisionState, GroupBy, IncidentRecord, ListFilter, Page, Reservation,
     ResourceConfigRecord, Scope, SlotClaim, Store, StoreError,
 };
 use crate::incident::IncidentId;
@@ -61,6 +62,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX incidents_group ON incidents(group_id, detected_at);",
     // 3: the exact input of every decision, by hash (replay reads it back).
     "CREATE TABLE policy_inputs (hash TEXT PRIMARY KEY, input TEXT NOT NULL);",
+    // 4: the stats aggregates (per grouping, day of detection and key).
+    "CREATE TABLE aggregates (
+        grouping TEXT NOT NULL, day TEXT NOT NULL, key TEXT NOT NULL, cell TEXT NOT NULL,
+        PRIMARY KEY (grouping, day, key)
+    );",
 ];
 
 /// The SQLite store.
@@ -468,6 +474,62 @@ impl Store for SqliteStore {
             }
             tx.commit()?;
             Ok(Reservation::Held)
+        })
+        .await
+    }
+
+    async fn add_aggregate(
+        &self,
+        by: GroupBy,
+        day: NaiveDate,
+        key: &str,
+        closed: Closed,
+    ) -> Result<(), StoreError> {
+        let (day, key) = (day.to_string(), key.to_owned());
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let cell: Option<String> = tx
+                .prepare_cached(
+                    "SELECT cell FROM aggregates WHERE grouping = ?1 AND day = ?2 AND key = ?3",
+                )?
+                .query_row(params![by.as_str(), day, key], |r| r.get(0))
+                .optional()?;
+            let mut cell: AggCell = match cell {
+                Some(c) => serde_json::from_str(&c).map_err(corrupt)?,
+                None => AggCell::default(),
+            };
+            cell.add(closed);
+            let json = serde_json::to_string(&cell).map_err(corrupt)?;
+            tx.prepare_cached(
+                "INSERT INTO aggregates (grouping, day, key, cell) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(grouping, day, key) DO UPDATE SET cell = excluded.cell",
+            )?
+            .execute(params![by.as_str(), day, key, json])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn aggregates(
+        &self,
+        by: GroupBy,
+        from: NaiveDate,
+    ) -> Result<Vec<(String, AggCell)>, StoreError> {
+        let from = from.to_string();
+        self.run(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT key, cell FROM aggregates WHERE grouping = ?1 AND day >= ?2",
+            )?;
+            let rows = stmt.query_map(params![by.as_str(), from], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (key, cell) = row?;
+                out.push((key, serde_json::from_str(&cell).map_err(corrupt)?));
+            }
+            Ok(out)
         })
         .await
     }

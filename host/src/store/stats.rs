@@ -27,6 +27,18 @@ pub enum GroupBy {
     Healer,
 }
 
+impl GroupBy {
+    /// The grouping's name (`kind`, `policy`, `action`, `healer`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupBy::Kind => "kind",
+            GroupBy::Policy => "policy",
+            GroupBy::Action => "action",
+            GroupBy::Healer => "healer",
+        }
+    }
+}
+
 /// One group's figures.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -59,6 +71,46 @@ pub struct Stats {
     pub rows: Vec<StatsRow>,
 }
 
+/// The groups one record counts in under `by` (an incident counts once per
+/// action kind it ran).
+pub(crate) fn keys_of(r: &IncidentRecord, by: GroupBy) -> Vec<String> {
+    match by {
+        GroupBy::Kind => vec![r.incident.kind.to_string()],
+        GroupBy::Policy => vec![
+            r.provenance
+                .as_ref()
+                .map_or_else(|| "(none)".to_owned(), |p| p.policy.name.clone()),
+        ],
+        GroupBy::Action => {
+            let mut kinds: Vec<String> = r
+                .steps
+                .iter()
+                .map(|s| s.action.kind().to_string())
+                .collect();
+            kinds.sort();
+            kinds.dedup();
+            if kinds.is_empty() {
+                kinds.push("(none)".to_owned());
+            }
+            kinds
+        }
+        GroupBy::Healer => {
+            let acted = r
+                .steps
+                .iter()
+                .any(|s| s.result == super::Outcome::Succeeded && s.action.kind().is_mutating());
+            vec![
+                if acted {
+                    "healer-acted"
+                } else {
+                    "without-healer"
+                }
+                .to_owned(),
+            ]
+        }
+    }
+}
+
 /// Nearest-rank percentile of a sorted, non-empty slice.
 fn percentile(sorted: &[i64], p: f64) -> i64 {
     let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
@@ -70,40 +122,7 @@ impl Stats {
     pub fn compute(records: &[IncidentRecord], by: GroupBy) -> Stats {
         let mut groups: BTreeMap<String, Vec<&IncidentRecord>> = BTreeMap::new();
         for r in records {
-            let keys: Vec<String> = match by {
-                GroupBy::Kind => vec![r.incident.kind.to_string()],
-                GroupBy::Policy => vec![
-                    r.provenance
-                        .as_ref()
-                        .map_or_else(|| "(none)".to_owned(), |p| p.policy.name.clone()),
-                ],
-                GroupBy::Action => {
-                    let mut kinds: Vec<String> = r
-                        .steps
-                        .iter()
-                        .map(|s| s.action.kind().to_string())
-                        .collect();
-                    kinds.sort();
-                    kinds.dedup();
-                    if kinds.is_empty() {
-                        kinds.push("(none)".to_owned());
-                    }
-                    kinds
-                }
-                GroupBy::Healer => {
-                    let acted = r.steps.iter().any(|s| {
-                        s.result == super::Outcome::Succeeded && s.action.kind().is_mutating()
-                    });
-                    vec![
-                        if acted {
-                            "healer-acted"
-                        } else {
-                            "without-healer"
-                        }
-                        .to_owned(),
-                    ]
-                }
-            };
+            let keys = keys_of(r, by);
             for k in keys {
                 groups.entry(k).or_default().push(r);
             }

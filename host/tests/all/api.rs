@@ -701,7 +701,14 @@ async fn incidents_page_with_signed_cursors_and_filters() {
     let (s, e) = call(&a.router, Method::GET, "/incidents/nope", None, Vec::new()).await;
     assert_error(s, &e, StatusCode::NOT_FOUND, "not-found");
 
-    let (s, stats) = call(&a.router, Method::GET, "/stats?by=kind", None, Vec::new()).await;
+    let (s, stats) = call(
+        &a.router,
+        Method::GET,
+        "/stats?by=kind&since=2024-01-01T00:00:00Z",
+        None,
+        Vec::new(),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{stats}");
     let rows = stats["rows"].as_array().expect("rows");
     assert_eq!(

@@ -263,6 +263,22 @@ impl Store for Flaky {
     async fn put_policy_input(&self, hash: &str, input: &str) -> Result<(), StoreError> {
         self.inner.put_policy_input(hash, input).await
     }
+    async fn add_aggregate(
+        &self,
+        by: healer::store::GroupBy,
+        day: chrono::NaiveDate,
+        key: &str,
+        closed: healer::store::aggregates::Closed,
+    ) -> Result<(), StoreError> {
+        self.inner.add_aggregate(by, day, key, closed).await
+    }
+    async fn aggregates(
+        &self,
+        by: healer::store::GroupBy,
+        from: chrono::NaiveDate,
+    ) -> Result<Vec<(String, healer::store::aggregates::AggCell)>, StoreError> {
+        self.inner.aggregates(by, from).await
+    }
     async fn policy_input(&self, hash: &str) -> Result<Option<String>, StoreError> {
         self.inner.policy_input(hash).await
     }

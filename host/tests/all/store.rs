@@ -298,6 +298,47 @@ async fn stats_and_pagination(store: &dyn Store) {
     assert_eq!(crashed.healed, 5);
     assert_eq!(crashed.mttr_mean_ms, Some(40_000.0));
     assert_eq!(crashed.mttr_p50_ms, Some(30_000));
+
+    // The aggregates kept as incidents close give the same figures as a
+    // scan of the same whole day, with percentiles off a histogram.
+    let midnight = t(0)
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc();
+    for by in [
+        GroupBy::Kind,
+        GroupBy::Policy,
+        GroupBy::Action,
+        GroupBy::Healer,
+    ] {
+        let exact = store.stats(by, Some(midnight)).await.expect("stats");
+        let kept = store
+            .stats_aggregated(by, midnight)
+            .await
+            .expect("aggregated");
+        assert_eq!(
+            exact
+                .rows
+                .iter()
+                .map(|r| (&r.key, r.count, r.healed, r.open))
+                .collect::<Vec<_>>(),
+            kept.rows
+                .iter()
+                .map(|r| (&r.key, r.count, r.healed, r.open))
+                .collect::<Vec<_>>(),
+            "{by:?}"
+        );
+        for (e, k) in exact.rows.iter().zip(&kept.rows) {
+            assert_eq!(e.mttr_mean_ms, k.mttr_mean_ms, "{by:?} {}", e.key);
+            if let (Some(e50), Some(k50)) = (e.mttr_p50_ms, k.mttr_p50_ms) {
+                assert!(
+                    k50 >= e50 && (k50 as f64) <= e50 as f64 * 1.19 + 1.0,
+                    "{by:?} {e50} {k50}"
+                );
+            }
+        }
+    }
     assert_eq!(crashed.mttr_p90_ms, Some(100_000));
     assert_eq!(crashed.mttr_max_ms, Some(100_000));
     let errors = stats

@@ -11,6 +11,7 @@ locals {
   # name => hash key, range key (or null); every key is a string.
   simple_tables = {
     actions         = { hash = "scope", range = "sk" }
+    aggregates      = { hash = "pk", range = "sk" }
     governor        = { hash = "pk", range = null }
     policy-inputs   = { hash = "hash", range = null }
     policy-versions = { hash = "name", range = "sha256" }
