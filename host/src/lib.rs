@@ -12,6 +12,7 @@ pub mod api;
 pub mod aws;
 pub mod config;
 pub mod decision;
+pub mod http;
 pub mod incident;
 pub mod metrics;
 pub mod pipeline;

@@ -47,12 +47,14 @@ impl AdminToken {
     /// Whether `given` is the token, in time independent of where they differ.
     pub fn matches(&self, given: &str) -> bool {
         let given: [u8; 32] = Sha256::digest(given.as_bytes()).into();
-        given
-            .iter()
-            .zip(self.0.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        same_bytes(&given, &self.0)
     }
+}
+
+/// Whether two byte strings are equal, in time independent of where they
+/// differ (their lengths are not secret).
+pub(super) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The caller of a route: its address and the bearer token it sent.

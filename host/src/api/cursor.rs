@@ -103,13 +103,7 @@ impl Cursors {
         let token = String::from_utf8(hex::decode(token).ok()?).ok()?;
         let given = hex::decode(mac).ok()?;
         let want = self.mac(query, &token);
-        let same = given.len() == 16
-            && given
-                .iter()
-                .zip(&want[..16])
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        same.then_some(token)
+        super::auth::same_bytes(&given, &want[..16]).then_some(token)
     }
 }
 

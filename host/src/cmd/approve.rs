@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use hyper::Method;
 
-use super::remote::{ServerArgs, call};
+use super::remote::{ServerArgs, call_blocking};
 
 /// Arguments of `approve` and `deny`.
 #[derive(Debug, Args)]
@@ -21,16 +21,13 @@ pub struct AnswerArgs {
 pub fn run(a: AnswerArgs, approve: bool) -> anyhow::Result<ExitCode> {
     let verb = if approve { "approve" } else { "deny" };
     let path = format!("/incidents/{}/{verb}", a.id);
-    let out = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(call(
-            &a.server,
-            Method::POST,
-            &path,
-            Vec::new(),
-            "application/json",
-        ))?;
+    let out = call_blocking(
+        &a.server,
+        Method::POST,
+        &path,
+        Vec::new(),
+        "application/json",
+    )?;
     println!(
         "{} {}",
         out["incident"]["id"].as_str().unwrap_or(&a.id),

@@ -8,7 +8,7 @@ use clap::Args;
 use hyper::Method;
 
 use super::read_input;
-use super::remote::{ServerArgs, call};
+use super::remote::{ServerArgs, call_blocking};
 
 /// Arguments of `policy push` and `policy shadow`.
 #[derive(Debug, Args)]
@@ -28,12 +28,6 @@ pub struct NameArgs {
     server: ServerArgs,
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
 /// Uploads a component as the active (or shadow) version of its name.
 pub fn push(a: PushArgs, shadow: bool) -> anyhow::Result<ExitCode> {
     let bytes = read_input(&a.file)?;
@@ -42,13 +36,7 @@ pub fn push(a: PushArgs, shadow: bool) -> anyhow::Result<ExitCode> {
     } else {
         "/policies"
     };
-    let out = runtime()?.block_on(call(
-        &a.server,
-        Method::POST,
-        path,
-        bytes,
-        "application/wasm",
-    ))?;
+    let out = call_blocking(&a.server, Method::POST, path, bytes, "application/wasm")?;
     let p = &out["policy"];
     println!(
         "{} {}@{} ({}) sha256 {}: swap {:.1} ms (compile {:.1} ms){}",
@@ -90,13 +78,7 @@ pub fn named(a: NameArgs, what: Named) -> anyhow::Result<ExitCode> {
         Named::Unshadow => (Method::DELETE, format!("/policies/{name}/shadow")),
         Named::Retire => (Method::DELETE, format!("/policies/{name}")),
     };
-    let out = runtime()?.block_on(call(
-        &a.server,
-        method,
-        &path,
-        Vec::new(),
-        "application/json",
-    ))?;
+    let out = call_blocking(&a.server, method, &path, Vec::new(), "application/json")?;
     match what {
         Named::Rollback | Named::Activate => {
             let p = &out["active"];
@@ -115,13 +97,13 @@ pub fn named(a: NameArgs, what: Named) -> anyhow::Result<ExitCode> {
 
 /// `policy list --server`: what the service runs.
 pub fn list(server: &ServerArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let out = runtime()?.block_on(call(
+    let out = call_blocking(
         server,
         Method::GET,
         "/policies",
         Vec::new(),
         "application/json",
-    ))?;
+    )?;
     if json {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);

@@ -6,8 +6,6 @@ use clap::Args;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 /// Where the server is and how to call it.
 #[derive(Debug, Args, Clone)]
@@ -19,6 +17,20 @@ pub struct ServerArgs {
     /// Admin bearer token.
     #[arg(long, env = "HEALER_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+}
+
+/// [`call`] from synchronous code, on a runtime of its own.
+pub fn call_blocking(
+    server: &ServerArgs,
+    method: Method,
+    path: &str,
+    body: Vec<u8>,
+    content_type: &str,
+) -> anyhow::Result<serde_json::Value> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(call(server, method, path, body, content_type))
 }
 
 /// Calls one route; answers the JSON body of a 2xx, else an error with the
@@ -35,13 +47,7 @@ pub async fn call(
         .as_deref()
         .context("--server (or HEALER_SERVER) is required")?
         .trim_end_matches('/');
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .context("cannot load the system's root certificates")?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
+    let client = healer::http::client().map_err(anyhow::Error::msg)?;
     let url = format!("{base}{path}");
     let mut req = Request::builder()
         .method(method)

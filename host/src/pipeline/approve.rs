@@ -71,12 +71,13 @@ impl Pipeline<'_> {
         who: &str,
         now: DateTime<Utc>,
     ) -> Result<IncidentRecord, ApprovalError> {
-        if self.store.get(id).await?.is_none() {
-            return Err(ApprovalError::NotFound(id.to_string()));
-        }
         let owner = lease_owner();
         if !self.store.claim(id, &owner, LEASE_TTL, now).await? {
-            return Err(ApprovalError::Busy(id.to_string()));
+            // A lease nobody can take is a missing incident, or a busy one.
+            return Err(match self.store.get(id).await? {
+                None => ApprovalError::NotFound(id.to_string()),
+                Some(_) => ApprovalError::Busy(id.to_string()),
+            });
         }
         let result = self.answer_leased(id, answer, who, now).await;
         if let Err(e) = self.store.release(id, &owner).await {

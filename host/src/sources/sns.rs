@@ -24,10 +24,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::{BodyExt, Limited};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{AlgorithmIdentifier, CertificateDer, InvalidSignature, alg_id};
 use serde::Deserialize;
@@ -424,32 +421,10 @@ fn signing_cert_path(url: &str) -> bool {
         .is_some_and(|hex| !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-type HttpsClient = Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Full<Bytes>,
->;
-
-/// One client for every fetch (the system's roots are loaded once).
-fn client() -> Result<&'static HttpsClient, String> {
-    static CLIENT: std::sync::OnceLock<Result<HttpsClient, String>> = std::sync::OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            let https = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_native_roots()
-                .map_err(|e| format!("no root certificates: {e}"))?
-                .https_or_http()
-                .enable_http1()
-                .build();
-            Ok(Client::builder(TokioExecutor::new()).build(https))
-        })
-        .as_ref()
-        .map_err(Clone::clone)
-}
-
 /// GETs `url` (https with the system's roots, or http), at most `limit`
 /// bytes, within [`FETCH_TIMEOUT`].
 async fn fetch(url: &str, limit: usize) -> Result<Vec<u8>, String> {
-    let client = client()?;
+    let client = crate::http::client()?;
     let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
     let get = async {
         let resp = client.get(uri).await.map_err(|e| e.to_string())?;
