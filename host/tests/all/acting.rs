@@ -17,11 +17,12 @@ use healer::aws::AwsErrorClass;
 use healer::decision::ActionKind;
 use healer::incident::Incident;
 use healer::pipeline::{Pipeline, Recorded, WorkOptions, Worker};
-use healer::policy::{PolicyContext, PolicyRegistry, PolicyRole};
-use healer::safety::{Governor, GovernorConfig, KILL_SWITCH_KEY, ResourceFacts, StaticFacts};
-use healer::store::{IncidentRecord, LifecycleState, Outcome, SqliteStore, StepRecord, Store};
+use healer::policy::PolicyContext;
+use healer::safety::{GovernorConfig, KILL_SWITCH_KEY};
+use healer::store::{IncidentRecord, LifecycleState, Outcome, StepRecord, Store};
 use healer::verify::SignalOnly;
-use healer_test_artifacts as artifacts;
+
+use crate::support::Ec2World;
 
 /// Counts calls per kind; fails `replace-instance` when told to.
 #[derive(Default)]
@@ -89,56 +90,16 @@ impl Executor for Counting {
     }
 }
 
-struct World {
-    _dir: tempfile::TempDir,
-    store: Arc<dyn Store>,
-    registry: PolicyRegistry,
-    governor: Governor,
-    facts: StaticFacts,
-}
+/// The ec2-replace world, decided live.
+type World = Ec2World;
 
 impl World {
-    async fn new() -> World {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&dir.path().join("healer.db"))
-                .await
-                .expect("store"),
-        );
-        let registry = PolicyRegistry::new(crate::support::engine());
-        registry
-            .swap(
-                &artifacts::bytes(artifacts::EC2_REPLACE),
-                PolicyRole::Active,
-            )
-            .expect("policy");
-        let governor = Governor::new(GovernorConfig {
+    async fn live() -> World {
+        Ec2World::new(GovernorConfig {
             dry_run: false,
             ..GovernorConfig::default()
-        });
-        let facts = StaticFacts(BTreeMap::from([(
-            "i-0abc".to_owned(),
-            ResourceFacts {
-                tags: Some(BTreeMap::from([("SelfHeal".to_owned(), "true".to_owned())])),
-                ..ResourceFacts::default()
-            },
-        )]));
-        World {
-            _dir: dir,
-            store,
-            registry,
-            governor,
-            facts,
-        }
-    }
-
-    fn pipeline(&self) -> Pipeline<'_> {
-        Pipeline {
-            store: self.store.as_ref(),
-            registry: &self.registry,
-            governor: &self.governor,
-            facts: &self.facts,
-        }
+        })
+        .await
     }
 
     /// An impaired, opted-in instance decided live: `acting`.
@@ -216,7 +177,7 @@ fn executors(counting: &Counting) -> Executors {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steps_run_in_order_recorded_with_their_requests_then_verifying() {
-    let w = World::new().await;
+    let w = World::live().await;
     let r = w.acting().await;
     let counting = Counting::new(false, false);
     let ex = executors(&counting);
@@ -250,7 +211,7 @@ async fn steps_run_in_order_recorded_with_their_requests_then_verifying() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kill_switch_is_reread_right_before_each_call() {
-    let w = World::new().await;
+    let w = World::live().await;
     let r = w.acting().await;
     // Turned on after the decision, before acting.
     let (_, version) = w.store.governor_get(KILL_SWITCH_KEY).await.expect("get");
@@ -274,7 +235,7 @@ async fn the_kill_switch_is_reread_right_before_each_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_step_stops_the_rest_and_escalates_with_a_notification() {
-    let w = World::new().await;
+    let w = World::live().await;
     let r = w.acting().await;
     let counting = Counting::new(true, false);
     let ex = executors(&counting);
@@ -297,7 +258,7 @@ async fn a_failed_step_stops_the_rest_and_escalates_with_a_notification() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_started_by_a_dead_host_is_repeated_only_when_resumable() {
     for resumable in [false, true] {
-        let w = World::new().await;
+        let w = World::live().await;
         let r = w.acting().await;
         let action = match &r.provenance.as_ref().expect("decided").decision {
             Ok(d) => d.steps[0].action.clone(),
@@ -324,7 +285,7 @@ async fn a_step_started_by_a_dead_host_is_repeated_only_when_resumable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_host_hands_the_incident_back_and_another_continues() {
-    let w = World::new().await;
+    let w = World::live().await;
     let r = w.acting().await;
     let counting = Counting::new(false, false);
     let ex = executors(&counting);
@@ -375,7 +336,7 @@ async fn deadline_passes(store: &dyn Store, id: &healer::IncidentId) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_verification_asks_the_policy_again_and_it_climbs_the_ladder() {
-    let w = World::new().await;
+    let w = World::live().await;
     let r = w
         .acting_with(r#"{"metric":"StatusCheckFailed_Instance"}"#)
         .await;

@@ -3,71 +3,31 @@
 //! `denied`; past the approval time the answer is refused and the steps are
 //! denied as expired; an incident with nothing held is a conflict.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Utc;
 use healer::Incident;
 use healer::decision::ActionKind;
-use healer::pipeline::{Answer, ApprovalError, Pipeline, Recorded};
-use healer::policy::{PolicyContext, PolicyRegistry, PolicyRole};
-use healer::safety::{Governor, GovernorConfig, ResourceFacts, StaticFacts};
+use healer::pipeline::{Answer, ApprovalError, Recorded};
+use healer::policy::PolicyContext;
+use healer::safety::GovernorConfig;
 use healer::store::VerdictRecord;
-use healer::store::{IncidentRecord, LifecycleState, SqliteStore, Store};
-use healer_test_artifacts as artifacts;
+use healer::store::{IncidentRecord, LifecycleState};
 
-struct World {
-    _dir: tempfile::TempDir,
-    store: Arc<dyn Store>,
-    registry: PolicyRegistry,
-    governor: Governor,
-    facts: StaticFacts,
-}
+use crate::support::Ec2World;
+
+/// The ec2-replace world, live, with replacements held for approval.
+type World = Ec2World;
 
 impl World {
-    async fn new(ttl_minutes: u32) -> World {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&dir.path().join("healer.db"))
-                .await
-                .expect("store"),
-        );
-        let registry = PolicyRegistry::new(crate::support::engine());
-        registry
-            .swap(
-                &artifacts::bytes(artifacts::EC2_REPLACE),
-                PolicyRole::Active,
-            )
-            .expect("policy");
-        let governor = Governor::new(GovernorConfig {
+    async fn holding(ttl_minutes: u32) -> World {
+        Ec2World::new(GovernorConfig {
             dry_run: false,
             require_approval: vec![ActionKind::ReplaceInstance],
             approval_ttl_minutes: ttl_minutes,
             ..GovernorConfig::default()
-        });
-        let facts = StaticFacts(BTreeMap::from([(
-            "i-0abc".to_owned(),
-            ResourceFacts {
-                tags: Some(BTreeMap::from([("SelfHeal".to_owned(), "true".to_owned())])),
-                ..ResourceFacts::default()
-            },
-        )]));
-        World {
-            _dir: dir,
-            store,
-            registry,
-            governor,
-            facts,
-        }
-    }
-
-    fn pipeline(&self) -> Pipeline<'_> {
-        Pipeline {
-            store: self.store.as_ref(),
-            registry: &self.registry,
-            governor: &self.governor,
-            facts: &self.facts,
-        }
+        })
+        .await
     }
 
     /// An impaired instance whose replacement waits for a human.
@@ -108,7 +68,7 @@ fn replace_verdict(r: &IncidentRecord) -> &VerdictRecord {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_moves_the_held_step_to_acting_with_who_and_when() {
-    let w = World::new(60).await;
+    let w = World::holding(60).await;
     let r = w.held().await;
     let id = r.incident.id.clone();
     let approved = w
@@ -150,7 +110,7 @@ async fn an_approval_moves_the_held_step_to_acting_with_who_and_when() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denial_denies_the_incident_and_a_late_answer_expires() {
-    let w = World::new(60).await;
+    let w = World::holding(60).await;
     let r = w.held().await;
     let denied = w
         .pipeline()
@@ -163,7 +123,7 @@ async fn a_denial_denies_the_incident_and_a_late_answer_expires() {
     assert!(v.reason.contains("denied by ops"), "{}", v.reason);
     assert_eq!(denied.state, LifecycleState::Denied);
 
-    let late = World::new(1).await;
+    let late = World::holding(1).await;
     let r = late.held().await;
     let answer = late
         .pipeline()
@@ -213,7 +173,7 @@ async fn the_approval_routes_need_the_token_and_answer_once() {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
     const TOKEN: &str = "approval-admin-token-0123";
-    let w = World::new(60).await;
+    let w = World::holding(60).await;
     let r = w.held().await;
     let store = w.store.clone();
     let router = healer::api::Api::new(Arc::new(healer::api::Health::new(Vec::new(), false, None)))

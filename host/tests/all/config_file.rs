@@ -3,7 +3,6 @@
 //! takes its address from the file unless the environment says otherwise;
 //! `healer plan` needs no `--policies` (the example policies are built in).
 
-use std::io::BufRead;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -78,24 +77,13 @@ fn listens_on(config: &Path, env_listen: Option<&str>) -> String {
     if let Some(l) = env_listen {
         cmd.env("HEALER_LISTEN", l);
     }
-    let mut child = cmd.spawn().expect("healer run starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line.contains("listening on") || line.starts_with("error") {
-                let _ = tx.send(line);
-                return;
-            }
-        }
-    });
-    let line = rx.recv_timeout(Duration::from_secs(120));
-    let _ = child.kill();
-    let _ = child.wait();
-    line.expect("healer run says where it listens")
+    let child = cmd.spawn().expect("healer run starts");
+    crate::support::first_stderr_line(
+        child,
+        |line| line.contains("listening on") || line.starts_with("error"),
+        Duration::from_secs(120),
+    )
+    .expect("healer run says where it listens")
 }
 
 #[test]

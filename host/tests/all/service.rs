@@ -6,7 +6,6 @@
 //! unless told otherwise.
 
 use std::collections::BTreeMap;
-use std::io::BufRead as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -284,7 +283,7 @@ fn run_listens_on_loopback_by_default() {
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).expect("mkdir");
     std::fs::copy(artifacts::ECS_TASK_RESTART, policies.join("ecs.wasm")).expect("copy");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_healer"))
+    let child = Command::new(env!("CARGO_BIN_EXE_healer"))
         .args(["run", "--no-cache", "--policies"])
         .arg(&policies)
         .env_remove("HEALER_LISTEN")
@@ -296,22 +295,11 @@ fn run_listens_on_loopback_by_default() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("healer run starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line.contains("listening on") || line.contains("cannot listen on") {
-                let _ = tx.send(line);
-                return;
-            }
-        }
-    });
-    let line = rx.recv_timeout(Duration::from_secs(60));
-    let _ = child.kill();
-    let _ = child.wait();
+    let line = crate::support::first_stderr_line(
+        child,
+        |line| line.contains("listening on") || line.contains("cannot listen on"),
+        Duration::from_secs(60),
+    );
     // Bound, or refused because the port is taken: either way, loopback.
     let line = line.expect("healer run says where it listens");
     assert!(line.contains("127.0.0.1:8080"), "{line}");

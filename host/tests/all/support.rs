@@ -133,3 +133,84 @@ pub async fn inbox(shared: &aws_config::SdkConfig, name: &str, raw: bool) -> (St
     subscribe.send().await.expect("subscribe");
     (topic, queue)
 }
+
+/// The first line of `child`'s stderr (piped) that `wanted` accepts, within
+/// `timeout`; the child is killed either way.
+pub fn first_stderr_line(
+    mut child: std::process::Child,
+    wanted: fn(&str) -> bool,
+    timeout: std::time::Duration,
+) -> Option<String> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if wanted(&line) {
+                let _ = tx.send(line);
+                return;
+            }
+        }
+    });
+    let line = rx.recv_timeout(timeout).ok();
+    let _ = child.kill();
+    let _ = child.wait();
+    line
+}
+
+/// An `ec2-replace` pipeline on a fresh SQLite store, with instance `i-0abc`
+/// opted in (tagged `SelfHeal=true`), judged under `governor`.
+pub struct Ec2World {
+    _dir: tempfile::TempDir,
+    pub store: Arc<dyn healer::store::Store>,
+    pub registry: healer::policy::PolicyRegistry,
+    pub governor: healer::safety::Governor,
+    pub facts: healer::safety::StaticFacts,
+}
+
+impl Ec2World {
+    /// The world, judged under `governor`.
+    pub async fn new(governor: healer::safety::GovernorConfig) -> Self {
+        use std::collections::BTreeMap;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn healer::store::Store> = Arc::new(
+            healer::store::SqliteStore::open(&dir.path().join("healer.db"))
+                .await
+                .expect("store"),
+        );
+        let registry = healer::policy::PolicyRegistry::new(engine());
+        registry
+            .swap(
+                &healer_test_artifacts::bytes(healer_test_artifacts::EC2_REPLACE),
+                healer::policy::PolicyRole::Active,
+            )
+            .expect("policy");
+        let facts = healer::safety::StaticFacts(BTreeMap::from([(
+            "i-0abc".to_owned(),
+            healer::safety::ResourceFacts {
+                tags: Some(BTreeMap::from([("SelfHeal".to_owned(), "true".to_owned())])),
+                ..healer::safety::ResourceFacts::default()
+            },
+        )]));
+        Ec2World {
+            _dir: dir,
+            store,
+            registry,
+            governor: healer::safety::Governor::new(governor),
+            facts,
+        }
+    }
+
+    /// The pipeline over it.
+    pub fn pipeline(&self) -> healer::pipeline::Pipeline<'_> {
+        healer::pipeline::Pipeline {
+            store: self.store.as_ref(),
+            registry: &self.registry,
+            governor: &self.governor,
+            facts: &self.facts,
+        }
+    }
+}
