@@ -40,7 +40,8 @@ pub struct DynamoTables {
     pub resource_config: String,
     /// Exact decision inputs by hash.
     pub inputs: String,
-    /// Stats aggregates (`pk` = grouping#day, `sk` = group key).
+    /// Stats aggregates (`pk` = grouping, `sk` = day#group key, so a
+    /// window is one query).
     pub aggregates: String,
 }
 
@@ -660,8 +661,8 @@ impl Store for DynamoStore {
             .client
             .update_item()
             .table_name(&self.tables.aggregates)
-            .key("pk", s(format!("{}#{day}", by.as_str())))
-            .key("sk", s(key))
+            .key("pk", s(by.as_str()))
+            .key("sk", s(format!("{day}#{key}")))
             .expression_attribute_values(":one", n(1));
         update = match closed.mttr_ms {
             Some(ms) => update
@@ -679,45 +680,40 @@ impl Store for DynamoStore {
         by: GroupBy,
         from: NaiveDate,
     ) -> Result<Vec<(String, AggCell)>, StoreError> {
-        let today = Utc::now().date_naive();
+        // Days sort as text (YYYY-MM-DD), so the window is one key range.
+        let items = self
+            .query_all(
+                &self.tables.aggregates,
+                None,
+                "pk = :pk AND sk >= :from",
+                Vec::new(),
+                vec![(":pk", s(by.as_str())), (":from", s(from.to_string()))],
+            )
+            .await?;
         let mut out = Vec::new();
-        let mut day = from;
-        while day <= today {
-            let items = self
-                .query_all(
-                    &self.tables.aggregates,
-                    None,
-                    "pk = :pk",
-                    Vec::new(),
-                    vec![(":pk", s(format!("{}#{day}", by.as_str())))],
-                )
-                .await?;
-            for item in &items {
-                let Some(key) = get_s(item, "sk") else {
-                    continue;
-                };
-                let num = |k: &str| {
-                    get_n(item, k)
-                        .and_then(|v| u64::try_from(v).ok())
-                        .unwrap_or(0)
-                };
-                let buckets = item
-                    .keys()
-                    .filter_map(|k| k.strip_prefix('b').and_then(|b| b.parse::<u16>().ok()))
-                    .map(|b| (b, num(&format!("b{b}"))))
-                    .collect();
-                out.push((
-                    key.to_owned(),
-                    AggCell {
-                        closed: num("closed"),
-                        healed: num("healed"),
-                        mttr_sum_ms: num("mttr_sum"),
-                        buckets,
-                    },
-                ));
-            }
-            let Some(next) = day.succ_opt() else { break };
-            day = next;
+        for item in &items {
+            let Some((_, key)) = get_s(item, "sk").and_then(|sk| sk.split_once('#')) else {
+                continue;
+            };
+            let num = |k: &str| {
+                get_n(item, k)
+                    .and_then(|v| u64::try_from(v).ok())
+                    .unwrap_or(0)
+            };
+            let buckets = item
+                .keys()
+                .filter_map(|k| k.strip_prefix('b').and_then(|b| b.parse::<u16>().ok()))
+                .map(|b| (b, num(&format!("b{b}"))))
+                .collect();
+            out.push((
+                key.to_owned(),
+                AggCell {
+                    closed: num("closed"),
+                    healed: num("healed"),
+                    mttr_sum_ms: num("mttr_sum"),
+                    buckets,
+                },
+            ));
         }
         Ok(out)
     }
