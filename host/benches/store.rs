@@ -58,13 +58,15 @@ async fn lifecycles(store: Arc<dyn Store>, n: usize, concurrency: usize) -> f64 
             for i in (w..n).step_by(concurrency) {
                 let inc = incident(i);
                 let at = inc.detected_at;
-                store.create_incident(&inc).await.expect("create");
+                let (created, _) = store.create_incident(&inc).await.expect("create");
                 store
-                    .record_decision(
-                        &inc.id,
+                    .record_decisions(
+                        &created,
                         provenance.clone(),
                         vec![],
+                        vec![],
                         at + Duration::seconds(1),
+                        None,
                     )
                     .await
                     .expect("decided");

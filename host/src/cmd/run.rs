@@ -26,7 +26,7 @@ use healer::safety::{AwsFacts, Governor, GovernorConfig, Layered, StaticFacts};
 use healer::signals::{DEFAULT_MAX_SIGNALS, NormalizeOptions};
 use healer::sources::sns::{SnsConfig, SnsVerifier};
 use healer::sources::sqs::SqsSource;
-use healer::sources::{Handled, Origin, handle};
+use healer::sources::{Handled, Origin, handle_leased};
 use healer::store::Store;
 use tokio::sync::watch;
 
@@ -146,10 +146,14 @@ pub(super) struct Service {
     /// Live mode's executors and verifier; `None` in dry run.
     pub(super) live: Option<Live>,
     /// Hands incidents decided `acting` to the workers.
-    work: Option<tokio::sync::mpsc::Sender<healer::IncidentId>>,
+    work: Option<tokio::sync::mpsc::Sender<healer::pipeline::Handoff>>,
 }
 
 impl Service {
+    pub(super) fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
     pub(super) fn pipeline(&self) -> Pipeline<'_> {
         Pipeline {
             store: self.store.as_ref(),
@@ -233,9 +237,27 @@ impl Approvals for Service {
             && let Some(work) = &self.work
         {
             // A full queue is fine: the next sweep finds it.
-            let _ = work.try_send(id.clone());
+            let _ = work.try_send(id.clone().into());
         }
         Ok(record)
+    }
+}
+
+impl Service {
+    /// Hands incidents left `acting`, leases in hand, to the workers; what
+    /// they cannot take now (a full queue, no workers) is released for the
+    /// next sweep.
+    async fn hand_over(&self, handoffs: Vec<healer::pipeline::Handoff>) {
+        for h in handoffs {
+            let refused = match &self.work {
+                Some(work) => match work.try_send(h) {
+                    Ok(()) => continue,
+                    Err(e) => e.into_inner(),
+                },
+                None => h,
+            };
+            refused.release(self.store()).await;
+        }
     }
 }
 
@@ -246,7 +268,9 @@ impl Ingest for Service {
     async fn ingest(&self, payload: &[u8], origin: Origin) -> Handled {
         let mut opts = NormalizeOptions::new(Utc::now());
         opts.max_signals = self.max_signals;
-        let outcome = handle(&self.pipeline(), payload, &self.context, &opts).await;
+        let pipeline = self.pipeline();
+        let (outcome, handoffs) = handle_leased(&pipeline, payload, &self.context, &opts).await;
+        self.hand_over(handoffs).await;
         outcome.count(origin);
         match &outcome {
             Handled::Done {
@@ -267,13 +291,8 @@ impl Ingest for Service {
                         "Payload over the signal cap: the signals past it were not recorded."
                     );
                 }
-                tracing::info!(incidents, healed, ignored, first_reasons = ?reasons, truncated, "Recorded.");
-                for id in acting {
-                    // A full queue is fine: the next sweep finds it.
-                    if let Some(work) = &self.work {
-                        let _ = work.try_send(id.clone());
-                    }
-                }
+                tracing::info!(incidents, healed, ignored, first_reasons = ?reasons, truncated,
+                    acting = acting.len(), "Recorded.");
             }
             Handled::Rejected(_) => {
                 self.health.rejected.fetch_add(1, Ordering::Relaxed);

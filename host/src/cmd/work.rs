@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use healer::IncidentId;
+use healer::pipeline::Handoff;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::run::Service;
@@ -22,7 +23,7 @@ const STOP_GRACE: Duration = Duration::from_secs(60);
 /// Runs the pool until `stop`.
 pub(super) async fn drive(
     service: Arc<Service>,
-    mut incoming: mpsc::Receiver<IncidentId>,
+    mut incoming: mpsc::Receiver<Handoff>,
     mut stop: watch::Receiver<bool>,
 ) {
     let Some(live) = service.live.as_ref() else {
@@ -34,13 +35,13 @@ pub(super) async fn drive(
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut tasks = tokio::task::JoinSet::new();
     loop {
-        let ids: Vec<IncidentId> = tokio::select! {
+        let work: Vec<Handoff> = tokio::select! {
             _ = stop.changed() => break,
-            Some(id) = incoming.recv() => vec![id],
+            Some(handoff) = incoming.recv() => vec![handoff],
             _ = sweep.tick() => {
                 let pipeline = service.pipeline();
                 match live.worker(&pipeline, &service.context).pending().await {
-                    Ok(ids) => ids,
+                    Ok(ids) => ids.into_iter().map(Handoff::from).collect(),
                     Err(e) => {
                         tracing::warn!(error = %e, "Could not sweep the store for work.");
                         Vec::new()
@@ -49,8 +50,12 @@ pub(super) async fn drive(
             }
         };
         while tasks.try_join_next().is_some() {}
-        for id in ids {
+        for handoff in work {
+            let id = handoff.id.clone();
             if !lock(&in_hand).insert(id.clone()) {
+                // Its lease (if handed on) is not needed: the one in hand
+                // here is driven, or the next sweep takes it up.
+                handoff.release(service.store()).await;
                 continue;
             }
             // The slot is awaited in the task, so a full pool never keeps
@@ -63,11 +68,18 @@ pub(super) async fn drive(
                         .stopping
                         .load(std::sync::atomic::Ordering::Relaxed)
                 {
-                    drive_one(&service, &id).await;
+                    drive_one(&service, handoff).await;
+                } else {
+                    handoff.release(service.store()).await;
                 }
                 lock(&in_hand).remove(&id);
             });
         }
+    }
+    // Work handed on and not taken up goes back, for whoever sweeps next.
+    incoming.close();
+    while let Some(handoff) = incoming.recv().await {
+        handoff.release(service.store()).await;
     }
     if tokio::time::timeout(STOP_GRACE, async {
         while tasks.join_next().await.is_some() {}
@@ -87,14 +99,19 @@ fn lock(set: &Mutex<HashSet<IncidentId>>) -> std::sync::MutexGuard<'_, HashSet<I
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-async fn drive_one(service: &Service, id: &IncidentId) {
+async fn drive_one(service: &Service, handoff: Handoff) {
     let Some(live) = service.live.as_ref() else {
         return;
     };
     let pipeline = service.pipeline();
     let mut worker = live.worker(&pipeline, &service.context);
     worker.stopping = Some(&service.health.stopping);
-    match worker.drive(id).await {
+    let id = &handoff.id;
+    let driven = match handoff.held {
+        Some((lease, record)) => worker.drive_handed(lease, *record).await,
+        None => worker.drive(id).await,
+    };
+    match driven {
         Ok(Some(r)) => tracing::debug!(incident = %id, state = %r.state, "Driven."),
         Ok(None) => tracing::debug!(incident = %id, "Another host holds the lease."),
         Err(e) => tracing::warn!(incident = %id, error = %e, "Driving failed; retried next sweep."),

@@ -24,8 +24,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::Lease;
 use super::again::Again;
-use super::record::{LEASE_TTL, lease_owner};
+use super::record::LEASE_TTL;
 use super::{Pipeline, PipelineError};
 use crate::actions::{ExecOutcome, Execution, Executors, StepRequest};
 use crate::decision::{Action, ActionKind, Decision, VerifyMethod};
@@ -165,18 +166,59 @@ impl Worker<'_> {
     /// its steps if it is acting, looks once at its resource if it is
     /// verifying. `None` when another host holds the lease.
     pub async fn drive(&self, id: &IncidentId) -> Result<Option<IncidentRecord>, PipelineError> {
-        let store = self.pipeline.store;
-        let owner = lease_owner();
-        if !store
-            .claim(id, &owner, self.options.lease, Utc::now())
+        let lease = Lease::new(id, self.options.lease);
+        if !self
+            .pipeline
+            .store
+            .claim(id, &lease.owner, self.options.lease, Utc::now())
             .await?
         {
             return Ok(None);
         }
+        self.drive_leased(lease, None).await
+    }
+
+    /// `drive`, for an incident handed on by the decision that left it
+    /// acting, with its lease and the record it wrote: the first step starts
+    /// without a claim or a read. The lease is renewed first when less than
+    /// two thirds of a worker's lease is left of it (the first renewal comes
+    /// a third of a lease in).
+    pub async fn drive_handed(
+        &self,
+        mut lease: Lease,
+        record: IncidentRecord,
+    ) -> Result<Option<IncidentRecord>, PipelineError> {
+        let ttl = self.options.lease;
+        let left = lease
+            .until
+            .saturating_duration_since(std::time::Instant::now());
+        if left < ttl * 2 / 3 {
+            let renewed = std::time::Instant::now() + ttl;
+            if !self
+                .pipeline
+                .store
+                .claim(&lease.id, &lease.owner, ttl, Utc::now())
+                .await?
+            {
+                return Ok(None);
+            }
+            lease.until = renewed;
+        }
+        self.drive_leased(lease, Some(record)).await
+    }
+
+    /// Drives the incident under `lease` (held), from `record` when in hand,
+    /// and releases the lease.
+    async fn drive_leased(
+        &self,
+        lease: Lease,
+        record: Option<IncidentRecord>,
+    ) -> Result<Option<IncidentRecord>, PipelineError> {
+        let (id, owner) = (&lease.id.clone(), lease.owner.clone());
         // The lease is renewed for as long as the incident is in hand; if it
         // is lost (another host took the incident after a renewal failed),
         // the work in hand is dropped at once and nothing more is written.
-        let work = self.drive_held(id);
+        let work = self.drive_held(id, record);
         let renew = self.renew(id, &owner);
         tokio::pin!(work, renew);
         let driven = tokio::select! {
@@ -187,18 +229,23 @@ impl Worker<'_> {
                 return Ok(None);
             }
         };
-        if let Err(error) = store.release(id, &owner).await {
-            tracing::warn!(incident = %id, error = %error, "Could not release the incident's lease.");
-        }
+        lease.release(self.pipeline.store).await;
         driven.map(Some)
     }
 
-    async fn drive_held(&self, id: &IncidentId) -> Result<IncidentRecord, PipelineError> {
+    async fn drive_held(
+        &self,
+        id: &IncidentId,
+        record: Option<IncidentRecord>,
+    ) -> Result<IncidentRecord, PipelineError> {
         let store = self.pipeline.store;
-        let mut record = store
-            .get(id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let mut record = match record {
+            Some(r) => r,
+            None => store
+                .get(id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(id.to_string()))?,
+        };
         // Acting, then verifying; a failed verification may start another
         // round (acting again), which runs at once.
         for _ in 0..2 {
@@ -273,7 +320,7 @@ impl Worker<'_> {
                     };
                     // Whether it worked is for verification to tell; the
                     // steps after it still run.
-                    record = store.record_step(&id, interrupted).await?;
+                    record = store.record_step(&record, interrupted).await?;
                     continue;
                 }
                 _ => {}
@@ -301,11 +348,11 @@ impl Worker<'_> {
         if escalates {
             let note = "the plan escalates: humans take over".to_owned();
             return store
-                .transition(&id, LifecycleState::Escalated, Utc::now(), Some(note))
+                .transition_from(&record, LifecycleState::Escalated, Utc::now(), Some(note))
                 .await;
         }
         store
-            .transition(&id, LifecycleState::Verifying, Utc::now(), None)
+            .transition_from(&record, LifecycleState::Verifying, Utc::now(), None)
             .await
     }
 
@@ -328,6 +375,9 @@ impl Worker<'_> {
             step: index,
             action,
         };
+        // The record as last written here: the next write is one
+        // compare-and-set on it.
+        let mut current = None;
         let started = match record.steps.iter().find(|s| s.index == index) {
             Some(s) => s.clone(),
             None => {
@@ -336,7 +386,7 @@ impl Worker<'_> {
                 if let Some(e) = self.executors.of(action.kind()) {
                     s.calls = e.plan(&req);
                 }
-                store.record_step(id, s.clone()).await?;
+                current = Some(store.record_step(record, s.clone()).await?);
                 s
             }
         };
@@ -372,7 +422,9 @@ impl Worker<'_> {
             note: execution.note,
             ..started
         };
-        let record = store.record_step(id, ended.clone()).await?;
+        let record = store
+            .record_step(current.as_ref().unwrap_or(record), ended.clone())
+            .await?;
         if let Some(tell) = self.on_step {
             tell(&ended);
         }

@@ -31,7 +31,7 @@ pub use again::{ATTEMPT_KEY, VERIFY_SEEN_KEY};
 pub use approve::{Answer, ApprovalError};
 
 use crate::decision::Decision;
-use crate::incident::{Incident, Recovery, ResourceKind, ResourceRef};
+use crate::incident::{Incident, IncidentId, Recovery, ResourceKind, ResourceRef};
 use crate::policy::{Decisions, PolicyContext, PolicyInput, PolicyRegistry};
 use crate::safety::{
     FactSource, Facts, Governor, History, Judgement, KILL_SWITCH_KEY, gather, unread_resources,
@@ -309,33 +309,53 @@ impl Pipeline<'_> {
         context: &PolicyContext,
         now: DateTime<Utc>,
     ) -> Result<(Option<Plan>, Recorded), PipelineError> {
+        let (plan, recorded, lease) = self.on_incident_leased(incident, context, now).await?;
+        if let Some(lease) = lease {
+            lease.release(self.store).await;
+        }
+        Ok((plan, recorded))
+    }
+
+    /// `on_incident`, keeping the decision's lease on an incident it leaves
+    /// `acting`, for the worker that acts on it next (so the first step
+    /// starts without a release, a claim and a read in between). The caller
+    /// must hand the lease on or release it.
+    pub async fn on_incident_leased(
+        &self,
+        incident: &Incident,
+        context: &PolicyContext,
+        now: DateTime<Utc>,
+    ) -> Result<(Option<Plan>, Recorded, Option<Lease>), PipelineError> {
         let (enriched, facts) = self.discover_group(incident).await;
         let incident = enriched.as_ref().unwrap_or(incident);
         let (record, created) = self.store.create_incident(incident).await?;
         if !created && record.state != LifecycleState::Detected {
-            return Ok((None, Recorded::Duplicate(Box::new(record))));
+            return Ok((None, Recorded::Duplicate(Box::new(record)), None));
         }
-        let owner = record::lease_owner();
+        let lease = Lease::new(&incident.id, record::LEASE_TTL);
         if !self
             .store
-            .claim(&incident.id, &owner, record::LEASE_TTL, now)
+            .claim(&incident.id, &lease.owner, record::LEASE_TTL, now)
             .await?
         {
             // Another replica is deciding it right now.
-            return Ok((None, Recorded::Duplicate(Box::new(record))));
+            return Ok((None, Recorded::Duplicate(Box::new(record)), None));
         }
-        let decided = self.decide_and_record(incident, facts, context, now).await;
-        if let Err(error) = self.store.release(&incident.id, &owner).await {
-            // The lease expires on its own; nothing waits on it but a resume.
-            tracing::warn!(incident = %incident.id, error = %error, "Could not release the incident's lease.");
-        }
+        let decided = self.decide_and_record(&record, facts, context, now).await;
+        let kept = match &decided {
+            Ok((_, r)) if r.state == LifecycleState::Acting => Some(lease),
+            _ => {
+                lease.release(self.store).await;
+                None
+            }
+        };
         let (plan, record) = decided?;
         let recorded = if created {
             Recorded::New(Box::new(record))
         } else {
             Recorded::Resumed(Box::new(record))
         };
-        Ok((Some(plan), recorded))
+        Ok((Some(plan), recorded, kept))
     }
 
     /// Heals the open incidents of the recovered resource (or group) that were
@@ -371,6 +391,62 @@ impl Pipeline<'_> {
             }
         }
         Ok(Recorded::Healed(healed))
+    }
+}
+
+/// An incident's lease, held by this host: taken by a decision and handed
+/// to the worker that acts on it, or taken by the worker itself.
+#[derive(Debug)]
+pub struct Lease {
+    /// The incident.
+    pub id: IncidentId,
+    /// The owner name the lease was taken under (unique per call).
+    pub owner: String,
+    /// When it lapses at the latest, unless renewed (from before the claim).
+    pub until: std::time::Instant,
+}
+
+impl Lease {
+    /// A lease about to be claimed for `ttl`.
+    pub(crate) fn new(id: &IncidentId, ttl: std::time::Duration) -> Lease {
+        Lease {
+            id: id.clone(),
+            owner: record::lease_owner(),
+            until: std::time::Instant::now() + ttl,
+        }
+    }
+
+    /// Gives the lease up. A failure is only logged: the lease expires on its
+    /// own, and nothing waits on it but a resume.
+    pub async fn release(self, store: &dyn Store) {
+        if let Err(error) = store.release(&self.id, &self.owner).await {
+            tracing::warn!(incident = %self.id, error = %error, "Could not release the incident's lease.");
+        }
+    }
+}
+
+/// Work for the live workers: an incident by id (the worker takes its
+/// lease), or one a decision left `acting` with its lease and record in hand.
+#[derive(Debug)]
+pub struct Handoff {
+    /// The incident.
+    pub id: IncidentId,
+    /// The decision's lease and the record it wrote, when handed on.
+    pub held: Option<(Lease, Box<IncidentRecord>)>,
+}
+
+impl From<IncidentId> for Handoff {
+    fn from(id: IncidentId) -> Self {
+        Handoff { id, held: None }
+    }
+}
+
+impl Handoff {
+    /// Releases the lease in hand, if any (work not taken up).
+    pub async fn release(self, store: &dyn Store) {
+        if let Some((lease, _)) = self.held {
+            lease.release(store).await;
+        }
     }
 }
 

@@ -54,11 +54,12 @@ impl Pipeline<'_> {
     /// Decides an incident (held under its lease) and records the result.
     pub(super) async fn decide_and_record(
         &self,
-        incident: &Incident,
+        current: &IncidentRecord,
         facts: Facts,
         context: &PolicyContext,
         now: DateTime<Utc>,
     ) -> Result<(Plan, IncidentRecord), PipelineError> {
+        let incident = &current.incident;
         let mut plan = self
             .plan_judged(incident, facts, context, None, now)
             .await?;
@@ -109,7 +110,14 @@ impl Pipeline<'_> {
         };
         let record = self
             .store
-            .record_decisions(id, provenance(&outcome, &hash), also, verdicts, at, next)
+            .record_decisions(
+                current,
+                provenance(&outcome, &hash),
+                also,
+                verdicts,
+                at,
+                next,
+            )
             .await?;
         if let (Ok(decision), Some(j)) = (&outcome.result, &plan.judgement) {
             self.record_planned(&record, decision, j, at).await?;

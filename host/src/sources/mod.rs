@@ -17,7 +17,7 @@ pub mod sns;
 pub mod sqs;
 
 use crate::incident::IncidentId;
-use crate::pipeline::{Pipeline, Recorded};
+use crate::pipeline::{Handoff, Pipeline, Recorded};
 use crate::policy::PolicyContext;
 use crate::signals::{NormalizeOptions, Signal, normalize};
 use crate::store::LifecycleState;
@@ -123,11 +123,28 @@ pub async fn handle(
     context: &PolicyContext,
     opts: &NormalizeOptions,
 ) -> Handled {
+    let (handled, handoffs) = handle_leased(pipeline, payload, context, opts).await;
+    for h in handoffs {
+        h.release(pipeline.store).await;
+    }
+    handled
+}
+
+/// `handle`, keeping the lease of each incident it left `acting` for the
+/// live workers (one [`Handoff`] each, in `Handled::Done::acting`'s order):
+/// the caller hands them on or releases them.
+pub async fn handle_leased(
+    pipeline: &Pipeline<'_>,
+    payload: &[u8],
+    context: &PolicyContext,
+    opts: &NormalizeOptions,
+) -> (Handled, Vec<Handoff>) {
     let now = opts.received_at;
     let signals = match normalize(payload, opts) {
         Ok(s) => s,
-        Err(e) => return Handled::Rejected(e.to_string()),
+        Err(e) => return (Handled::Rejected(e.to_string()), Vec::new()),
     };
+    let mut handoffs: Vec<Handoff> = Vec::new();
     let (mut incidents, mut healed, mut ignored, mut truncated) = (0, 0, 0, 0);
     let mut reasons: Vec<String> = Vec::new();
     let mut acting: Vec<IncidentId> = Vec::new();
@@ -139,7 +156,20 @@ pub async fn handle(
     };
     for n in signals {
         let result = match &n.signal {
-            Signal::Incident(i) => pipeline.on_incident(i, context, now).await.map(|(_, r)| r),
+            Signal::Incident(i) => match pipeline.on_incident_leased(i, context, now).await {
+                Ok((_, r, lease)) => {
+                    if let (Some(lease), Recorded::New(record) | Recorded::Resumed(record)) =
+                        (lease, &r)
+                    {
+                        handoffs.push(Handoff {
+                            id: record.incident.id.clone(),
+                            held: Some((lease, record.clone())),
+                        });
+                    }
+                    Ok(r)
+                }
+                Err(e) => Err(e),
+            },
             Signal::Recovery(r) => pipeline.on_recovery(r).await.map_err(Into::into),
             Signal::Ignored { reason } => {
                 note(reason.clone());
@@ -170,15 +200,21 @@ pub async fn handle(
             }
             Ok(Recorded::Duplicate(_)) => {}
             Ok(Recorded::Healed(h)) => healed += h.len(),
-            Err(e) => return Handled::Failed(e.to_string()),
+            Err(e) => {
+                for h in handoffs.drain(..) {
+                    h.release(pipeline.store).await;
+                }
+                return (Handled::Failed(e.to_string()), Vec::new());
+            }
         }
     }
-    Handled::Done {
+    let handled = Handled::Done {
         incidents,
         healed,
         ignored,
         reasons,
         truncated,
         acting,
-    }
+    };
+    (handled, handoffs)
 }

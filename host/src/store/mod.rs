@@ -141,6 +141,11 @@ pub struct DecisionState {
     pub incidents_group: Vec<IncidentRecord>,
 }
 
+/// A change to an incident record, applied under compare-and-set (and again
+/// on a fresh read when another writer got there first).
+pub type Change<'a> =
+    dyn for<'r> Fn(&'r mut IncidentRecord) -> Result<(), StoreError> + Send + Sync + 'a;
+
 /// How many times a compare-and-set update retries before giving up.
 const CAS_RETRIES: usize = 16;
 
@@ -280,26 +285,75 @@ pub trait Store: Send + Sync {
     async fn update(
         &self,
         id: &IncidentId,
-        change: &(dyn for<'r> Fn(&'r mut IncidentRecord) -> Result<(), StoreError> + Send + Sync),
+        change: &Change<'_>,
     ) -> Result<IncidentRecord, StoreError> {
         for _ in 0..CAS_RETRIES {
-            let mut record = self
+            let record = self
                 .get(id)
                 .await?
                 .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-            let expected = record.version;
-            let was_open = !record.state.is_terminal();
-            change(&mut record)?;
-            record.version = expected + 1;
-            if self.compare_and_put(&record, expected).await? {
-                // Exactly one writer wins the closing transition: counted once.
-                if was_open && record.state.is_terminal() {
-                    self.aggregate_closed(&record).await;
-                }
-                return Ok(record);
+            if let Some(written) = self.put_changed(record, change).await? {
+                return Ok(written);
             }
         }
         Err(StoreError::Contention(id.to_string()))
+    }
+
+    /// `update`, starting from `current`: the caller's copy of the record,
+    /// as it last read or wrote it (under the incident's lease, usually
+    /// still the stored one). One write when nobody changed the record
+    /// since; otherwise (or when `change` refuses the copy) exactly
+    /// `update`, from a fresh read.
+    async fn update_from(
+        &self,
+        current: &IncidentRecord,
+        change: &Change<'_>,
+    ) -> Result<IncidentRecord, StoreError> {
+        // A copy the change refuses may only be stale: judge the fresh one.
+        let mut changed = current.clone();
+        if change(&mut changed).is_err() {
+            return self.update(&current.incident.id, change).await;
+        }
+        // A store error is the caller's to see (and to retry by redelivery).
+        match self
+            .put_written(changed, (current.version, current.state))
+            .await?
+        {
+            Some(written) => Ok(written),
+            None => self.update(&current.incident.id, change).await,
+        }
+    }
+
+    /// Applies `change` to `record` and writes it if the stored version is
+    /// still the record's; `None` when another writer got there first.
+    async fn put_changed(
+        &self,
+        mut record: IncidentRecord,
+        change: &Change<'_>,
+    ) -> Result<Option<IncidentRecord>, StoreError> {
+        let before = (record.version, record.state);
+        change(&mut record)?;
+        self.put_written(record, before).await
+    }
+
+    /// Writes `record`, already changed from a copy at `before` (its version
+    /// and state), if the stored version is still that; `None` when another
+    /// writer got there first.
+    async fn put_written(
+        &self,
+        mut record: IncidentRecord,
+        before: (u64, LifecycleState),
+    ) -> Result<Option<IncidentRecord>, StoreError> {
+        let (expected, was) = before;
+        record.version = expected + 1;
+        if !self.compare_and_put(&record, expected).await? {
+            return Ok(None);
+        }
+        // Exactly one writer wins the closing transition: counted once.
+        if !was.is_terminal() && record.state.is_terminal() {
+            self.aggregate_closed(&record).await;
+        }
+        Ok(Some(record))
     }
 
     /// Moves an incident to `to` at `at`, with an optional note (why it was
@@ -314,32 +368,33 @@ pub trait Store: Send + Sync {
         self.update(id, &|r| r.advance(to, at, note.clone())).await
     }
 
-    /// Records the decision (provenance and every governor verdict) and moves the
-    /// incident to `decided`.
-    async fn record_decision(
+    /// `transition`, from `current` (the caller's copy: see `update_from`).
+    async fn transition_from(
         &self,
-        id: &IncidentId,
-        provenance: Provenance,
-        verdicts: Vec<VerdictRecord>,
+        current: &IncidentRecord,
+        to: LifecycleState,
         at: DateTime<Utc>,
+        note: Option<String>,
     ) -> Result<IncidentRecord, StoreError> {
-        self.record_decisions(id, provenance, Vec::new(), verdicts, at, None)
+        self.update_from(current, &|r| r.advance(to, at, note.clone()))
             .await
     }
 
-    /// `record_decision`, with the decisions of the other routed policies and
-    /// the shadows recorded beside the acting one, and in the same write the
-    /// state it moves to next (`acting`, `denied`, `escalated`), if any.
+    /// Records the decision (provenance and every governor verdict) and moves
+    /// the incident (`current`, the caller's copy) to `decided`, with the
+    /// decisions of the other routed policies and the shadows recorded
+    /// beside the acting one, and in the same write the state it moves to
+    /// next (`acting`, `denied`, `escalated`), if any.
     async fn record_decisions(
         &self,
-        id: &IncidentId,
+        current: &IncidentRecord,
         provenance: Provenance,
         also_decided: Vec<Provenance>,
         verdicts: Vec<VerdictRecord>,
         at: DateTime<Utc>,
         next: Option<(LifecycleState, Option<String>)>,
     ) -> Result<IncidentRecord, StoreError> {
-        self.update(id, &|r| {
+        self.update_from(current, &|r| {
             r.advance(LifecycleState::Decided, at, None)?;
             r.provenance = Some(provenance.clone());
             r.also_decided = also_decided.clone();
@@ -391,15 +446,16 @@ pub trait Store: Send + Sync {
         .await
     }
 
-    /// Records an executed step (start, end, result) on the incident and in the
-    /// actions index. The incident must be acting or verifying.
+    /// Records an executed step (start, end, result) on the incident
+    /// (`current`, the caller's copy) and in the actions index. The incident
+    /// must be acting or verifying.
     async fn record_step(
         &self,
-        id: &IncidentId,
+        current: &IncidentRecord,
         step: StepRecord,
     ) -> Result<IncidentRecord, StoreError> {
         let record = self
-            .update(id, &|r| {
+            .update_from(current, &|r| {
                 // A step already started is always ended (a recovery signal
                 // may have healed the incident meanwhile: what the step did
                 // and created is still recorded); a new one only while acting.

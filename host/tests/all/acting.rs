@@ -209,6 +209,78 @@ async fn steps_run_in_order_recorded_with_their_requests_then_verifying() {
     assert_eq!(counting.count(ActionKind::ReplaceInstance), 1);
 }
 
+/// The decision that leaves an incident acting keeps its lease and hands it
+/// to the worker with the record it wrote: no other host can take the
+/// incident in between, the worker drives it without a claim or a read, and
+/// the lease is free once it is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_hands_its_lease_and_record_to_the_worker() {
+    let w = World::live().await;
+    let incident = Incident::from_json(
+        format!(
+            r#"{{"kind":"instance-impaired","resource":{{"kind":"ec2-instance","id":"i-0abc"}},"detected-at":"{}"}}"#,
+            Utc::now().to_rfc3339()
+        )
+        .as_bytes(),
+    )
+    .expect("incident");
+    let mut ctx = PolicyContext::default();
+    ctx.config.insert("strategy".into(), "replace".into());
+    let pipeline = w.pipeline();
+    let (_, recorded, lease) = pipeline
+        .on_incident_leased(&incident, &ctx, Utc::now())
+        .await
+        .expect("decided");
+    let Recorded::New(r) = recorded else {
+        panic!("{recorded:?}");
+    };
+    let lease = lease.expect("an acting incident keeps its lease");
+    let ttl = std::time::Duration::from_secs(30);
+    let id = &r.incident.id;
+    assert!(
+        !w.store
+            .claim(id, "other-host", ttl, Utc::now())
+            .await
+            .expect("claim"),
+        "held until handed on"
+    );
+    let counting = Counting::new(false, false);
+    let ex = executors(&counting);
+    let done = worker(&pipeline, &ex)
+        .drive_handed(lease, *r.clone())
+        .await
+        .expect("driven")
+        .expect("lease in hand");
+    assert_eq!(done.state, LifecycleState::Verifying, "{done:#?}");
+    assert_eq!(counting.count(ActionKind::ReplaceInstance), 1);
+    assert!(
+        w.store
+            .claim(id, "other-host", ttl, Utc::now())
+            .await
+            .expect("claim"),
+        "released once driven"
+    );
+}
+
+/// `on_incident` (and `handle`) keep no lease: the incident is free for the
+/// workers' sweep at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_not_handed_on_releases_its_lease() {
+    let w = World::live().await;
+    let r = w.acting().await;
+    assert!(
+        w.store
+            .claim(
+                &r.incident.id,
+                "other-host",
+                std::time::Duration::from_secs(30),
+                Utc::now()
+            )
+            .await
+            .expect("claim")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kill_switch_is_reread_right_before_each_call() {
     let w = World::live().await;
@@ -265,7 +337,7 @@ async fn a_step_started_by_a_dead_host_is_repeated_only_when_resumable() {
             Err(e) => panic!("{e}"),
         };
         w.store
-            .record_step(&r.incident.id, StepRecord::started(0, action, Utc::now()))
+            .record_step(&r, StepRecord::started(0, action, Utc::now()))
             .await
             .expect("started");
         let counting = Counting::new(false, resumable);

@@ -70,7 +70,7 @@ fn step(inc: &Incident, at: i64) -> StepRecord {
 /// Runs an incident through its whole life and heals it `mttr` seconds later.
 async fn heal(store: &dyn Store, inc: &Incident, mttr: i64, policy: &str) {
     let d = inc.detected_at.timestamp() - t(0).timestamp();
-    store.create_incident(inc).await.expect("create");
+    let (created, _) = store.create_incident(inc).await.expect("create");
     let verdicts = vec![VerdictRecord {
         step: 0,
         verdict: VerdictKind::Approved,
@@ -80,15 +80,22 @@ async fn heal(store: &dyn Store, inc: &Incident, mttr: i64, policy: &str) {
         group: None,
     }];
     store
-        .record_decision(&inc.id, provenance(policy), verdicts, t(d + 1))
+        .record_decisions(
+            &created,
+            provenance(policy),
+            Vec::new(),
+            verdicts,
+            t(d + 1),
+            None,
+        )
         .await
         .expect("decided");
-    store
+    let acting = store
         .transition(&inc.id, LifecycleState::Acting, t(d + 2), None)
         .await
         .expect("acting");
     store
-        .record_step(&inc.id, step(inc, d + 2))
+        .record_step(&acting, step(inc, d + 2))
         .await
         .expect("step");
     store
@@ -181,8 +188,9 @@ async fn illegal_transitions(store: &dyn Store) {
         .await
         .expect_err("denied is final");
     assert!(err.to_string().contains("denied → acting"), "{err}");
+    let denied = store.get(&inc.id).await.expect("get").expect("exists");
     let err = store
-        .record_step(&inc.id, step(&inc, 102))
+        .record_step(&denied, step(&inc, 102))
         .await
         .expect_err("no steps on denied");
     assert!(matches!(err, StoreError::IllegalTransition { .. }));
