@@ -17,6 +17,7 @@ pub mod incident;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod replay;
 pub mod safety;
 pub mod signals;
 pub mod sources;

@@ -56,6 +56,12 @@ enum Command {
     Approve(cmd::approve::AnswerArgs),
     /// Deny the steps of an incident that wait for a human.
     Deny(cmd::approve::AnswerArgs),
+    /// Try a policy on history: run it on the exact inputs of the recorded
+    /// decisions and report what it would have decided differently.
+    Replay(cmd::replay::ReplayArgs),
+    /// Compare a policy's shadow decisions with its active ones.
+    #[command(subcommand)]
+    Shadow(cmd::replay::ShadowCommand),
     /// Print or check the TOML config file.
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),
@@ -98,6 +104,8 @@ fn main() -> ExitCode {
         Command::Store(c) => cmd::store::run_store(c),
         Command::Incidents(c) => cmd::store::run_incidents(c),
         Command::Config(c) => cmd::config::run(c),
+        Command::Replay(a) => cmd::replay::run(a),
+        Command::Shadow(c) => cmd::replay::run_shadow(c),
         Command::Approve(a) => cmd::approve::run(a, true),
         Command::Deny(a) => cmd::approve::run(a, false),
     };

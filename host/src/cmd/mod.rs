@@ -10,6 +10,7 @@ pub mod normalize;
 pub mod policy;
 pub mod policy_remote;
 pub mod remote;
+pub mod replay;
 pub mod revert;
 pub mod run;
 pub mod store;
@@ -96,6 +97,13 @@ pub fn load_policies(
         }
     }
     Ok((registry, report))
+}
+
+/// Parses an incident kind as the store and the policies spell it
+/// (`task-crashed`).
+pub fn incident_kind(k: &str) -> anyhow::Result<healer::IncidentKind> {
+    serde_json::from_value(serde_json::Value::from(k))
+        .with_context(|| format!("unknown incident kind {k:?}"))
 }
 
 /// Parses `--max-signals-per-payload`: a whole number, at least 1.

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
-use healer::IncidentKind;
 use healer::incident::IncidentId;
 use healer::safety::KillSwitch;
 use healer::store::{GroupBy, IncidentRecord, ListFilter, Store, StoreConfig};
@@ -204,13 +203,7 @@ pub fn run_incidents(cmd: IncidentsCommand) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         match cmd {
             IncidentsCommand::List(a) => {
-                let kind = match &a.kind {
-                    Some(k) => Some(
-                        serde_json::from_value::<IncidentKind>(serde_json::Value::from(k.as_str()))
-                            .with_context(|| format!("unknown incident kind {k:?}"))?,
-                    ),
-                    None => None,
-                };
+                let kind = a.kind.as_deref().map(super::incident_kind).transpose()?;
                 let filter = ListFilter {
                     open: a.open,
                     kind,

@@ -15,6 +15,7 @@ mod hot_swap;
 mod live;
 mod moto;
 mod recover;
+mod replay;
 mod replicas;
 mod sandbox;
 mod service;

@@ -1,0 +1,289 @@
+//! `healer replay`: a candidate policy on the exact inputs of the recorded
+//! decisions, beside what was decided. Writes nothing; exits 1 when the gate
+//! (`--fail-on`, and determinism always) fails.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+use healer::replay::{CaseReport, Comparison, Counts, FailOn, PlanDiff, Selection, Summary};
+
+use super::policy::EngineArgs;
+use super::read_input;
+use super::store::StoreArgs;
+
+/// Arguments of `replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The candidate policy component (`.wasm`).
+    #[arg(long)]
+    policy: PathBuf,
+    /// Compare with the decisions of the policy of this name [default: the
+    /// candidate's own name, i.e. its earlier versions].
+    #[arg(long)]
+    against: Option<String>,
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Print one JSON object (`cases`, `summary`) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Exit 1 when any decision is of this sort (repeatable):
+    /// `changed` (a different plan), `errors` (a new error or trap). A
+    /// recorded version that does not reproduce its decisions always fails.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    fail_on: Vec<FailOn>,
+    /// Decisions run at once.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// Which recorded incidents to read.
+#[derive(Debug, Args)]
+pub struct SelectArgs {
+    /// Only incidents detected at or after (RFC 3339).
+    #[arg(long)]
+    since: Option<DateTime<Utc>>,
+    /// Only incidents detected before (RFC 3339).
+    #[arg(long)]
+    until: Option<DateTime<Utc>>,
+    /// Only this incident kind (e.g. task-crashed).
+    #[arg(long)]
+    kind: Option<String>,
+}
+
+impl SelectArgs {
+    fn selection(&self) -> anyhow::Result<Selection> {
+        Ok(Selection {
+            kind: self.kind.as_deref().map(super::incident_kind).transpose()?,
+            since: self.since,
+            until: self.until,
+        })
+    }
+}
+
+/// `healer shadow …`.
+#[derive(Debug, Subcommand)]
+pub enum ShadowCommand {
+    /// How a policy's shadow version's recorded decisions compare with its
+    /// active version's on the same incidents: agreement by kind, and each
+    /// difference.
+    Report(ShadowReportArgs),
+}
+
+/// Arguments of `shadow report`.
+#[derive(Debug, Args)]
+pub struct ShadowReportArgs {
+    /// The policy name.
+    name: String,
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Print one JSON object (`cases`, `summary`) instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// Runs `shadow report`.
+pub fn run_shadow(cmd: ShadowCommand) -> anyhow::Result<ExitCode> {
+    let ShadowCommand::Report(a) = cmd;
+    let selection = a.select.selection()?;
+    let runtime = runtime()?;
+    let (reports, summary) = runtime.block_on(async {
+        let store = a.store.open().await?;
+        healer::replay::shadow_report(store.as_ref(), &selection, &a.name)
+            .await
+            .context("cannot read the recorded decisions")
+    })?;
+    if a.json {
+        let out = serde_json::json!({ "cases": reports, "summary": summary });
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        let c = &summary.candidate;
+        println!(
+            "shadow {} {} beside the active decisions of {} on {} incidents: {:.0}% the same plan",
+            c.name,
+            c.version,
+            a.name,
+            summary.counts.total,
+            summary.counts.percent(summary.counts.same)
+        );
+        print_cases(&reports, &summary, &a.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `replay`.
+pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let threads = a.threads.clamp(1, 64);
+    let engine = a.engine.engine(u32::try_from(threads).unwrap_or(64))?;
+    let bytes = read_input(&a.policy)?;
+    let candidate = engine
+        .load(&bytes)
+        .with_context(|| format!("cannot load policy {}", a.policy.display()))?;
+    let selection = a.select.selection()?;
+    let against = a
+        .against
+        .clone()
+        .unwrap_or_else(|| candidate.id.name.clone());
+    let runtime = runtime()?;
+    let (reports, summary) = runtime.block_on(async {
+        let store = a.store.open().await?;
+        healer::replay::run(
+            store.as_ref(),
+            &engine,
+            &candidate,
+            &selection,
+            &against,
+            threads,
+        )
+        .await
+        .context("cannot read the recorded decisions")
+    })?;
+    if a.json {
+        let out = serde_json::json!({ "cases": reports, "summary": summary });
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        print_text(&reports, &summary, &against);
+    }
+    let failures = summary.failures(&a.fail_on);
+    if failures.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("error: replay gate failed: {}", failures.join("; "));
+    Ok(ExitCode::FAILURE)
+}
+
+fn print_text(reports: &[CaseReport], summary: &Summary, against: &str) {
+    let c = &summary.candidate;
+    println!(
+        "{} {} ({}) on {} recorded decisions of {against}",
+        c.name,
+        c.version,
+        c.sha256.get(..12).unwrap_or(&c.sha256),
+        summary.counts.total
+    );
+    print_cases(reports, summary, against);
+}
+
+/// The cases that differ, the counts by kind, fuel and latency compared.
+fn print_cases(reports: &[CaseReport], summary: &Summary, against: &str) {
+    for r in reports {
+        if let Some(line) = case_line(r) {
+            println!("{line}");
+        }
+    }
+    println!(
+        "{:<24} {:>6} {:>11} {:>11} {:>11} {:>12} {:>11}",
+        "KIND", "TOTAL", "SAME", "CHANGED", "NEW-ERRORS", "STILL-ERRORS", "NOT-HANDLED"
+    );
+    for (kind, counts) in &summary.by_kind {
+        println!("{}", counts_row(kind.as_str(), counts));
+    }
+    println!("{}", counts_row("all", &summary.counts));
+    println!(
+        "fuel mean {} -> {}; decision p50 {} us -> {} us",
+        summary.fuel_mean.recorded,
+        summary.fuel_mean.candidate,
+        summary.duration_p50_us.recorded,
+        summary.duration_p50_us.candidate,
+    );
+    if summary.decisions_per_s > 0.0 {
+        println!("replayed at {:.0} decisions/s", summary.decisions_per_s);
+    }
+    let own = reports.iter().filter(|r| r.deterministic.is_some()).count();
+    if own > 0 {
+        println!(
+            "determinism: {} of {own} decisions of this version reproduced exactly",
+            own - summary.determinism_failures
+        );
+    }
+    let s = &summary.skipped;
+    if s.not_decided_by + s.missing_input > 0 {
+        println!(
+            "skipped: {} incidents not decided by {against}, {} decisions without a stored input",
+            s.not_decided_by, s.missing_input
+        );
+    }
+}
+
+fn counts_row(label: &str, c: &Counts) -> String {
+    let pct = |n: usize| format!("{n} ({:.0}%)", c.percent(n));
+    format!(
+        "{label:<24} {:>6} {:>11} {:>11} {:>11} {:>12} {:>11}",
+        c.total,
+        pct(c.same),
+        pct(c.changed),
+        pct(c.new_errors),
+        pct(c.still_errors),
+        pct(c.not_handled)
+    )
+}
+
+/// One line for a decision that is not the same (and for one of the
+/// candidate's own version that did not reproduce).
+fn case_line(r: &CaseReport) -> Option<String> {
+    let what = match &r.comparison {
+        Comparison::Same if r.deterministic == Some(false) => {
+            "NOT-REPRODUCED the summary differs".to_owned()
+        }
+        Comparison::Same | Comparison::NotHandled => return None,
+        Comparison::Changed(d) => format!("CHANGED {}", describe(d)),
+        Comparison::NewError { error } => format!("NEW-ERROR {error}"),
+        Comparison::Fixed { was } => format!("FIXED was: {was}"),
+        Comparison::StillError { error } => format!("STILL-ERROR {error}"),
+    };
+    let reproduced = if r.deterministic == Some(false) {
+        format!(" [determinism failure, input {}]", r.input_hash)
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "{} {} (was {} {}): {what}{reproduced}",
+        r.incident, r.kind, r.recorded.name, r.recorded.version
+    ))
+}
+
+fn describe(d: &PlanDiff) -> String {
+    let mut parts = Vec::new();
+    for (i, step) in &d.added {
+        parts.push(format!("+ step {i} {}", step_name(step)));
+    }
+    for (i, step) in &d.removed {
+        parts.push(format!("- step {i} {}", step_name(step)));
+    }
+    for change in &d.changed {
+        let fields: Vec<String> = change
+            .fields
+            .iter()
+            .map(|f| format!("{} {} -> {}", f.field, f.from, f.to))
+            .collect();
+        parts.push(format!("step {}: {}", change.index, fields.join(", ")));
+    }
+    for field in &d.fields {
+        parts.push(format!("{field} differs"));
+    }
+    parts.join("; ")
+}
+
+fn step_name(step: &serde_json::Value) -> String {
+    step.get("action")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("step")
+        .to_owned()
+}
+
+/// A one-worker multi-thread runtime: the SQLite store's reads then run in
+/// place instead of each hopping to a blocking thread.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?)
+}

@@ -1,0 +1,279 @@
+//! `healer replay`, run as a user would: record decisions with `healer
+//! decide` on the real AWS payloads in tests/fixtures, then replay a policy
+//! on them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use healer_test_artifacts as artifacts;
+use serde_json::Value;
+
+fn fixtures(sub: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/aws-events")
+        .join(sub)
+}
+
+fn healer(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args(args)
+        .env("HEALER_DATA_DIR", data)
+        .env("HEALER_STORE", "sqlite")
+        .env_remove("HEALER_POLICIES")
+        .output()
+        .expect("runs healer")
+}
+
+/// Records the decisions of `policies` (component paths) on the payloads
+/// under `events` into a new SQLite store in `dir`; returns its data dir.
+fn record(dir: &Path, policies: &[&str], events: &Path) -> PathBuf {
+    let pdir = dir.join("policies");
+    std::fs::create_dir_all(&pdir).expect("mkdir");
+    for p in policies {
+        let name = Path::new(p).file_name().expect("file name");
+        std::fs::copy(p, pdir.join(name)).expect("copy");
+    }
+    let data = dir.join("data");
+    let pdir = pdir.to_str().expect("utf-8 path");
+    let events = events.to_str().expect("utf-8 path");
+    let out = healer(&data, &["decide", "--no-cache", "--policies", pdir, events]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    data
+}
+
+fn replay_json(data: &Path, policy: &str, extra: &[&str]) -> (Output, Value) {
+    let mut args = vec!["replay", "--no-cache", "--json", "--policy", policy];
+    args.extend_from_slice(extra);
+    let out = healer(data, &args);
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out, json)
+}
+
+/// Every example policy, replayed on the decisions it made on every fixture,
+/// reproduces each one exactly: same plan, same summary, same fuel.
+#[test]
+fn the_recorded_version_reproduces_every_decision() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let examples = [
+        artifacts::ECS_TASK_RESTART,
+        artifacts::EC2_REPLACE,
+        artifacts::LAMBDA_FAILURE_RATE,
+    ];
+    let data = record(dir.path(), &examples, &fixtures(""));
+    let mut replayed = 0;
+    for policy in examples {
+        let (out, json) = replay_json(&data, policy, &["--fail-on", "changed,errors"]);
+        assert!(
+            out.status.success(),
+            "{policy}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s = &json["summary"];
+        assert_eq!(s["total"], s["same"], "{policy}: {s}");
+        assert_eq!(s["determinism-failures"], 0, "{policy}: {s}");
+        assert_eq!(s["skipped"]["missing-input"], 0, "{policy}: {s}");
+        for case in json["cases"].as_array().expect("cases") {
+            assert_eq!(case["deterministic"], true, "{case}");
+            assert_eq!(
+                case["fuel"]["recorded"], case["fuel"]["candidate"],
+                "{case}"
+            );
+        }
+        replayed += s["total"].as_u64().expect("total");
+    }
+    // The fixtures hold ECS, EC2 and alarm failures: several decisions each.
+    assert!(replayed >= 5, "only {replayed} decisions replayed");
+}
+
+/// A new version that changes the plan: every difference named, field by
+/// field; `--fail-on changed` fails the gate, `--fail-on errors` does not.
+#[test]
+fn a_changed_plan_is_named_and_fails_the_gate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = record(dir.path(), &[artifacts::SWAP_V1], &fixtures("cloudwatch"));
+    let (out, json) = replay_json(&data, artifacts::SWAP_V2, &["--fail-on", "changed"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("replay gate failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = &json["summary"];
+    let total = s["total"].as_u64().expect("total");
+    assert!(total >= 3, "{s}");
+    assert_eq!(s["changed"], total);
+    assert_eq!(s["by-kind"]["alarm"]["changed"], total);
+    let case = &json["cases"][0];
+    assert_eq!(case["comparison"]["result"], "changed");
+    assert_eq!(case["recorded"]["version"], "1");
+    // The candidate is another build: no determinism verdict.
+    assert!(case.get("deterministic").is_none(), "{case}");
+    let fields = &case["comparison"]["changed"][0]["fields"];
+    assert!(
+        fields
+            .as_array()
+            .expect("fields")
+            .iter()
+            .any(|f| f["field"] == "subject" && f["from"] == "1" && f["to"] == "2"),
+        "{fields}"
+    );
+
+    let (out, _) = replay_json(&data, artifacts::SWAP_V2, &["--fail-on", "errors"]);
+    assert!(out.status.success());
+    // The text report names each change.
+    let text = healer(
+        &data,
+        &["replay", "--no-cache", "--policy", artifacts::SWAP_V2],
+    );
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("CHANGED step 0:"), "{text}");
+    assert!(text.contains(r#"subject "1" -> "2""#), "{text}");
+}
+
+/// A candidate that traps where the recorded version decided is a new
+/// error; one that does not handle the kind is reported as such, never
+/// counted as the same.
+#[test]
+fn new_errors_and_unhandled_kinds_are_told_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = record(dir.path(), &[artifacts::SWAP_V1], &fixtures("cloudwatch"));
+    // The ECS example does not handle alarms: compared against swap-test.
+    let (out, json) = replay_json(
+        &data,
+        artifacts::ECS_TASK_RESTART,
+        &["--against", "swap-test", "--fail-on", "changed,errors"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = &json["summary"];
+    assert_eq!(s["not-handled"], s["total"], "{s}");
+    assert_eq!(s["same"], 0);
+    // Filters: a kind with no decision, and a window before every incident.
+    let (_, json) = replay_json(&data, artifacts::SWAP_V1, &["--kind", "task-crashed"]);
+    assert_eq!(json["summary"]["total"], 0);
+    let (_, json) = replay_json(
+        &data,
+        artifacts::SWAP_V1,
+        &["--until", "2000-01-01T00:00:00Z"],
+    );
+    assert_eq!(json["summary"]["total"], 0);
+    let bad = healer(
+        &data,
+        &["replay", "--policy", artifacts::SWAP_V1, "--kind", "nope"],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown incident kind"));
+
+    // Alarms the hostile guest panics on, or refuses: new errors.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = dir.path().join("events");
+    std::fs::create_dir(&events).expect("mkdir");
+    for (i, reason) in ["panic", "err", "calm"].iter().enumerate() {
+        let incident = format!(
+            r#"{{"kind":"alarm","source":"test","reason":"{reason}","resource":{{"kind":"alarm","id":"a{i}"}},"detected-at":"2024-05-01T10:00:0{i}Z"}}"#
+        );
+        std::fs::write(events.join(format!("{i}.json")), incident).expect("write");
+    }
+    let data = record(dir.path(), &[artifacts::SWAP_V1], &events);
+    let (out, json) = replay_json(
+        &data,
+        artifacts::HOSTILE,
+        &["--against", "swap-test", "--fail-on", "errors"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let s = &json["summary"];
+    assert_eq!(s["total"], 3, "{s}");
+    assert_eq!(s["new-errors"], 2, "{s}");
+    // "calm": hostile proposes no step where swap-test notified.
+    assert_eq!(s["changed"], 1, "{s}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 new errors"));
+}
+
+fn alarm(n: usize) -> healer::Incident {
+    let json = format!(
+        r#"{{"kind":"alarm","source":"test","reason":"alarm {n}","resource":{{"kind":"alarm","id":"a{n}"}},"detected-at":"2024-05-01T10:00:{n:02}Z"}}"#
+    );
+    healer::Incident::from_json(json.as_bytes()).expect("incident")
+}
+
+/// A shadow version decides beside the active one in the pipeline; the
+/// shadow report sets each of its recorded decisions beside the active's,
+/// and the recorded active version replays to the same decisions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shadow_report_compares_recorded_shadow_decisions() {
+    use healer::pipeline::Pipeline;
+    use healer::policy::{PolicyContext, PolicyRegistry, PolicyRole};
+    use healer::replay::{Comparison, Selection};
+    use healer::safety::{Governor, GovernorConfig, StaticFacts};
+    use healer::store::SqliteStore;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("healer.db"))
+        .await
+        .expect("open");
+    let registry = PolicyRegistry::new(crate::support::engine());
+    registry
+        .swap(&artifacts::bytes(artifacts::SWAP_V1), PolicyRole::Active)
+        .expect("v1");
+    registry
+        .swap(&artifacts::bytes(artifacts::SWAP_V2), PolicyRole::Shadow)
+        .expect("v2");
+    let governor = Governor::new(GovernorConfig::default());
+    let facts = StaticFacts::default();
+    let pipeline = Pipeline {
+        store: &store,
+        registry: &registry,
+        governor: &governor,
+        facts: &facts,
+    };
+    for n in 0..4 {
+        let inc = alarm(n);
+        pipeline
+            .on_incident(&inc, &PolicyContext::default(), inc.detected_at)
+            .await
+            .expect("decided");
+    }
+
+    let (cases, summary) =
+        healer::replay::shadow_report(&store, &Selection::default(), "swap-test")
+            .await
+            .expect("report");
+    assert_eq!(summary.counts.total, 4);
+    assert_eq!(summary.counts.changed, 4);
+    assert_eq!(summary.candidate.version, "2");
+    assert_eq!(cases[0].recorded.version, "1");
+    assert!(matches!(cases[0].comparison, Comparison::Changed(_)));
+    // Another name has no shadow: nothing to compare, every incident skipped.
+    let (_, none) = healer::replay::shadow_report(&store, &Selection::default(), "other")
+        .await
+        .expect("report");
+    assert_eq!(none.counts.total, 0);
+    assert_eq!(none.skipped.not_decided_by, 4);
+
+    // The active version, replayed through the library: all reproduced.
+    let engine = crate::support::engine();
+    let v1 = engine
+        .load(&artifacts::bytes(artifacts::SWAP_V1))
+        .expect("load");
+    let (reports, summary) =
+        healer::replay::run(&store, &engine, &v1, &Selection::default(), "swap-test", 2)
+            .await
+            .expect("replay");
+    assert_eq!(summary.counts.same, 4);
+    assert_eq!(summary.determinism_failures, 0);
+    assert!(reports.iter().all(|r| r.deterministic == Some(true)));
+}
