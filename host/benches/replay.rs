@@ -118,17 +118,16 @@ fn main() {
             bytes as f64 / n as f64
         );
         let started = Instant::now();
-        let (reports, summary) = healer::replay::run(
-            store.as_ref(),
-            &engine,
-            &policy,
-            &Selection::default(),
-            "ecs-task-restart",
-            2,
-        )
-        .await
-        .expect("replay");
+        let (cases, skipped) =
+            healer::replay::select(store.as_ref(), &Selection::default(), "ecs-task-restart")
+                .await
+                .expect("select");
+        let read = started.elapsed().as_secs_f64();
+        let replayed = Instant::now();
+        let reports = healer::replay::replay(&engine, &policy, &cases, 2);
+        let summary = healer::replay::Summary::of(&policy.id, &reports, skipped, replayed.elapsed());
         let elapsed = started.elapsed().as_secs_f64();
+        println!("store reads (incident pages and inputs): {read:.2} s");
         assert_eq!(reports.len(), n);
         assert_eq!(summary.counts.same, n, "the recorded version reproduces");
         assert_eq!(summary.determinism_failures, 0);

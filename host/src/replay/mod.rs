@@ -55,6 +55,9 @@ pub struct Skipped {
     pub missing_input: usize,
 }
 
+/// Inputs asked of the store at once.
+const INPUTS_PER_READ: usize = 1000;
+
 /// Reads the decisions of the policy named `name` on the incidents
 /// `selection` picks, with their inputs (each distinct input read once).
 pub async fn select(
@@ -69,23 +72,29 @@ pub async fn select(
         None => skipped.not_decided_by += 1,
     })
     .await?;
-    let mut inputs: BTreeMap<String, Option<PolicyInput>> = BTreeMap::new();
+    let mut hashes: Vec<String> = decided
+        .iter()
+        .map(|(_, _, p)| p.input_hash.clone())
+        .collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    let mut inputs: BTreeMap<String, PolicyInput> = BTreeMap::new();
+    for chunk in hashes.chunks(INPUTS_PER_READ) {
+        for (hash, json) in store.policy_inputs(chunk).await? {
+            // An unreadable input is one the store does not usefully hold.
+            if let Ok(input) = serde_json::from_str::<PolicyInput>(&json) {
+                inputs.insert(hash, input);
+            }
+        }
+    }
     let mut cases = Vec::with_capacity(decided.len());
     for (id, kind, recorded) in decided {
-        let hash = recorded.input_hash.clone();
-        if !inputs.contains_key(&hash) {
-            let input = store
-                .policy_input(&hash)
-                .await?
-                .and_then(|json| serde_json::from_str::<PolicyInput>(&json).ok());
-            inputs.insert(hash.clone(), input);
-        }
-        match inputs.get(&hash).cloned().flatten() {
+        match inputs.get(&recorded.input_hash) {
             Some(input) => cases.push(Case {
                 id,
                 kind,
                 recorded,
-                input,
+                input: input.clone(),
             }),
             None => skipped.missing_input += 1,
         }

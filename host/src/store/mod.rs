@@ -246,6 +246,18 @@ pub trait Store: Send + Sync {
     /// The input recorded under `hash`.
     async fn policy_input(&self, hash: &str) -> Result<Option<String>, StoreError>;
 
+    /// The inputs recorded under `hashes`, as (hash, input); hashes the store
+    /// does not hold are left out. Backends override it to read many at once.
+    async fn policy_inputs(&self, hashes: &[String]) -> Result<Vec<(String, String)>, StoreError> {
+        let mut out = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            if let Some(input) = self.policy_input(hash).await? {
+                out.push((hash.clone(), input));
+            }
+        }
+        Ok(out)
+    }
+
     /// Takes a place under every limit the claims name, all or nothing (see
     /// the `slots` module): `Held`, or `Full` with the first limit that had
     /// no free place. Exactly one of two racing replicas gets the last place.

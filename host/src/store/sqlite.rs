@@ -147,6 +147,10 @@ impl SqliteStore {
     }
 }
 
+/// Hashes per `policy_inputs` query (well under SQLite's bound on
+/// parameters).
+const INPUTS_PER_QUERY: usize = 500;
+
 fn row_record(json: String) -> Result<IncidentRecord, StoreError> {
     serde_json::from_str(&json).map_err(corrupt)
 }
@@ -445,6 +449,27 @@ impl Store for SqliteStore {
                 .prepare_cached("SELECT input FROM policy_inputs WHERE hash = ?1")?
                 .query_row([hash], |r| r.get(0))
                 .optional()?)
+        })
+        .await
+    }
+
+    async fn policy_inputs(&self, hashes: &[String]) -> Result<Vec<(String, String)>, StoreError> {
+        let hashes = hashes.to_vec();
+        self.run(move |conn| {
+            let mut out = Vec::with_capacity(hashes.len());
+            for chunk in hashes.chunks(INPUTS_PER_QUERY) {
+                let marks = vec!["?"; chunk.len()].join(",");
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT hash, input FROM policy_inputs WHERE hash IN ({marks})"
+                ))?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(chunk), |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?;
+                for row in rows {
+                    out.push(row?);
+                }
+            }
+            Ok(out)
         })
         .await
     }

@@ -796,4 +796,20 @@ async fn policy_inputs(store: &dyn Store) {
         store.policy_input("h-1").await.expect("read").as_deref(),
         Some(r#"{"a":1}"#)
     );
+    // Many at once: the ones held, whatever the order or the chunking.
+    let mut hashes = vec!["h-missing".to_owned(), "h-1".to_owned()];
+    for i in 0..600 {
+        let hash = format!("h-many-{i}");
+        store
+            .put_policy_input(&hash, &format!(r#"{{"i":{i}}}"#))
+            .await
+            .expect("put");
+        hashes.push(hash);
+    }
+    let mut got = store.policy_inputs(&hashes).await.expect("read many");
+    got.sort();
+    assert_eq!(got.len(), 601);
+    assert!(got.contains(&("h-1".to_owned(), r#"{"a":1}"#.to_owned())));
+    assert!(got.contains(&("h-many-599".to_owned(), r#"{"i":599}"#.to_owned())));
+    assert!(store.policy_inputs(&[]).await.expect("none").is_empty());
 }
