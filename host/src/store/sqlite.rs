@@ -358,8 +358,10 @@ impl Store for SqliteStore {
                 args.push(ms(s).into());
             }
             if let Some((at, id)) = &after {
-                sql.push_str(" AND (detected_at < ? OR (detected_at = ? AND id < ?))");
-                args.push((*at).into());
+                // A row value: SQLite seeks the (detected_at, id) index to
+                // the page's start (the equivalent OR scans it from the top,
+                // which makes listing everything quadratic).
+                sql.push_str(" AND (detected_at, id) < (?, ?)");
                 args.push((*at).into());
                 args.push(id.clone().into());
             }
