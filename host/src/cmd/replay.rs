@@ -102,8 +102,7 @@ pub fn run_shadow(cmd: ShadowCommand) -> anyhow::Result<ExitCode> {
             .context("cannot read the recorded decisions")
     })?;
     if a.json {
-        let out = serde_json::json!({ "cases": reports, "summary": summary });
-        println!("{}", serde_json::to_string(&out)?);
+        print_json(&reports, &summary)?;
     } else {
         let c = &summary.candidate;
         println!(
@@ -147,8 +146,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         .context("cannot read the recorded decisions")
     })?;
     if a.json {
-        let out = serde_json::json!({ "cases": reports, "summary": summary });
-        println!("{}", serde_json::to_string(&out)?);
+        print_json(&reports, &summary)?;
     } else {
         print_text(&reports, &summary, &against);
     }
@@ -158,6 +156,13 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("error: replay gate failed: {}", failures.join("; "));
     Ok(ExitCode::FAILURE)
+}
+
+/// The whole report as one JSON object: `{"cases": [...], "summary": {...}}`.
+fn print_json(reports: &[CaseReport], summary: &Summary) -> anyhow::Result<()> {
+    let out = serde_json::json!({ "cases": reports, "summary": summary });
+    println!("{}", serde_json::to_string(&out)?);
+    Ok(())
 }
 
 fn print_text(reports: &[CaseReport], summary: &Summary, against: &str) {

@@ -203,13 +203,6 @@ fn new_errors_and_unhandled_kinds_are_told_apart() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("2 new errors"));
 }
 
-fn alarm(n: usize) -> healer::Incident {
-    let json = format!(
-        r#"{{"kind":"alarm","source":"test","reason":"alarm {n}","resource":{{"kind":"alarm","id":"a{n}"}},"detected-at":"2024-05-01T10:00:{n:02}Z"}}"#
-    );
-    healer::Incident::from_json(json.as_bytes()).expect("incident")
-}
-
 /// A shadow version decides beside the active one in the pipeline; the
 /// shadow report sets each of its recorded decisions beside the active's,
 /// and the recorded active version replays to the same decisions.
@@ -241,7 +234,7 @@ async fn the_shadow_report_compares_recorded_shadow_decisions() {
         facts: &facts,
     };
     for n in 0..4 {
-        let inc = alarm(n);
+        let inc = crate::support::alarm(&format!("alarm-{n}"));
         pipeline
             .on_incident(&inc, &PolicyContext::default(), inc.detected_at)
             .await
@@ -266,9 +259,7 @@ async fn the_shadow_report_compares_recorded_shadow_decisions() {
 
     // The active version, replayed through the library: all reproduced.
     let engine = crate::support::engine();
-    let v1 = engine
-        .load(&artifacts::bytes(artifacts::SWAP_V1))
-        .expect("load");
+    let v1 = crate::support::load(&engine, artifacts::SWAP_V1);
     let (reports, summary) =
         healer::replay::run(&store, &engine, &v1, &Selection::default(), "swap-test", 2)
             .await
