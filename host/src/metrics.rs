@@ -242,6 +242,15 @@ impl Metrics {
             .unwrap_or(0)
     }
 
+    /// Every series of a counter: its labels and value, in label order.
+    pub fn series(&self, c: Counter) -> Vec<(Vec<(&'static str, String)>, u64)> {
+        self.families()
+            .counters
+            .get(&c)
+            .map(|m| m.iter().map(|(l, v)| (l.clone(), *v)).collect())
+            .unwrap_or_default()
+    }
+
     /// The Prometheus text exposition format (0.0.4).
     pub fn render(&self) -> String {
         let f = self.families();

@@ -29,6 +29,9 @@ pub struct AggCell {
     pub closed: u64,
     /// Of those, healed.
     pub healed: u64,
+    /// Of those, escalated to humans (absent in cells written before it was kept).
+    #[serde(default)]
+    pub escalated: u64,
     /// Sum of the healed ones' MTTR, ms.
     pub mttr_sum_ms: u64,
     /// Healed incidents by MTTR bucket ([`bucket_of`]).
@@ -40,12 +43,15 @@ pub struct AggCell {
 pub struct Closed {
     /// Its MTTR when healed.
     pub mttr_ms: Option<u64>,
+    /// It closed escalated.
+    pub escalated: bool,
 }
 
 impl AggCell {
     /// Adds one closed incident.
     pub fn add(&mut self, c: Closed) {
         self.closed += 1;
+        self.escalated += u64::from(c.escalated);
         if let Some(ms) = c.mttr_ms {
             self.healed += 1;
             self.mttr_sum_ms += ms;
@@ -53,10 +59,22 @@ impl AggCell {
         }
     }
 
+    /// The nearest-rank percentile `p` (0–1) of the healed incidents' MTTR,
+    /// read off the histogram (the bucket's upper bound), ms.
+    pub fn percentile(&self, p: f64) -> Option<i64> {
+        let rank = ((p * self.healed as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        self.buckets.iter().find_map(|(b, n)| {
+            seen += n;
+            (seen >= rank).then(|| bucket_upper(*b))
+        })
+    }
+
     /// Adds another cell.
     pub fn merge(&mut self, other: &AggCell) {
         self.closed += other.closed;
         self.healed += other.healed;
+        self.escalated += other.escalated;
         self.mttr_sum_ms += other.mttr_sum_ms;
         for (b, n) in &other.buckets {
             *self.buckets.entry(*b).or_default() += n;
@@ -83,6 +101,7 @@ pub fn cells_of(r: &IncidentRecord) -> Vec<(GroupBy, NaiveDate, String, Closed)>
     let day = r.incident.detected_at.date_naive();
     let closed = Closed {
         mttr_ms: r.mttr_ms.and_then(|m| u64::try_from(m).ok()),
+        escalated: r.state == super::LifecycleState::Escalated,
     };
     ALL_GROUPINGS
         .into_iter()
@@ -113,28 +132,56 @@ pub fn rows(by: GroupBy, cells: &[(String, AggCell)], open: &[IncidentRecord]) -
     }
     let rows = sum
         .into_iter()
-        .map(|(key, (c, open))| {
-            let pct = |p: f64| {
-                let rank = ((p * c.healed as f64).ceil() as u64).max(1);
-                let mut seen = 0;
-                c.buckets.iter().find_map(|(b, n)| {
-                    seen += n;
-                    (seen >= rank).then(|| bucket_upper(*b))
-                })
-            };
-            StatsRow {
-                key,
-                count: usize::try_from(c.closed).unwrap_or(usize::MAX) + open,
-                healed: usize::try_from(c.healed).unwrap_or(usize::MAX),
-                open,
-                mttr_mean_ms: (c.healed > 0).then(|| c.mttr_sum_ms as f64 / c.healed as f64),
-                mttr_p50_ms: pct(0.5),
-                mttr_p90_ms: pct(0.9),
-                mttr_max_ms: c.buckets.keys().next_back().map(|b| bucket_upper(*b)),
-            }
+        .map(|(key, (c, open))| StatsRow {
+            key,
+            count: usize::try_from(c.closed).unwrap_or(usize::MAX) + open,
+            healed: usize::try_from(c.healed).unwrap_or(usize::MAX),
+            open,
+            mttr_mean_ms: (c.healed > 0).then(|| c.mttr_sum_ms as f64 / c.healed as f64),
+            mttr_p50_ms: c.percentile(0.5),
+            mttr_p90_ms: c.percentile(0.9),
+            mttr_max_ms: c.buckets.keys().next_back().map(|b| bucket_upper(*b)),
         })
         .collect();
     Stats { by, rows }
+}
+
+/// One UTC day of closed incidents, every group summed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct TrendPoint {
+    /// The day of detection.
+    pub day: NaiveDate,
+    /// Incidents detected that day and closed since.
+    pub closed: u64,
+    /// Of those, healed.
+    pub healed: u64,
+    /// Of those, escalated.
+    pub escalated: u64,
+    /// Median MTTR of the healed ones, ms (off the histogram).
+    pub mttr_p50_ms: Option<i64>,
+    /// 90th percentile, ms.
+    pub mttr_p90_ms: Option<i64>,
+}
+
+/// The MTTR trend: the cells of one grouping summed per day, oldest first.
+/// Use a grouping that counts every incident once ([`GroupBy::Kind`] or
+/// [`GroupBy::Healer`]).
+pub fn trend(cells: &[(NaiveDate, String, AggCell)]) -> Vec<TrendPoint> {
+    let mut days: BTreeMap<NaiveDate, AggCell> = BTreeMap::new();
+    for (day, _, c) in cells {
+        days.entry(*day).or_default().merge(c);
+    }
+    days.into_iter()
+        .map(|(day, c)| TrendPoint {
+            day,
+            closed: c.closed,
+            healed: c.healed,
+            escalated: c.escalated,
+            mttr_p50_ms: c.percentile(0.5),
+            mttr_p90_ms: c.percentile(0.9),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -154,9 +201,15 @@ mod tests {
     fn cells_sum_and_percentiles_come_from_the_histogram() {
         let mut a = AggCell::default();
         for ms in [1000, 2000, 3000, 4000] {
-            a.add(Closed { mttr_ms: Some(ms) });
+            a.add(Closed {
+                mttr_ms: Some(ms),
+                escalated: false,
+            });
         }
-        a.add(Closed { mttr_ms: None });
+        a.add(Closed {
+            mttr_ms: None,
+            escalated: true,
+        });
         let s = rows(GroupBy::Kind, &[("alarm".into(), a)], &[]);
         let r = &s.rows[0];
         assert_eq!((r.count, r.healed, r.open), (5, 4, 0));
@@ -164,5 +217,30 @@ mod tests {
         let p50 = r.mttr_p50_ms.expect("p50");
         assert!((2000..=2400).contains(&p50), "{p50}");
         assert!(r.mttr_max_ms.expect("max") >= 4000);
+    }
+
+    #[test]
+    fn the_trend_sums_every_key_of_a_day() {
+        let cell = |ms: &[u64]| {
+            let mut c = AggCell::default();
+            for m in ms {
+                c.add(Closed {
+                    mttr_ms: Some(*m),
+                    escalated: false,
+                });
+            }
+            c
+        };
+        let d1 = NaiveDate::from_ymd_opt(2026, 12, 1).expect("day");
+        let d2 = NaiveDate::from_ymd_opt(2026, 12, 2).expect("day");
+        let t = trend(&[
+            (d2, "b".into(), cell(&[8000])),
+            (d1, "a".into(), cell(&[1000, 1000])),
+            (d1, "b".into(), cell(&[1000])),
+        ]);
+        assert_eq!(t.len(), 2);
+        assert_eq!((t[0].day, t[0].closed, t[0].healed), (d1, 3, 3));
+        assert!((1000..=1200).contains(&t[0].mttr_p50_ms.expect("p50")));
+        assert_eq!((t[1].day, t[1].healed), (d2, 1));
     }
 }

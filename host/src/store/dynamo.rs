@@ -664,12 +664,13 @@ impl Store for DynamoStore {
             .key("pk", s(by.as_str()))
             .key("sk", s(format!("{day}#{key}")))
             .expression_attribute_values(":one", n(1));
-        update = match closed.mttr_ms {
-            Some(ms) => update
+        update = match (closed.mttr_ms, closed.escalated) {
+            (Some(ms), _) => update
                 .update_expression("ADD closed :one, healed :one, mttr_sum :ms, #b :one")
                 .expression_attribute_names("#b", format!("b{}", bucket_of(ms)))
                 .expression_attribute_values(":ms", n(ms)),
-            None => update.update_expression("ADD closed :one"),
+            (None, true) => update.update_expression("ADD closed :one, escalated :one"),
+            (None, false) => update.update_expression("ADD closed :one"),
         };
         update.send().await.map_err(err)?;
         Ok(())
@@ -679,7 +680,7 @@ impl Store for DynamoStore {
         &self,
         by: GroupBy,
         from: NaiveDate,
-    ) -> Result<Vec<(String, AggCell)>, StoreError> {
+    ) -> Result<Vec<(NaiveDate, String, AggCell)>, StoreError> {
         // Days sort as text (YYYY-MM-DD), so the window is one key range.
         let items = self
             .query_all(
@@ -692,7 +693,10 @@ impl Store for DynamoStore {
             .await?;
         let mut out = Vec::new();
         for item in &items {
-            let Some((_, key)) = get_s(item, "sk").and_then(|sk| sk.split_once('#')) else {
+            let Some((day, key)) = get_s(item, "sk").and_then(|sk| sk.split_once('#')) else {
+                continue;
+            };
+            let Ok(day) = day.parse::<NaiveDate>() else {
                 continue;
             };
             let num = |k: &str| {
@@ -706,10 +710,12 @@ impl Store for DynamoStore {
                 .map(|b| (b, num(&format!("b{b}"))))
                 .collect();
             out.push((
+                day,
                 key.to_owned(),
                 AggCell {
                     closed: num("closed"),
                     healed: num("healed"),
+                    escalated: num("escalated"),
                     mttr_sum_ms: num("mttr_sum"),
                     buckets,
                 },

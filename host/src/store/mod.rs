@@ -509,12 +509,13 @@ pub trait Store: Send + Sync {
         closed: aggregates::Closed,
     ) -> Result<(), StoreError>;
 
-    /// The aggregate cells under `by` from `from` on, one per day and key.
+    /// The aggregate cells under `by` from `from` on, one per day and key:
+    /// (day, key, cell).
     async fn aggregates(
         &self,
         by: GroupBy,
         from: NaiveDate,
-    ) -> Result<Vec<(String, aggregates::AggCell)>, StoreError>;
+    ) -> Result<Vec<(NaiveDate, String, aggregates::AggCell)>, StoreError>;
 
     /// Adds a record that just closed to every grouping's aggregates. A
     /// failure is logged, not returned: the incident's own write stands.
@@ -537,7 +538,12 @@ pub trait Store: Send + Sync {
         since: DateTime<Utc>,
     ) -> Result<Stats, StoreError> {
         let from = aggregates::first_day(since);
-        let cells = self.aggregates(by, from).await?;
+        let cells: Vec<(String, aggregates::AggCell)> = self
+            .aggregates(by, from)
+            .await?
+            .into_iter()
+            .map(|(_, k, c)| (k, c))
+            .collect();
         let filter = ListFilter {
             open: true,
             since: from.and_hms_opt(0, 0, 0).map(|t| t.and_utc()),

@@ -57,20 +57,21 @@ impl LifecycleState {
         }
     }
 
+    /// Every state, in lifecycle order.
+    pub const ALL: [LifecycleState; 8] = [
+        LifecycleState::Detected,
+        LifecycleState::Decided,
+        LifecycleState::Acting,
+        LifecycleState::Verifying,
+        LifecycleState::Healed,
+        LifecycleState::Escalated,
+        LifecycleState::Denied,
+        LifecycleState::Ignored,
+    ];
+
     /// Parses the wire name.
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            LifecycleState::Detected,
-            LifecycleState::Decided,
-            LifecycleState::Acting,
-            LifecycleState::Verifying,
-            LifecycleState::Healed,
-            LifecycleState::Escalated,
-            LifecycleState::Denied,
-            LifecycleState::Ignored,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
     /// Healed, escalated, denied and ignored are final.

@@ -542,19 +542,26 @@ impl Store for SqliteStore {
         &self,
         by: GroupBy,
         from: NaiveDate,
-    ) -> Result<Vec<(String, AggCell)>, StoreError> {
+    ) -> Result<Vec<(NaiveDate, String, AggCell)>, StoreError> {
         let from = from.to_string();
         self.run(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT key, cell FROM aggregates WHERE grouping = ?1 AND day >= ?2",
+                "SELECT day, key, cell FROM aggregates WHERE grouping = ?1 AND day >= ?2",
             )?;
             let rows = stmt.query_map(params![by.as_str(), from], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (key, cell) = row?;
-                out.push((key, serde_json::from_str(&cell).map_err(corrupt)?));
+                let (day, key, cell) = row?;
+                let day = day
+                    .parse::<NaiveDate>()
+                    .map_err(|e| StoreError::Corrupt(format!("aggregate day {day:?}: {e}")))?;
+                out.push((day, key, serde_json::from_str(&cell).map_err(corrupt)?));
             }
             Ok(out)
         })

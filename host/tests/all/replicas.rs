@@ -276,7 +276,14 @@ impl Store for Flaky {
         &self,
         by: healer::store::GroupBy,
         from: chrono::NaiveDate,
-    ) -> Result<Vec<(String, healer::store::aggregates::AggCell)>, StoreError> {
+    ) -> Result<
+        Vec<(
+            chrono::NaiveDate,
+            String,
+            healer::store::aggregates::AggCell,
+        )>,
+        StoreError,
+    > {
         self.inner.aggregates(by, from).await
     }
     async fn policy_input(&self, hash: &str) -> Result<Option<String>, StoreError> {

@@ -399,6 +399,29 @@ async fn stats_and_pagination(store: &dyn Store) {
         Some((1, 1))
     );
 
+    // An escalation is counted apart from the healed (the dashboard's
+    // "escalated to humans").
+    let escalated = incident(201, IncidentKind::InstanceImpaired, 2_000);
+    store.create_incident(&escalated).await.expect("create");
+    store
+        .transition(&escalated.id, LifecycleState::Escalated, t(2_100), None)
+        .await
+        .expect("escalated");
+    let cells = store
+        .aggregates(GroupBy::Kind, midnight.date_naive())
+        .await
+        .expect("aggregates");
+    let cell = |key: &str| {
+        cells
+            .iter()
+            .filter(|(_, k, _)| k == key)
+            .fold((0, 0, 0), |(c, h, e), (_, _, x)| {
+                (c + x.closed, h + x.healed, e + x.escalated)
+            })
+    };
+    assert_eq!(cell("instance-impaired"), (1, 0, 1));
+    assert_eq!(cell("task-crashed").2, 0);
+
     // Pagination: 25 incidents, pages of 7, each seen exactly once.
     for i in 0..25 {
         store
