@@ -149,7 +149,9 @@ async fn ingest(
         .ingest
         .as_ref()
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "this service does not ingest events"))?;
-    match ingest.ingest(body, origin).await {
+    let handled = ingest.ingest(body, origin).await;
+    api.feed.wake();
+    match handled {
         Handled::Done {
             incidents,
             healed,

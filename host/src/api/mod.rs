@@ -1,5 +1,7 @@
 //! The HTTP API `healer run` serves.
 //!
+//! - `GET /` and `/ui/*`: the dashboard's page and assets, open (they hold
+//!   no data; the page asks for the token the data routes need).
 //! - `GET /health`: open (the ECS health check and load balancers probe it).
 //! - `GET /metrics`: open, Prometheus text format (see [`crate::metrics`]).
 //! - Admin (bearer token; off when none is configured): `PUT /policies/{name}`
@@ -9,7 +11,9 @@
 //!   /incidents/{id}/approve` and `/deny` (the steps the approval rule holds).
 //! - Read (the token when one is set, else direct loopback): `GET /policies`,
 //!   `GET /kill-switch`, `GET /incidents`
-//!   (filters, signed cursors), `GET /incidents/{id}`, `GET /stats`.
+//!   (filters, signed cursors), `GET /incidents/{id}`, `GET /stats`, `GET
+//!   /overview` (the dashboard's first screen), `GET /incidents/stream`
+//!   (server-sent events as incidents change, see [`feed`]).
 //! - Ingestion: `POST /events` takes a raw AWS payload (what SQS would carry)
 //!   and answers 202 once it is recorded; `POST /events/eventbridge` does the
 //!   same for EventBridge API destinations, authenticated by a shared secret
@@ -20,8 +24,10 @@
 
 mod auth;
 mod cursor;
+mod dashboard;
 mod error;
 mod events;
+pub mod feed;
 mod health;
 mod incidents;
 mod policies;
@@ -83,6 +89,8 @@ pub struct ApiState {
     approvals: Option<Arc<dyn Approvals>>,
     /// The read API's cursor signer, keyed once from the store.
     cursors: Arc<tokio::sync::OnceCell<cursor::Cursors>>,
+    /// The incident stream's shared watcher.
+    feed: Arc<feed::Feed>,
 }
 
 /// Builds the router.
@@ -105,6 +113,7 @@ impl Api {
                 sns: None,
                 approvals: None,
                 cursors: Arc::default(),
+                feed: Arc::default(),
             },
             max_policy_bytes: DEFAULT_MAX_POLICY_BYTES,
         }
@@ -153,6 +162,13 @@ impl Api {
         self
     }
 
+    /// The service's stop: the incident streams end when it turns true, so
+    /// an open dashboard does not hold up a graceful shutdown.
+    pub fn stop(mut self, stop: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.state.feed = Arc::new(feed::Feed::new(stop));
+        self
+    }
+
     /// Largest component `PUT /policies/{name}` takes.
     pub fn max_policy_bytes(mut self, bytes: usize) -> Self {
         self.max_policy_bytes = bytes;
@@ -166,6 +182,11 @@ impl Api {
             .delete(policies::retire)
             .layer(DefaultBodyLimit::max(self.max_policy_bytes));
         Router::new()
+            .route("/", get(dashboard::index))
+            .route("/ui/meta", get(dashboard::meta))
+            .route("/ui/{name}", get(dashboard::ui))
+            .route("/overview", get(dashboard::overview))
+            .route("/incidents/stream", get(feed::stream))
             .route("/health", get(health::health))
             .route("/metrics", get(metrics))
             .route(
@@ -225,8 +246,8 @@ async fn guard(
     let path = req.uri().path();
     let open = matches!(
         path,
-        "/health" | "/metrics" | "/events/sns" | "/events/eventbridge"
-    );
+        "/" | "/health" | "/metrics" | "/events/sns" | "/events/eventbridge"
+    ) || (path.starts_with("/ui/") && *req.method() == Method::GET);
     if open {
         return next.run(req).await;
     }

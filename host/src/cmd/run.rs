@@ -447,6 +447,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             .eventbridge_secret(eventbridge)
             .sns(sns)
             .max_policy_bytes(a.max_policy_bytes)
+            .stop(stop_rx.clone())
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
         let mut http_stop = stop_rx.clone();

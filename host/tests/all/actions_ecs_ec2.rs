@@ -46,21 +46,6 @@ pub(crate) fn moto_api(endpoint: &str, method: &str, path: &str, body: &str) -> 
         .unwrap_or_default()
 }
 
-fn base64(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let (mut out, mut acc, mut bits) = (Vec::new(), 0u32, 0);
-    for c in text.bytes().filter(|c| *c != b'=') {
-        let v = ALPHABET.iter().position(|a| *a == c).expect("base64") as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
-}
-
 /// moto's recorder writes one file, `moto_recording` in its working
 /// directory (the test's), whichever server records: one recording at a time.
 static RECORDER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -89,7 +74,7 @@ pub(crate) fn recorded_operations(endpoint: &str) -> Vec<String> {
             }
             let body = v["body"].as_str().unwrap_or_default();
             let body = if v["body_encoded"].as_bool() == Some(true) {
-                String::from_utf8_lossy(&base64(body)).into_owned()
+                String::from_utf8_lossy(&crate::support::base64(body)).into_owned()
             } else {
                 body.to_owned()
             };

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_lambda::primitives::Blob;
@@ -19,6 +19,7 @@ use healer::decision::Action;
 use healer::incident::Incident;
 
 use crate::moto;
+use crate::support::http;
 
 fn incident(function: &str) -> Incident {
     Incident::from_json(
@@ -45,41 +46,6 @@ fn reset(function: &str) -> Action {
         function_name: function.into(),
         environment: vec![("FAILURE_RATE".into(), "0".into())],
     }
-}
-
-/// One HTTP/1.1 request to `endpoint` (`http://host:port`), answered with
-/// `Connection: close`: the status and the body.
-fn http(
-    endpoint: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String) {
-    let addr = endpoint.trim_start_matches("http://");
-    let mut conn = TcpStream::connect(addr).expect("connect to moto");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    conn.write_all(req.as_bytes()).expect("send");
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).expect("read");
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// The IAM role a function needs, made with IAM's query API (healer has no
