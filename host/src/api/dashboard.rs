@@ -21,7 +21,7 @@ use super::{ApiError, ApiState, Caller, ErrorCode};
 use crate::metrics::Counter;
 use crate::safety::KillSwitch;
 use crate::store::aggregates::{self, AggCell, TrendPoint};
-use crate::store::{GroupBy, IncidentRecord, LifecycleState, ListFilter, StatsRow};
+use crate::store::{GroupBy, IncidentRecord, LifecycleState, StatsRow};
 
 /// The embedded assets: (name, content type, body).
 const ASSETS: [(&str, &str, &str); 3] = [
@@ -198,24 +198,6 @@ fn series(c: Counter) -> Vec<Series> {
         .collect()
 }
 
-/// Every open incident (they are few: incidents close within minutes).
-async fn open_incidents(api: &ApiState) -> Result<Vec<IncidentRecord>, ApiError> {
-    let filter = ListFilter {
-        open: true,
-        ..ListFilter::default()
-    };
-    let mut open = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = api.store()?.list(&filter, token.as_deref(), 500).await?;
-        open.extend(page.items.into_iter().filter(|r| !r.state.is_terminal()));
-        match page.next {
-            Some(t) => token = Some(t),
-            None => return Ok(open),
-        }
-    }
-}
-
 fn open_now(open: &[IncidentRecord]) -> OpenNow {
     let mut o = OpenNow {
         total: open.len(),
@@ -268,7 +250,7 @@ pub(super) async fn overview(
     let start = from.and_hms_opt(0, 0, 0).map_or(since, |t| t.and_utc());
     let store = api.store()?;
     let (open, kinds, healers, kill_switch) = tokio::try_join!(
-        open_incidents(&api),
+        async { Ok(store.all_open().await?) },
         async { Ok(store.aggregates(GroupBy::Kind, from).await?) },
         async { Ok(store.aggregates(GroupBy::Healer, from).await?) },
         async { Ok::<_, ApiError>(crate::safety::kill_switch_flag(store.as_ref()).await?) },

@@ -2,8 +2,8 @@
 //! events, for the dashboard's live list.
 //!
 //! One watcher task per replica serves every subscriber: it starts with the
-//! first one, reads the newest [`WATCH_WINDOW`] incidents every
-//! [`POLL_EVERY`] (or at once when `POST /events` records something), and
+//! first one, reads the newest [`WATCH_WINDOW`] incidents (detected in the
+//! last week: [`Store::recent`]) every [`POLL_EVERY`] (or at once when `POST /events` records something), and
 //! broadcasts each record whose version changed as an `incident` event
 //! carrying the whole record. It stops when the last subscriber leaves, and
 //! every stream ends when the service stops, so a shutdown never waits on an
@@ -26,7 +26,7 @@ use futures_util::Stream;
 use tokio::sync::{Notify, broadcast, watch};
 
 use super::{ApiError, ApiState, Caller};
-use crate::store::{ListFilter, Store};
+use crate::store::Store;
 
 /// How often the watcher reads the store when nothing woke it.
 pub const POLL_EVERY: Duration = Duration::from_millis(500);
@@ -34,6 +34,8 @@ pub const POLL_EVERY: Duration = Duration::from_millis(500);
 pub const WATCH_WINDOW: usize = 100;
 /// Events a subscriber may fall behind before it is told to resync.
 const BACKLOG: usize = 256;
+/// Streams one replica serves at once; past it a new one is refused (503).
+pub const MAX_STREAMS: usize = 256;
 
 /// What the watcher broadcasts.
 #[derive(Debug, Clone)]
@@ -48,7 +50,12 @@ enum Change {
 pub struct Feed {
     tx: broadcast::Sender<Change>,
     wake: Notify,
+    /// Whether a watcher runs; taken by `subscribe` and by the watcher
+    /// deciding to stop, so exactly one watcher runs while anyone listens.
     running: Mutex<bool>,
+    /// True once the running watcher has read the store (changes after
+    /// that are broadcast); false while none runs.
+    primed: watch::Sender<bool>,
     stop: watch::Receiver<bool>,
     /// The sender of a feed made without the service's stop (tests).
     _own_stop: Option<watch::Sender<bool>>,
@@ -65,6 +72,11 @@ impl Default for Feed {
     }
 }
 
+/// How long a new subscriber waits for the watcher's first read.
+const PRIME_WAIT: Duration = Duration::from_secs(5);
+/// Least time between two reads, however often `POST /events` wakes the watcher.
+const MIN_READ_GAP: Duration = Duration::from_millis(100);
+
 impl Feed {
     /// A feed whose streams end when `stop` turns true.
     pub fn new(stop: watch::Receiver<bool>) -> Self {
@@ -72,6 +84,7 @@ impl Feed {
             tx: broadcast::channel(BACKLOG).0,
             wake: Notify::new(),
             running: Mutex::new(false),
+            primed: watch::channel(false).0,
             stop,
             _own_stop: None,
         }
@@ -82,26 +95,65 @@ impl Feed {
         self.wake.notify_one();
     }
 
-    /// A new subscriber; starts the watcher if none runs, after it has read
-    /// the store once, so every change after this call is sent.
+    /// A new subscriber. Starts the watcher if none runs, and returns once
+    /// the watcher has read the store, so every change after this call is
+    /// sent. A subscriber that goes away while waiting leaves nothing
+    /// behind: the watcher runs on its own and stops when no one listens.
     async fn subscribe(
         self: &Arc<Self>,
         store: Arc<dyn Store>,
     ) -> Result<broadcast::Receiver<Change>, ApiError> {
-        let rx = self.tx.subscribe();
-        let start = {
-            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-            !std::mem::replace(&mut *running, true)
-        };
-        if start {
-            let mut seen = HashMap::new();
-            if let Err(e) = read(store.as_ref(), &mut seen).await {
-                *self.running.lock().unwrap_or_else(|e| e.into_inner()) = false;
-                return Err(e.into());
-            }
-            tokio::spawn(watch(self.clone(), store, seen));
+        if *self.stop.borrow() {
+            return Err(ApiError::new(
+                super::ErrorCode::Unavailable,
+                "the service is stopping",
+            ));
         }
-        Ok(rx)
+        let rx = {
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            if self.tx.receiver_count() >= MAX_STREAMS {
+                return Err(ApiError::new(
+                    super::ErrorCode::Unavailable,
+                    format!("this replica already serves {MAX_STREAMS} incident streams"),
+                ));
+            }
+            let rx = self.tx.subscribe();
+            if !*running {
+                *running = true;
+                self.primed.send_replace(false);
+                tokio::spawn(watch(self.clone(), store));
+            }
+            rx
+        };
+        let mut primed = self.primed.subscribe();
+        match tokio::time::timeout(PRIME_WAIT, primed.wait_for(|p| *p)).await {
+            Ok(Ok(_)) => Ok(rx),
+            _ => Err(ApiError::new(
+                super::ErrorCode::Unavailable,
+                "the incident stream could not read the store; try again",
+            )),
+        }
+    }
+
+    /// Stops the watcher if no one listens (under the lock `subscribe`
+    /// takes, so a subscriber arriving now either sees it running or starts
+    /// a new one).
+    fn idle(&self) -> bool {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if self.tx.receiver_count() == 0 {
+            *running = false;
+            self.primed.send_replace(false);
+            return true;
+        }
+        false
+    }
+}
+
+/// Resolves when the service stops (never, if its stop sender is gone
+/// without having said so).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -111,13 +163,11 @@ async fn read(
     store: &dyn Store,
     seen: &mut HashMap<String, u64>,
 ) -> Result<Vec<Change>, crate::store::StoreError> {
-    let page = store
-        .list(&ListFilter::default(), None, WATCH_WINDOW)
-        .await?;
+    let page = store.recent(WATCH_WINDOW).await?;
     let mut changed = Vec::new();
     let primed = !seen.is_empty();
-    let mut now = HashMap::with_capacity(page.items.len());
-    for r in &page.items {
+    let mut now = HashMap::with_capacity(page.len());
+    for r in &page {
         let id = r.incident.id.to_string();
         if seen.get(&id) != Some(&r.version) {
             match serde_json::to_string(r) {
@@ -129,41 +179,52 @@ async fn read(
         now.insert(id, r.version);
     }
     *seen = now;
-    if primed && page.items.len() == WATCH_WINDOW && changed.len() == WATCH_WINDOW {
+    if primed && page.len() == WATCH_WINDOW && changed.len() == WATCH_WINDOW {
         changed.push(Change::Resync);
     }
     Ok(changed)
 }
 
-/// The watcher: reads and broadcasts until no one listens or the service stops.
-async fn watch(feed: Arc<Feed>, store: Arc<dyn Store>, mut seen: HashMap<String, u64>) {
+/// The watcher: reads and broadcasts until no one listens or the service
+/// stops. A failed read is retried with backoff (up to 10 s apart).
+async fn watch(feed: Arc<Feed>, store: Arc<dyn Store>) {
     let mut stop = feed.stop.clone();
+    let mut seen = HashMap::new();
+    let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(POLL_EVERY) => {}
-            _ = feed.wake.notified() => {}
-            _ = stop.wait_for(|s| *s) => break,
-        }
-        {
-            // Checked under the lock `subscribe` takes, so a subscriber
-            // arriving now either sees the watcher running or starts one.
-            let mut running = feed.running.lock().unwrap_or_else(|e| e.into_inner());
-            if feed.tx.receiver_count() == 0 {
-                *running = false;
-                return;
+            _ = tokio::time::sleep(wait) => {}
+            _ = feed.wake.notified(), if *feed.primed.borrow() => {
+                tokio::time::sleep(MIN_READ_GAP).await;
             }
+            _ = stopped(&mut stop) => break,
+        }
+        if feed.idle() {
+            return;
         }
         match read(store.as_ref(), &mut seen).await {
             Ok(changed) => {
-                for change in changed {
-                    // No receiver left: the next turn stops.
-                    let _ = feed.tx.send(change);
+                if !*feed.primed.borrow() {
+                    // The first read primes: subscribers load the list after it.
+                    feed.primed.send_replace(true);
+                } else {
+                    for change in changed {
+                        // No receiver left: the next turn stops.
+                        let _ = feed.tx.send(change);
+                    }
                 }
+                wait = POLL_EVERY;
             }
-            Err(e) => tracing::warn!(error = %e, "The incident stream could not read the store."),
+            Err(e) => {
+                wait = (wait * 2).clamp(POLL_EVERY, Duration::from_secs(10));
+                tracing::warn!(error = %e, retry_in = ?wait,
+                    "The incident stream could not read the store.");
+            }
         }
     }
-    *feed.running.lock().unwrap_or_else(|e| e.into_inner()) = false;
+    let mut running = feed.running.lock().unwrap_or_else(|e| e.into_inner());
+    *running = false;
+    feed.primed.send_replace(false);
 }
 
 /// `GET /incidents/stream`.
@@ -191,7 +252,7 @@ pub(super) async fn stream(
                     }
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
-                _ = stop.wait_for(|s| *s) => return None,
+                _ = stopped(&mut stop) => return None,
             };
             Some((Ok(event), (None, rx, stop)))
         },

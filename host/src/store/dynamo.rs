@@ -101,6 +101,21 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// The incidents index by UTC day of detection (`day`, `detected_at`): the
+/// newest incidents without a scan.
+const BY_DAY: &str = "by-day";
+/// The sparse index of open incidents: only items with [`OPEN_FLAG`] are in
+/// it, and only open incidents carry it.
+const OPEN: &str = "open";
+/// Set (`"1"`) while an incident is open, removed when it closes.
+const OPEN_FLAG: &str = "open_flag";
+
+/// Whether an error says the table lacks an index (a table created before
+/// it existed): the caller falls back to a scan.
+fn no_such_index(e: &StoreError) -> bool {
+    e.to_string().contains("index")
+}
+
 /// Sort key of the actions index: zero-padded start time, so string order is time order.
 fn action_sk(at: DateTime<Utc>, incident: &str, step: usize) -> String {
     format!("{:015}#{incident}#{step:04}", at.timestamp_millis().max(0))
@@ -251,6 +266,43 @@ impl DynamoStore {
         }
     }
 
+    /// Up to `limit` items of one index partition, highest range key first.
+    async fn query_newest(
+        &self,
+        index: &str,
+        key_condition: &str,
+        names: Vec<(&str, &str)>,
+        values: Vec<(&str, AttributeValue)>,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        while out.len() < limit {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.tables.incidents)
+                .index_name(index)
+                .key_condition_expression(key_condition)
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit - out.len()).unwrap_or(1000).min(1000))
+                .set_exclusive_start_key(start.take());
+            for (k, v) in &names {
+                q = q.expression_attribute_names(*k, *v);
+            }
+            for (k, v) in &values {
+                q = q.expression_attribute_values(*k, v.clone());
+            }
+            let page = q.send().await.map_err(err)?;
+            out.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
     async fn query_all(
         &self,
         table: &str,
@@ -297,8 +349,16 @@ impl Store for DynamoStore {
             &[
                 ("by-resource", "resource_id", "detected_at"),
                 ("by-group", "group_id", "detected_at"),
+                (BY_DAY, "day", "detected_at"),
+                (OPEN, OPEN_FLAG, "detected_at"),
             ],
-            &[("resource_id", S), ("group_id", S), ("detected_at", N)],
+            &[
+                ("resource_id", S),
+                ("group_id", S),
+                ("day", S),
+                (OPEN_FLAG, S),
+                ("detected_at", N),
+            ],
         )
         .await?;
         self.create_table(
@@ -365,6 +425,10 @@ impl Store for DynamoStore {
             ("state".to_owned(), s(record.state.as_str())),
             ("resource_id".to_owned(), s(&inc.resource.id)),
             (
+                "day".to_owned(),
+                s(inc.detected_at.date_naive().to_string()),
+            ),
+            (
                 "detected_at".to_owned(),
                 n(inc.detected_at.timestamp_millis()),
             ),
@@ -374,6 +438,9 @@ impl Store for DynamoStore {
         ]);
         if let Some(g) = &inc.group {
             item.insert("group_id".into(), s(&g.id));
+        }
+        if !record.state.is_terminal() {
+            item.insert(OPEN_FLAG.into(), s("1"));
         }
         let put = self
             .client
@@ -410,13 +477,23 @@ impl Store for DynamoStore {
         record: &IncidentRecord,
         expected_version: u64,
     ) -> Result<bool, StoreError> {
+        // The open flag (the sparse index of open incidents) goes with the state.
+        let open = !record.state.is_terminal();
         let res = self
             .client
             .update_item()
             .table_name(&self.tables.incidents)
             .key("id", s(record.incident.id.as_str()))
-            .update_expression("SET #st = :st, #v = :nv, #r = :r")
+            .update_expression(if open {
+                "SET #st = :st, #v = :nv, #r = :r, #o = :one"
+            } else {
+                "SET #st = :st, #v = :nv, #r = :r REMOVE #o"
+            })
+            .set_expression_attribute_values(
+                open.then(|| HashMap::from([(":one".to_owned(), s("1"))])),
+            )
             .condition_expression("#v = :ev")
+            .expression_attribute_names("#o", OPEN_FLAG)
             .expression_attribute_names("#st", "state")
             .expression_attribute_names("#v", "version")
             .expression_attribute_names("#r", "record")
@@ -523,6 +600,81 @@ impl Store for DynamoStore {
             incidents_resource,
             incidents_group,
         })
+    }
+
+    async fn recent(&self, limit: usize) -> Result<Vec<IncidentRecord>, StoreError> {
+        let today = Utc::now().date_naive();
+        let mut out = Vec::new();
+        for back in 0..=super::RECENT_DAYS {
+            if out.len() >= limit {
+                break;
+            }
+            let day = today - chrono::Duration::days(back);
+            let items = match self
+                .query_newest(
+                    BY_DAY,
+                    "#d = :d",
+                    vec![("#d", "day")],
+                    vec![(":d", s(day.to_string()))],
+                    limit - out.len(),
+                )
+                .await
+            {
+                Ok(items) => items,
+                Err(e) if no_such_index(&e) => {
+                    tracing::warn!(error = %e, "The incidents table has no by-day index \
+                        (created before it existed): the newest incidents are read by scan.");
+                    let filter = ListFilter {
+                        since: Some(Utc::now() - chrono::Duration::days(super::RECENT_DAYS)),
+                        ..ListFilter::default()
+                    };
+                    return Ok(self.list(&filter, None, limit).await?.items);
+                }
+                Err(e) => return Err(e),
+            };
+            for item in &items {
+                out.push(record_of(item)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn all_open(&self) -> Result<Vec<IncidentRecord>, StoreError> {
+        let items = match self
+            .query_all(
+                &self.tables.incidents,
+                Some(OPEN),
+                "#o = :one",
+                vec![("#o", OPEN_FLAG)],
+                vec![(":one", s("1"))],
+            )
+            .await
+        {
+            Ok(items) => items,
+            Err(e) if no_such_index(&e) => {
+                tracing::warn!(error = %e, "The incidents table has no open index \
+                    (created before it existed): open incidents are read by scan.");
+                let filter = ListFilter {
+                    open: true,
+                    ..ListFilter::default()
+                };
+                let mut open = Vec::new();
+                let mut token: Option<String> = None;
+                loop {
+                    let page = self.list(&filter, token.as_deref(), 500).await?;
+                    open.extend(page.items.into_iter().filter(|r| !r.state.is_terminal()));
+                    match page.next {
+                        Some(t) => token = Some(t),
+                        None => return Ok(open),
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        let mut open = items.iter().map(record_of).collect::<Result<Vec<_>, _>>()?;
+        open.retain(|r| !r.state.is_terminal());
+        open.sort_by_key(|r| std::cmp::Reverse(r.incident.detected_at));
+        Ok(open)
     }
 
     async fn list(

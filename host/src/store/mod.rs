@@ -149,6 +149,9 @@ pub type Change<'a> =
 /// How many times a compare-and-set update retries before giving up.
 const CAS_RETRIES: usize = 16;
 
+/// How far back [`Store::recent`] looks.
+pub const RECENT_DAYS: i64 = 7;
+
 /// The store seam. Backends implement the primitives; the lifecycle operations
 /// are provided on top of them.
 #[async_trait]
@@ -193,6 +196,38 @@ pub trait Store: Send + Sync {
         page_token: Option<&str>,
         limit: usize,
     ) -> Result<Page, StoreError>;
+
+    /// The `limit` most recently detected incidents of the last
+    /// [`RECENT_DAYS`] days, newest first (the dashboard's live feed). The
+    /// default is the first page of [`Store::list`], which is newest first
+    /// on SQLite; DynamoDB reads its by-day index, one day at a time.
+    async fn recent(&self, limit: usize) -> Result<Vec<IncidentRecord>, StoreError> {
+        let filter = ListFilter {
+            since: Some(Utc::now() - chrono::Duration::days(RECENT_DAYS)),
+            ..ListFilter::default()
+        };
+        Ok(self.list(&filter, None, limit).await?.items)
+    }
+
+    /// Every incident not in a terminal state (they are few: incidents close
+    /// within minutes). The default pages [`Store::list`]; DynamoDB reads its
+    /// sparse index of open incidents instead of scanning the table.
+    async fn all_open(&self) -> Result<Vec<IncidentRecord>, StoreError> {
+        let filter = ListFilter {
+            open: true,
+            ..ListFilter::default()
+        };
+        let mut open = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.list(&filter, token.as_deref(), 500).await?;
+            open.extend(page.items.into_iter().filter(|r| !r.state.is_terminal()));
+            match page.next {
+                Some(t) => token = Some(t),
+                None => return Ok(open),
+            }
+        }
+    }
 
     /// Takes (or renews) the lease on an incident for `owner` until `now + ttl`,
     /// if it is free, expired, or already `owner`'s. Exactly one replica wins.
@@ -544,21 +579,13 @@ pub trait Store: Send + Sync {
             .into_iter()
             .map(|(_, k, c)| (k, c))
             .collect();
-        let filter = ListFilter {
-            open: true,
-            since: from.and_hms_opt(0, 0, 0).map(|t| t.and_utc()),
-            ..ListFilter::default()
-        };
-        let mut open = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self.list(&filter, token.as_deref(), 500).await?;
-            open.extend(page.items.into_iter().filter(|r| !r.state.is_terminal()));
-            match page.next {
-                Some(t) => token = Some(t),
-                None => break,
-            }
-        }
+        let start = from.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+        let open: Vec<IncidentRecord> = self
+            .all_open()
+            .await?
+            .into_iter()
+            .filter(|r| start.is_none_or(|s| r.incident.detected_at >= s))
+            .collect();
         Ok(aggregates::rows(by, &cells, &open))
     }
 

@@ -850,3 +850,90 @@ async fn a_hundred_api_swaps_under_load_lose_and_mix_nothing() {
     assert_eq!(decided_by(&r.registry).as_deref(), Some("1"));
     assert_eq!(r.catalog.swaps(), 101);
 }
+
+/// Reads server-sent events off `body` until `seen` holds `needle`.
+async fn stream_until(body: &mut Body, seen: &mut String, needle: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !seen.contains(needle) {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} in 5 s; got {seen}"))
+            .expect("the stream is open")
+            .expect("frame");
+        if let Ok(data) = frame.into_data() {
+            seen.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+}
+
+/// `GET /incidents/stream`: `ready`, then each change the store records as
+/// an `incident` event with the whole record (whoever wrote it); the caller
+/// needs the token; the stream ends when the service stops.
+#[tokio::test]
+async fn the_incident_stream_sends_changes_and_ends_when_the_service_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = sqlite(dir.path()).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let router = Api::new(Arc::new(Health::new(Vec::new(), true, None)))
+        .token(Some(AdminToken::new(TOKEN).expect("strong token")))
+        .store(store.clone())
+        .stop(stopped)
+        .router()
+        .layer(MockConnectInfo(
+            "127.0.0.1:9".parse::<SocketAddr>().expect("addr"),
+        ));
+    let open = |token: Option<&str>| {
+        let mut req = Request::get("/incidents/stream");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        router
+            .clone()
+            .oneshot(req.body(Body::empty()).expect("request"))
+    };
+    let refused = open(None).await.expect("infallible");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    // A first subscriber that goes away while the watcher starts leaves
+    // the feed working for the next one.
+    tokio::spawn(open(Some(TOKEN))).abort();
+    let resp = open(Some(TOKEN)).await.expect("infallible");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body();
+    let mut seen = String::new();
+    stream_until(&mut body, &mut seen, "event: ready").await;
+
+    // Detected now: the stream follows the last week's newest incidents.
+    let inc = healer::Incident::from_json(
+        format!(
+            r#"{{"kind":"alarm","source":"test","reason":"streamed",
+                "resource":{{"kind":"alarm","id":"arn:aws:cloudwatch:us-east-1:1:alarm:streamed"}},
+                "detected-at":"{}"}}"#,
+            chrono::Utc::now().to_rfc3339()
+        )
+        .as_bytes(),
+    )
+    .expect("incident");
+    let (created, _) = store.create_incident(&inc).await.expect("create");
+    stream_until(&mut body, &mut seen, &format!("\"id\":\"{}\"", inc.id)).await;
+    assert!(seen.contains("event: incident"), "{seen}");
+    store
+        .transition(
+            &created.incident.id,
+            healer::store::LifecycleState::Escalated,
+            chrono::Utc::now(),
+            Some("by hand".into()),
+        )
+        .await
+        .expect("escalate");
+    stream_until(&mut body, &mut seen, "\"state\":\"escalated\"").await;
+
+    stop.send(true).expect("stop");
+    let end = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while let Some(frame) = body.frame().await {
+            frame.expect("frame");
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the stream outlived the service's stop");
+}

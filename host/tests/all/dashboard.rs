@@ -16,6 +16,8 @@ use crate::support::{free_port, http};
 use crate::webdriver::Browser;
 
 const TOKEN: &str = "dashboard-token-0123456789";
+/// An alarm name that would run script if the page ever parsed data as HTML.
+const XSS: &str = "<img src=x onerror=window.__xss=1><script>window.__xss=2</script>";
 
 struct Service {
     child: Child,
@@ -138,6 +140,13 @@ fn seed(s: &Service) {
         let body = std::fs::read_to_string(&f).expect("read fixture");
         post_event(s, &body);
     }
+    // Markup in attacker-controlled text (an alarm's name) must stay text.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/aws-events");
+    let hostile =
+        std::fs::read_to_string(root.join("cloudwatch/eventbridge-alarm-metric-math.json"))
+            .expect("fixture")
+            .replace("TotalNetworkTrafficTooHigh", XSS);
+    post_event(s, &hostile);
     let now = chrono::Utc::now();
     for (i, clears) in [(1, true), (2, true), (3, false)] {
         let name = format!("i-0da5b0a2d0000000{i}");
@@ -425,6 +434,29 @@ fn the_dashboard_shows_the_store_live_and_swaps_policies_with_the_token() {
     );
     b.screenshot(&shots.join("incident-decision.png"));
     no_console_errors(&b, "an incident");
+
+    // The hostile alarm's incident page shows its name as text, runs nothing.
+    let hostile = get(&s, "/incidents?kind=alarm&limit=500")["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|r| {
+            r["incident"]["resource"]["id"]
+                .as_str()
+                .is_some_and(|id| id.contains("<img"))
+        })
+        .map(|r| r["incident"]["id"].as_str().expect("id").to_owned())
+        .expect("the hostile alarm was recorded");
+    b.go(&format!("{}/#/incident/{hostile}", s.url));
+    b.view("incident");
+    assert_eq!(
+        b.js(
+            "return [window.__xss === undefined, document.querySelectorAll('main img, main script').length,
+                     document.getElementById('main').innerText.includes(arguments[0])]",
+            json!([XSS])
+        ),
+        json!([true, 0, true])
+    );
 
     // MTTR.
     b.go(&format!("{}/#/mttr?since=2000-01-01T00:00:00Z", s.url));

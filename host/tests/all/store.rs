@@ -636,6 +636,56 @@ async fn decision_state_reads_the_window(store: &dyn Store) {
     assert!(no_group.incidents_group.is_empty());
 }
 
+/// The dashboard's reads: the newest incidents (newest first) and every open
+/// one, through their own indexes on DynamoDB.
+async fn recent_and_open(store: &dyn Store) {
+    let now = Utc::now();
+    let mut made = Vec::new();
+    for (i, hours) in [3, 1, 2].into_iter().enumerate() {
+        let mut inc = incident(900 + i, IncidentKind::TaskCrashed, 0);
+        inc = Incident::new(IncidentParts {
+            kind: inc.kind,
+            source: inc.source,
+            resource: inc.resource,
+            group: inc.group,
+            reason: inc.reason,
+            detail: inc.detail,
+            detected_at: now - chrono::Duration::hours(hours),
+            dedupe_key: format!("recent-{i}"),
+        });
+        store.create_incident(&inc).await.expect("create");
+        made.push(inc);
+    }
+    let recent = store.recent(2).await.expect("recent");
+    assert_eq!(
+        recent
+            .iter()
+            .map(|r| r.incident.id.clone())
+            .collect::<Vec<_>>(),
+        [made[1].id.clone(), made[2].id.clone()],
+        "newest first"
+    );
+    store
+        .transition(&made[1].id, LifecycleState::Escalated, now, None)
+        .await
+        .expect("close");
+    let open = store.all_open().await.expect("open");
+    assert!(open.iter().all(|r| !r.state.is_terminal()));
+    let ids: Vec<_> = open.iter().map(|r| r.incident.id.clone()).collect();
+    assert!(
+        ids.contains(&made[0].id) && ids.contains(&made[2].id),
+        "{ids:?}"
+    );
+    assert!(
+        !ids.contains(&made[1].id),
+        "a closed incident left the open ones"
+    );
+    // The closed one is still among the newest.
+    let recent = store.recent(1).await.expect("recent");
+    assert_eq!(recent[0].incident.id, made[1].id);
+    assert_eq!(recent[0].state, LifecycleState::Escalated);
+}
+
 async fn suite(store: Arc<dyn Store>) {
     store.init().await.expect("init");
     store.init().await.expect("init is idempotent");
@@ -647,6 +697,7 @@ async fn suite(store: Arc<dyn Store>) {
     config_governor_policies(store.as_ref()).await;
     decision_state_reads_the_window(store.as_ref()).await;
     policy_inputs(store.as_ref()).await;
+    recent_and_open(store.as_ref()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

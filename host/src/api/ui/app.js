@@ -290,7 +290,9 @@ function statsTable(rows, key, id) {
 }
 
 // Incidents: a filtered list kept live by the stream.
-const live = { abort: null, rows: new Map(), filters: {} };
+// `gen` counts list views: a page read that a newer view (a filter change,
+// a resync) outlived is dropped rather than written into the wrong list.
+const live = { abort: null, rows: new Map(), filters: {}, gen: 0, reload: null };
 
 function keeps(f, r) {
   const i = r.incident;
@@ -326,6 +328,7 @@ async function incidents(main, params) {
   for (const k of ["state", "kind", "resource", "policy", "since", "until"]) f[k] = params.get(k) || "";
   live.filters = f;
   live.rows = new Map();
+  const gen = ++live.gen;
   const tbody = h("tbody", { id: "incident-rows" });
   const more = h("button", { type: "button", id: "more", hidden: true }, "Older incidents");
   const status = h("p", { class: "legend", id: "live-status", "aria-live": "polite" }, "connecting to the live feed…");
@@ -357,9 +360,18 @@ async function incidents(main, params) {
     const q = Object.assign({}, f, { limit: 100 });
     if (cursor) q.cursor = cursor;
     const p = await api(`/incidents${query(q)}`);
+    if (gen !== live.gen) return;
     for (const r of p.items) upsert(tbody, r, false, true);
     cursor = p.next;
     more.hidden = !cursor;
+  };
+  // After a resync: the list read again, the filters and the stream kept.
+  live.reload = async () => {
+    if (gen !== live.gen) return;
+    tbody.replaceChildren();
+    live.rows = new Map();
+    cursor = null;
+    await page();
   };
   more.addEventListener("click", () => page().catch(fail));
   await page();
@@ -429,8 +441,13 @@ function onEvent(block, tbody) {
     let r;
     try { r = JSON.parse(data.join("\n")); } catch (_) { return; }
     if (keeps(live.filters, r)) upsert(tbody, r, true, false);
-  } else if (event === "resync") {
-    route();
+    else if (live.rows.has(r.incident.id)) {
+      // It no longer matches the filters (its state moved on).
+      live.rows.get(r.incident.id).remove();
+      live.rows.delete(r.incident.id);
+    }
+  } else if (event === "resync" && live.reload) {
+    live.reload().catch(fail);
   }
 }
 

@@ -45,6 +45,18 @@ resource "aws_dynamodb_table" "incidents" {
     type = "N"
   }
 
+  # UTC day of detection: the dashboard's newest incidents, by query.
+  attribute {
+    name = "day"
+    type = "S"
+  }
+
+  # Present only while an incident is open: a sparse index of open incidents.
+  attribute {
+    name = "open_flag"
+    type = "S"
+  }
+
   global_secondary_index {
     name            = "by-resource"
     hash_key        = "resource_id"
@@ -55,6 +67,20 @@ resource "aws_dynamodb_table" "incidents" {
   global_secondary_index {
     name            = "by-group"
     hash_key        = "group_id"
+    range_key       = "detected_at"
+    projection_type = "ALL"
+  }
+
+  global_secondary_index {
+    name            = "by-day"
+    hash_key        = "day"
+    range_key       = "detected_at"
+    projection_type = "ALL"
+  }
+
+  global_secondary_index {
+    name            = "open"
+    hash_key        = "open_flag"
     range_key       = "detected_at"
     projection_type = "ALL"
   }
