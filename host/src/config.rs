@@ -72,6 +72,10 @@ pub struct Policies {
     pub follow_interval_ms: Option<u64>,
     /// Largest uploaded component (`HEALER_MAX_POLICY_BYTES`).
     pub max_policy_bytes: Option<usize>,
+    /// Decisions a new version is judged on (`HEALER_REGRESSION_GUARD_DECISIONS`; 0: off).
+    pub regression_guard_decisions: Option<u64>,
+    /// The guard's margin, a fraction (`HEALER_REGRESSION_GUARD_MARGIN`).
+    pub regression_guard_margin: Option<f64>,
 }
 
 /// `[api]`: who may call the admin and ingestion routes.
@@ -260,6 +264,16 @@ impl ConfigFile {
         push_path(&mut out, "HEALER_POLICY_BLOBS", &p.blobs);
         push(&mut out, "HEALER_FOLLOW_INTERVAL_MS", &p.follow_interval_ms);
         push(&mut out, "HEALER_MAX_POLICY_BYTES", &p.max_policy_bytes);
+        push(
+            &mut out,
+            "HEALER_REGRESSION_GUARD_DECISIONS",
+            &p.regression_guard_decisions,
+        );
+        push(
+            &mut out,
+            "HEALER_REGRESSION_GUARD_MARGIN",
+            &p.regression_guard_margin,
+        );
         push_path(
             &mut out,
             "HEALER_ADMIN_TOKEN_FILE",

@@ -24,6 +24,8 @@ pub enum Counter {
     Actions,
     /// Policy swaps applied on this replica.
     PolicySwaps,
+    /// Versions the regression guard rolled back, by policy.
+    PolicyAutoRollbacks,
     /// SQS messages by result (`processed`, `rejected`, `failed`, `delete-failed`).
     SqsMessages,
 }
@@ -62,6 +64,7 @@ impl Counter {
             Counter::Denials => "healer_governor_denials_total",
             Counter::Actions => "healer_actions_total",
             Counter::PolicySwaps => "healer_policy_swaps_total",
+            Counter::PolicyAutoRollbacks => "healer_policy_auto_rollbacks_total",
             Counter::SqsMessages => "healer_sqs_messages_total",
         }
     }
@@ -74,6 +77,9 @@ impl Counter {
             Counter::Denials => "Steps the governor denied, by rule.",
             Counter::Actions => "Steps executed, by action and result.",
             Counter::PolicySwaps => "Policy versions swapped in on this replica.",
+            Counter::PolicyAutoRollbacks => {
+                "Policy versions the regression guard rolled back, by policy."
+            }
             Counter::SqsMessages => "SQS messages handled, by result.",
         }
     }

@@ -14,6 +14,11 @@ impl Policy for Swap {
     }
 
     fn decide(incident: &Incident, _ctx: &Context) -> Result<Decision, String> {
+        // A deliberately bad version, for the regression guard's test: this
+        // version fails every incident whose reason names it.
+        if incident.reason.contains(&format!("fail-in-{VERSION}")) {
+            return Err(format!("version {VERSION} cannot decide this"));
+        }
         // A little work, so decisions overlap with swaps.
         let mut h: u64 = 0;
         for b in incident.id.bytes().cycle().take(20_000) {

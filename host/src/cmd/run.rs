@@ -123,6 +123,15 @@ pub struct RunArgs {
     /// other replicas) and rescans the policy directory, in milliseconds.
     #[arg(long, env = "HEALER_FOLLOW_INTERVAL_MS", default_value_t = 2000)]
     follow_interval_ms: u64,
+    /// Regression guard: a newly activated version is judged on its first
+    /// this many decisions on this replica and rolled back when its failure
+    /// rate (traps, limits, policy errors) exceeds the previous version's by
+    /// more than the margin [default: 0, off].
+    #[arg(long, env = "HEALER_REGRESSION_GUARD_DECISIONS", default_value_t = 0)]
+    regression_guard_decisions: u64,
+    /// The regression guard's margin, as a fraction (0.2: 20 percentage points).
+    #[arg(long, env = "HEALER_REGRESSION_GUARD_MARGIN", default_value_t = 0.2)]
+    regression_guard_margin: f64,
     /// Largest policy component `PUT /policies/{name}` takes, in bytes.
     #[arg(long, env = "HEALER_MAX_POLICY_BYTES", default_value_t = healer::api::DEFAULT_MAX_POLICY_BYTES)]
     max_policy_bytes: usize,
@@ -438,6 +447,14 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             Duration::from_millis(a.follow_interval_ms.max(100)),
             stop_rx.clone(),
         ));
+        let guard = tokio::spawn(healer::policy::guard::run(
+            catalog.clone(),
+            healer::policy::guard::GuardConfig {
+                decisions: a.regression_guard_decisions,
+                margin: a.regression_guard_margin,
+            },
+            stop_rx.clone(),
+        ));
         let api = Api::new(health.clone())
             .token(token)
             .catalog(catalog)
@@ -485,6 +502,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             workers.await.context("worker pool panicked")?;
         }
         follower.await.context("policy follower panicked")?;
+        guard.await.context("regression guard panicked")?;
         server
             .await
             .context("HTTP server panicked")?

@@ -269,6 +269,31 @@ impl Catalog {
         self.id_of(name, &sha)
     }
 
+    /// Rolls back to the version before `sha256`, only while `sha256` is
+    /// the active version (the regression guard: replicas judging the same
+    /// version roll it back once). `None` when another version is active.
+    pub async fn rollback_if_active(
+        &self,
+        name: &str,
+        sha256: &str,
+        by: &str,
+    ) -> Result<Option<PolicyId>, CatalogError> {
+        let sha = self
+            .change(by, |set| {
+                let p = known(set, name)?;
+                if p.active() != Some(sha256) {
+                    return Ok(None);
+                }
+                if p.activations.len() < 2 {
+                    return Err(CatalogError::NoEarlier(name.to_owned()));
+                }
+                p.activations.pop();
+                Ok(p.active().map(str::to_owned))
+            })
+            .await?;
+        sha.map(|s| self.id_of(name, &s)).transpose()
+    }
+
     /// Promotes the shadow version to active.
     pub async fn activate(&self, name: &str, by: &str) -> Result<PolicyId, CatalogError> {
         let sha = self

@@ -12,6 +12,7 @@ pub mod catalog;
 mod context;
 mod engine;
 pub mod follow;
+pub mod guard;
 mod input;
 mod limits;
 mod registry;

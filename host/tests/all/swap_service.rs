@@ -36,8 +36,19 @@ fn start(policies: &Path, data: &Path) -> Replica {
 /// A replica on SQLite in `data`, or on the DynamoDB tables of the AWS at
 /// `dynamodb` (moto).
 fn start_on(policies: &Path, data: &Path, dynamodb: Option<&str>) -> Replica {
+    start_with(policies, data, dynamodb, &[])
+}
+
+/// The same, with more environment.
+fn start_with(
+    policies: &Path,
+    data: &Path,
+    dynamodb: Option<&str>,
+    env: &[(&str, &str)],
+) -> Replica {
     let listen = format!("127.0.0.1:{}", free_port());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_healer"));
+    cmd.envs(env.iter().copied());
     if let Some(endpoint) = dynamodb {
         cmd.env("HEALER_STORE", "dynamodb")
             .env("HEALER_TABLE_PREFIX", "swaps")
@@ -253,4 +264,85 @@ fn replicas_on_dynamodb_converge_on_a_push() {
     drop(b);
     let b = start_on(&pb, &dir.path().join("db"), Some(&moto.endpoint));
     wait_for(&b, |v| v == ["swap-test@2"], "kept the pushed version");
+}
+
+/// An alarm whose reason is `reason`, as EventBridge delivers it.
+fn alarm_event(name: &str, reason: &str) -> String {
+    serde_json::json!({
+        "version": "0", "id": name, "detail-type": "CloudWatch Alarm State Change",
+        "source": "aws.cloudwatch", "account": "123456789012",
+        "time": chrono::Utc::now().to_rfc3339(), "region": "us-east-1",
+        "resources": [format!("arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}")],
+        "detail": {
+            "alarmName": name,
+            "state": {"value": "ALARM", "reason": reason,
+                      "timestamp": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()},
+            "previousState": {"value": "OK", "reason": "", "timestamp": "2024-01-01T00:00:00.000+0000"},
+            "configuration": {"metrics": []}
+        }
+    })
+    .to_string()
+}
+
+/// The regression guard: a pushed version that fails its first decisions
+/// is rolled back on its own, with the reason recorded and counted.
+#[test]
+fn the_regression_guard_rolls_back_a_version_that_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (policies, data) = (dir.path().join("p"), dir.path().join("data"));
+    std::fs::create_dir(&policies).expect("mkdir");
+    std::fs::copy(artifacts::SWAP_V1, policies.join("swap.wasm")).expect("copy");
+    let r = start_with(
+        &policies,
+        &data,
+        None,
+        &[
+            ("HEALER_REGRESSION_GUARD_DECISIONS", "5"),
+            ("HEALER_REGRESSION_GUARD_MARGIN", "0.5"),
+        ],
+    );
+    let post = |name: &str, reason: &str| {
+        let auth = format!("Bearer {TOKEN}");
+        let (status, text) = crate::support::http(
+            &r.url,
+            "POST",
+            "/events",
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            &alarm_event(name, reason),
+        );
+        assert_eq!(status, 202, "{text}");
+    };
+    // Version 1 decides well; version 2 fails what it is given.
+    for i in 0..5 {
+        post(&format!("guard-v1-{i}"), "fail-in-2");
+    }
+    let out = healer(&["policy", "push", artifacts::SWAP_V2, "--server", &r.url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(active(&r), ["swap-test@2"]);
+    for i in 0..5 {
+        post(&format!("guard-v2-{i}"), "fail-in-2");
+    }
+    wait_for(
+        &r,
+        |v| v == ["swap-test@1"],
+        "rolled back the failing version",
+    );
+    let out = healer(&["policy", "list", "--server", &r.url, "--json"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("regression-guard: swap-test@2 failed 5 of its first 5"),
+        "{listed}"
+    );
+    let (_, metrics) = crate::support::http(&r.url, "GET", "/metrics", &[], "");
+    assert!(
+        metrics.contains("healer_policy_auto_rollbacks_total{policy=\"swap-test\"} 1"),
+        "{metrics}"
+    );
 }
