@@ -30,10 +30,26 @@ pub struct ReplayArgs {
     #[arg(long)]
     json: bool,
     /// Exit 1 when any decision is of this sort (repeatable):
-    /// `changed` (a different plan), `errors` (a new error or trap). A
-    /// recorded version that does not reproduce its decisions always fails.
+    /// `changed` (a different plan), `errors` (a new error or trap),
+    /// `denied-more` (the governor would deny more of the candidate's steps
+    /// than of the recorded plan's; implies `--verdicts`). A recorded version
+    /// that does not reproduce its decisions always fails.
     #[arg(long, value_enum, value_delimiter = ',')]
     fail_on: Vec<FailOn>,
+    /// Judge the recorded plan and the candidate's on every incident with
+    /// the governor, against the store as it was when the incident was
+    /// decided (its actions before then, in the governor's window): what
+    /// would have been approved, denied and why. One store read per incident.
+    #[arg(long)]
+    verdicts: bool,
+    /// Governor limits JSON the plans are judged under (as `decide
+    /// --governor`) [default: the defaults].
+    #[arg(long, env = "HEALER_GOVERNOR")]
+    governor: Option<PathBuf>,
+    /// Resource facts JSON (as `decide --facts`): the store keeps no facts,
+    /// so the rules that need tags or group sizes see these.
+    #[arg(long)]
+    facts: Option<PathBuf>,
     /// Decisions run at once.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -131,6 +147,10 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         .against
         .clone()
         .unwrap_or_else(|| candidate.id.name.clone());
+    let judge = a.verdicts || a.fail_on.contains(&FailOn::DeniedMore);
+    let governor =
+        healer::safety::Governor::new(super::load_json(a.governor.as_deref(), "governor config")?);
+    let facts = healer::safety::Facts(super::load_json(a.facts.as_deref(), "facts")?);
     let runtime = runtime()?;
     let (reports, summary) = runtime.block_on(async {
         let store = a.store.open().await?;
@@ -141,6 +161,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
             &selection,
             &against,
             threads,
+            judge.then_some((&governor, &facts)),
         )
         .await
         .context("cannot read the recorded decisions")
@@ -209,6 +230,13 @@ fn print_cases(reports: &[CaseReport], summary: &Summary, against: &str) {
             own - summary.determinism_failures
         );
     }
+    if let Some(d) = &summary.denied {
+        println!(
+            "governor (each plan judged against the store at its decision; facts from --facts): \
+             {} -> {} steps denied; {} incidents with more denied",
+            d.recorded, d.candidate, summary.denied_more
+        );
+    }
     let s = &summary.skipped;
     if s.not_decided_by + s.missing_input > 0 {
         println!(
@@ -250,9 +278,51 @@ fn case_line(r: &CaseReport) -> Option<String> {
         String::new()
     };
     Some(format!(
-        "{} {} (was {} {}): {what}{reproduced}",
-        r.incident, r.kind, r.recorded.name, r.recorded.version
+        "{} {} (was {} {}): {what}{reproduced}{}",
+        r.incident,
+        r.kind,
+        r.recorded.name,
+        r.recorded.version,
+        governor_note(r)
     ))
+}
+
+/// The governor's verdicts on the candidate's plan, when judged: each step
+/// it would not approve, with the rule and reason, and the denials compared.
+fn governor_note(r: &CaseReport) -> String {
+    let Some(v) = &r.verdicts else {
+        return String::new();
+    };
+    let held: Vec<String> = v
+        .candidate
+        .iter()
+        .filter(|s| !s.verdict.is_approved())
+        .map(|s| {
+            let why = serde_json::to_value(&s.verdict)
+                .ok()
+                .and_then(|j| j.get("reason").and_then(|r| r.as_str()).map(str::to_owned))
+                .unwrap_or_default();
+            let rule = s.verdict.rule().map(|r| r.as_str()).unwrap_or_default();
+            format!(
+                "step {} {} {} ({rule}): {why}",
+                s.step,
+                s.action,
+                s.verdict.kind()
+            )
+        })
+        .collect();
+    let (was, now) = (
+        healer::replay::denied(&v.recorded),
+        healer::replay::denied(&v.candidate),
+    );
+    if held.is_empty() && was == 0 {
+        return " | governor: every step approved".to_owned();
+    }
+    format!(
+        " | governor: {was} -> {now} steps denied{}{}",
+        if held.is_empty() { "" } else { "; " },
+        held.join("; ")
+    )
 }
 
 fn describe(d: &PlanDiff) -> String {

@@ -6,6 +6,7 @@
 
 mod diff;
 mod shadow;
+mod verdicts;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use serde::Serialize;
 
 pub use diff::{Comparison, FieldChange, PlanDiff, StepChange, compare};
 pub use shadow::shadow_report;
+pub use verdicts::{denied, judge as judge_verdicts};
 
 use crate::incident::{IncidentId, IncidentKind};
 use crate::policy::{LoadedPolicy, PolicyEngine, PolicyId, PolicyInput};
@@ -170,6 +172,13 @@ pub struct CaseReport {
     pub fuel: Pair<u64>,
     /// Decision time in microseconds.
     pub duration_us: Pair<u64>,
+    /// The candidate's plan, when it made one (kept for the governor).
+    #[serde(skip)]
+    pub plan: Option<crate::Decision>,
+    /// With `--verdicts`: the governor's verdicts on the recorded plan and on
+    /// the candidate's, judged alike against the store at decision time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdicts: Option<Pair<Vec<crate::safety::StepVerdict>>>,
 }
 
 /// Runs `candidate` on every case's input, on `threads` threads (the
@@ -230,6 +239,8 @@ fn one(engine: &PolicyEngine, candidate: &LoadedPolicy, case: &Case) -> CaseRepo
             recorded: recorded.duration_us,
             candidate: duration_us,
         },
+        plan: result.and_then(Result::ok),
+        verdicts: None,
     }
 }
 
@@ -307,6 +318,12 @@ pub struct Summary {
     pub duration_p50_us: Pair<u64>,
     /// Replay throughput (decisions per second, store reads excluded).
     pub decisions_per_s: f64,
+    /// With `--verdicts`: steps the governor would deny (or hold), of the
+    /// recorded plans and of the candidate's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub denied: Option<Pair<usize>>,
+    /// With `--verdicts`: incidents where the candidate has more steps denied.
+    pub denied_more: usize,
 }
 
 impl Summary {
@@ -336,7 +353,17 @@ impl Summary {
             v.sort_unstable();
             v.get(v.len() / 2).copied().unwrap_or(0)
         };
+        let judged: Vec<&Pair<Vec<crate::safety::StepVerdict>>> =
+            reports.iter().filter_map(|r| r.verdicts.as_ref()).collect();
         Summary {
+            denied: (!judged.is_empty()).then(|| Pair {
+                recorded: judged.iter().map(|v| denied(&v.recorded)).sum(),
+                candidate: judged.iter().map(|v| denied(&v.candidate)).sum(),
+            }),
+            denied_more: judged
+                .iter()
+                .filter(|v| denied(&v.candidate) > denied(&v.recorded))
+                .count(),
             candidate: candidate.clone(),
             counts,
             by_kind,
@@ -379,6 +406,12 @@ impl Summary {
                 FailOn::Errors if self.counts.new_errors > 0 => {
                     out.push(format!("{} new errors", self.counts.new_errors));
                 }
+                FailOn::DeniedMore if self.denied_more > 0 => {
+                    out.push(format!(
+                        "{} incidents with more steps the governor would deny",
+                        self.denied_more
+                    ));
+                }
                 _ => {}
             }
         }
@@ -393,9 +426,13 @@ pub enum FailOn {
     Changed,
     /// The candidate errs or traps where the recorded version decided.
     Errors,
+    /// The governor would deny more of the candidate's steps than of the
+    /// recorded plan's on some incident (needs `--verdicts`).
+    DeniedMore,
 }
 
-/// Selects, replays and sums up, timing the decisions.
+/// Selects, replays and sums up, timing the decisions; with `verdicts`,
+/// judges both plans of every case (see [`judge_verdicts`]).
 pub async fn run(
     store: &dyn Store,
     engine: &PolicyEngine,
@@ -403,10 +440,80 @@ pub async fn run(
     selection: &Selection,
     against: &str,
     threads: usize,
+    verdicts: Option<(&crate::safety::Governor, &crate::safety::Facts)>,
 ) -> Result<(Vec<CaseReport>, Summary), StoreError> {
     let (cases, skipped) = select(store, selection, against).await?;
     let started = Instant::now();
-    let reports = replay(engine, candidate, &cases, threads);
-    let summary = Summary::of(&candidate.id, &reports, skipped, started.elapsed());
+    let mut reports = replay(engine, candidate, &cases, threads);
+    let elapsed = started.elapsed();
+    if let Some((governor, facts)) = verdicts {
+        judge_verdicts(
+            store,
+            governor,
+            facts,
+            &candidate.metadata.proposes,
+            &cases,
+            &mut reports,
+        )
+        .await?;
+    }
+    let summary = Summary::of(&candidate.id, &reports, skipped, elapsed);
     Ok((reports, summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::ActionKind;
+    use crate::safety::{Rule, StepVerdict, Verdict};
+
+    fn verdicts(denied: usize) -> Vec<StepVerdict> {
+        (0..2)
+            .map(|step| StepVerdict {
+                step,
+                action: ActionKind::Notify,
+                target: None,
+                group: None,
+                verdict: if step < denied {
+                    Verdict::deny(Rule::RateLimit, "limit")
+                } else {
+                    Verdict::Approved
+                },
+            })
+            .collect()
+    }
+
+    fn report(recorded: usize, candidate: usize) -> CaseReport {
+        CaseReport {
+            incident: IncidentId::from_stored("inc-1"),
+            kind: IncidentKind::Alarm,
+            input_hash: "h".into(),
+            recorded: PolicyId {
+                name: "p".into(),
+                version: "1".into(),
+                sha256: "a".into(),
+            },
+            comparison: Comparison::Same,
+            deterministic: None,
+            fuel: Pair::default(),
+            duration_us: Pair::default(),
+            plan: None,
+            verdicts: Some(Pair {
+                recorded: verdicts(recorded),
+                candidate: verdicts(candidate),
+            }),
+        }
+    }
+
+    #[test]
+    fn denied_more_counts_the_incidents_where_the_candidate_loses_steps() {
+        let id = report(0, 0).recorded;
+        let reports = [report(0, 1), report(1, 1), report(2, 0)];
+        let s = Summary::of(&id, &reports, Skipped::default(), Duration::ZERO);
+        assert_eq!(s.denied.map(|d| (d.recorded, d.candidate)), Some((3, 2)));
+        assert_eq!(s.denied_more, 1);
+        assert_eq!(s.failures(&[FailOn::DeniedMore]).len(), 1);
+        let none = Summary::of(&id, &[], Skipped::default(), Duration::ZERO);
+        assert_eq!((none.denied, none.denied_more), (None, 0));
+    }
 }

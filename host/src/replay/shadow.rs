@@ -74,5 +74,7 @@ fn report(record: &IncidentRecord, active: &Provenance, shadow: &Provenance) -> 
             recorded: active.duration_us,
             candidate: shadow.duration_us,
         },
+        plan: shadow.decision.as_ref().ok().cloned(),
+        verdicts: None,
     }
 }

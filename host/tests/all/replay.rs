@@ -70,9 +70,14 @@ fn the_recorded_version_reproduces_every_decision() {
         artifacts::LAMBDA_FAILURE_RATE,
     ];
     let data = record(dir.path(), &examples, &fixtures(""));
-    let mut replayed = 0;
+    let (mut replayed, mut judged) = (0, 0);
     for policy in examples {
-        let (out, json) = replay_json(&data, policy, &["--fail-on", "changed,errors"]);
+        // With the governor too: the same plans are judged alike.
+        let (out, json) = replay_json(
+            &data,
+            policy,
+            &["--fail-on", "changed,errors,denied-more", "--verdicts"],
+        );
         assert!(
             out.status.success(),
             "{policy}: {}",
@@ -82,7 +87,12 @@ fn the_recorded_version_reproduces_every_decision() {
         assert_eq!(s["total"], s["same"], "{policy}: {s}");
         assert_eq!(s["determinism-failures"], 0, "{policy}: {s}");
         assert_eq!(s["skipped"]["missing-input"], 0, "{policy}: {s}");
+        assert_eq!(s["denied-more"], 0, "{policy}: {s}");
         for case in json["cases"].as_array().expect("cases") {
+            if let Some(v) = case.get("verdicts") {
+                assert_eq!(v["recorded"], v["candidate"], "{case}");
+                judged += 1;
+            }
             assert_eq!(case["deterministic"], true, "{case}");
             assert_eq!(
                 case["fuel"]["recorded"], case["fuel"]["candidate"],
@@ -93,6 +103,7 @@ fn the_recorded_version_reproduces_every_decision() {
     }
     // The fixtures hold ECS, EC2 and alarm failures: several decisions each.
     assert!(replayed >= 5, "only {replayed} decisions replayed");
+    assert!(judged >= 1, "no plan with steps was judged");
 }
 
 /// A new version that changes the plan: every difference named, field by
@@ -260,11 +271,82 @@ async fn the_shadow_report_compares_recorded_shadow_decisions() {
     // The active version, replayed through the library: all reproduced.
     let engine = crate::support::engine();
     let v1 = crate::support::load(&engine, artifacts::SWAP_V1);
-    let (reports, summary) =
-        healer::replay::run(&store, &engine, &v1, &Selection::default(), "swap-test", 2)
-            .await
-            .expect("replay");
+    let (reports, summary) = healer::replay::run(
+        &store,
+        &engine,
+        &v1,
+        &Selection::default(),
+        "swap-test",
+        2,
+        None,
+    )
+    .await
+    .expect("replay");
     assert_eq!(summary.counts.same, 4);
     assert_eq!(summary.determinism_failures, 0);
     assert!(reports.iter().all(|r| r.deterministic == Some(true)));
+
+    // With verdicts: both plans judged against the store as it was at each
+    // decision (10:00). Notifications sent after it do not count; two sent
+    // before it fill a limit of two per hour, so every notify is denied.
+    let v2 = crate::support::load(&engine, artifacts::SWAP_V2);
+    let governor = healer::safety::Governor::new(healer::safety::GovernorConfig {
+        notify_per_hour: 2,
+        ..healer::safety::GovernorConfig::default()
+    });
+    let facts = healer::safety::Facts::default();
+    let all = Selection::default();
+    let (store, engine, v2, governor, facts) = (&store, &engine, &v2, &governor, &facts);
+    let judged = || {
+        healer::replay::run(
+            store,
+            engine,
+            v2,
+            &all,
+            "swap-test",
+            2,
+            Some((governor, facts)),
+        )
+    };
+    let notified = |minutes: i64| healer::store::ActionRecord {
+        incident_id: format!("earlier-{minutes}"),
+        step: 0,
+        kind: healer::decision::ActionKind::Notify,
+        target: "default".into(),
+        group: None,
+        started_at: crate::support::alarm("x").detected_at + chrono::Duration::minutes(minutes),
+        ended_at: None,
+        result: healer::store::Outcome::Succeeded,
+        created: Vec::new(),
+    };
+    for m in [20, 30] {
+        healer::store::Store::put_action(store, &notified(m))
+            .await
+            .expect("action");
+    }
+    let (reports, summary) = judged().await.expect("replay");
+    assert_eq!(
+        summary.denied.map(|d| (d.recorded, d.candidate)),
+        Some((0, 0))
+    );
+    let v = reports[0].verdicts.as_ref().expect("judged");
+    assert_eq!((v.recorded.len(), v.candidate.len()), (1, 1));
+    for m in [-20, -10] {
+        healer::store::Store::put_action(store, &notified(m))
+            .await
+            .expect("action");
+    }
+    let (reports, summary) = judged().await.expect("replay");
+    assert_eq!(
+        summary.denied.map(|d| (d.recorded, d.candidate)),
+        Some((4, 4))
+    );
+    assert_eq!(summary.denied_more, 0, "the same limit denies both alike");
+    let v = &reports[0].verdicts.as_ref().expect("judged").candidate[0];
+    assert_eq!(v.verdict.rule(), Some(healer::safety::Rule::RateLimit));
+    assert!(
+        summary
+            .failures(&[healer::replay::FailOn::DeniedMore])
+            .is_empty()
+    );
 }
