@@ -163,6 +163,57 @@ pub(super) async fn stats(
     Ok(Json(api.store()?.stats_aggregated(q.by, since).await?))
 }
 
+/// `GET /stats/shadow` parameters.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub(super) struct ShadowQuery {
+    /// The policy whose shadow version is compared with its active one.
+    policy: String,
+    /// Incidents detected at or after [default: 7 days ago].
+    since: Option<DateTime<Utc>>,
+}
+
+/// Differing cases `GET /stats/shadow` lists at most.
+const MAX_SHADOW_CASES: usize = 100;
+
+/// `GET /stats/shadow`.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct ShadowStats {
+    /// Agreement in numbers (`same` of `total`, by kind).
+    summary: crate::replay::Summary,
+    /// The incidents where the shadow's plan differs, newest last (at most 100).
+    differing: Vec<crate::replay::CaseReport>,
+}
+
+/// How a policy's shadow version agrees with its active one on the
+/// incidents both decided (what `healer shadow report` prints). Reads the
+/// window's records.
+pub(super) async fn shadow(
+    State(api): State<ApiState>,
+    caller: Caller,
+    query: Result<Query<ShadowQuery>, QueryRejection>,
+) -> Result<Json<ShadowStats>, ApiError> {
+    caller.read(api.token.as_ref())?;
+    let Query(q) = query?;
+    let selection = crate::replay::Selection {
+        since: Some(
+            q.since
+                .unwrap_or_else(|| Utc::now() - chrono::Duration::days(7)),
+        ),
+        ..crate::replay::Selection::default()
+    };
+    let (cases, summary) =
+        crate::replay::shadow_report(api.store()?.as_ref(), &selection, &q.policy).await?;
+    let mut differing: Vec<_> = cases
+        .into_iter()
+        .filter(|c| c.comparison != crate::replay::Comparison::Same)
+        .collect();
+    let drop = differing.len().saturating_sub(MAX_SHADOW_CASES);
+    differing.drain(..drop);
+    Ok(Json(ShadowStats { summary, differing }))
+}
+
 async fn answer(
     api: &ApiState,
     caller: &Caller,

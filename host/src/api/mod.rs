@@ -12,6 +12,7 @@
 //! - Read (the token when one is set, else direct loopback): `GET /policies`,
 //!   `GET /kill-switch`, `GET /incidents`
 //!   (filters, signed cursors), `GET /incidents/{id}`, `GET /stats`, `GET
+//!   /stats/shadow` (a shadow version's agreement with the active one), `GET
 //!   /overview` (the dashboard's first screen), `GET /incidents/stream`
 //!   (server-sent events as incidents change, see [`feed`]).
 //! - Ingestion: `POST /events` takes a raw AWS payload (what SQS would carry)
@@ -207,6 +208,7 @@ impl Api {
             .route("/incidents/{id}/approve", post(incidents::approve))
             .route("/incidents/{id}/deny", post(incidents::deny))
             .route("/stats", get(incidents::stats))
+            .route("/stats/shadow", get(incidents::shadow))
             .route(
                 "/kill-switch",
                 get(policies::kill_switch).put(policies::set_kill_switch),

@@ -268,6 +268,39 @@ async fn the_shadow_report_compares_recorded_shadow_decisions() {
     assert_eq!(none.counts.total, 0);
     assert_eq!(none.skipped.not_decided_by, 4);
 
+    // The same through the API the dashboard reads.
+    {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let shared: std::sync::Arc<dyn healer::store::Store> = std::sync::Arc::new(
+            SqliteStore::open(&dir.path().join("healer.db"))
+                .await
+                .expect("open"),
+        );
+        let router = healer::api::Api::new(std::sync::Arc::new(healer::api::Health::new(
+            Vec::new(),
+            true,
+            None,
+        )))
+        .token(Some(
+            healer::api::AdminToken::new("shadow-token-0123456789").expect("token"),
+        ))
+        .store(shared)
+        .router();
+        let req =
+            axum::http::Request::get("/stats/shadow?policy=swap-test&since=2000-01-01T00:00:00Z")
+                .header("authorization", "Bearer shadow-token-0123456789")
+                .body(axum::body::Body::empty())
+                .expect("request");
+        let resp = router.oneshot(req).await.expect("infallible");
+        assert_eq!(resp.status(), axum::http::StatusCode::OK);
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        let v: Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(v["summary"]["total"], 4, "{v}");
+        assert_eq!(v["summary"]["same"], 0, "{v}");
+        assert_eq!(v["differing"].as_array().map(Vec::len), Some(4), "{v}");
+    }
+
     // The active version, replayed through the library: all reproduced.
     let engine = crate::support::engine();
     let v1 = crate::support::load(&engine, artifacts::SWAP_V1);

@@ -571,7 +571,16 @@ async function policies(main) {
     ...list.policies.map((p) => {
       const ptr = (list.set.policies || {})[p.name] || {};
       const name = encodeURIComponent(p.name);
-      return h("section", { "data-policy": p.name }, h("h2", {}, p.name),
+      const agreement = ptr.shadow ? h("p", { class: "agreement" }, "shadow agreement: reading…") : null;
+      if (agreement) {
+        api(`/stats/shadow${query({ policy: p.name })}`).then((st) => {
+          const s = st.summary;
+          agreement.textContent = s.total
+            ? `shadow ${s.candidate.version} agrees with the active version on ${s.same} of ${s.total} incidents (${Math.round((100 * s.same) / s.total)}%) in the last 7 days; ${s.changed} changed, ${s["new-errors"]} new errors`
+            : "shadow agreement: no incident both versions decided in the last 7 days";
+        }).catch((e) => { agreement.textContent = `shadow agreement unavailable: ${e.message}`; });
+      }
+      return h("section", { "data-policy": p.name }, h("h2", {}, p.name), agreement,
         h("p", { class: "legend" }, `handles ${p.handles.join(", ")}`, ptr["changed-by"] ? `; last changed by ${ptr["changed-by"]} at ` : "",
           ptr["changed-at"] ? time(ptr["changed-at"]) : ""),
         table(["version", "role", "sha256", "world", "size", "loaded", "decisions", "errors", ""],
