@@ -44,6 +44,9 @@ pub struct Case {
     pub recorded: Provenance,
     /// The exact input.
     pub input: PolicyInput,
+    /// The incident's MTTR when this decision was the acting one and the
+    /// incident healed (what the recorded plan, run, gave).
+    pub healed_ms: Option<i64>,
 }
 
 /// Recorded decisions left out, and why.
@@ -70,13 +73,21 @@ pub async fn select(
     let mut decided = Vec::new();
     let mut skipped = Skipped::default();
     scan(store, selection, |record| match decided_by(&record, name) {
-        Some(recorded) => decided.push((record.incident.id, record.incident.kind, recorded)),
+        Some(recorded) => {
+            let acting = record.provenance.as_ref().is_some_and(|p| {
+                p.policy.sha256 == recorded.policy.sha256 && p.input_hash == recorded.input_hash
+            });
+            let healed = (acting && record.state == crate::store::LifecycleState::Healed)
+                .then_some(record.mttr_ms)
+                .flatten();
+            decided.push((record.incident.id, record.incident.kind, recorded, healed));
+        }
         None => skipped.not_decided_by += 1,
     })
     .await?;
     let mut hashes: Vec<String> = decided
         .iter()
-        .map(|(_, _, p)| p.input_hash.clone())
+        .map(|(_, _, p, _)| p.input_hash.clone())
         .collect();
     hashes.sort_unstable();
     hashes.dedup();
@@ -90,13 +101,14 @@ pub async fn select(
         }
     }
     let mut cases = Vec::with_capacity(decided.len());
-    for (id, kind, recorded) in decided {
+    for (id, kind, recorded, healed_ms) in decided {
         match inputs.get(&recorded.input_hash) {
             Some(input) => cases.push(Case {
                 id,
                 kind,
                 recorded,
                 input: input.clone(),
+                healed_ms,
             }),
             None => skipped.missing_input += 1,
         }
@@ -175,6 +187,13 @@ pub struct CaseReport {
     /// The candidate's plan, when it made one (kept for the governor).
     #[serde(skip)]
     pub plan: Option<crate::Decision>,
+    /// The recorded MTTR, when the recorded plan acted and the incident healed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_mttr_ms: Option<i64>,
+    /// The MTTR backtest: the recorded MTTR where the candidate plans the
+    /// same; `None` (unknown, never estimated) where its plan differs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mttr_ms: Option<i64>,
     /// With `--verdicts`: the governor's verdicts on the recorded plan and on
     /// the candidate's, judged alike against the store at decision time.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -229,6 +248,7 @@ fn one(engine: &PolicyEngine, candidate: &LoadedPolicy, case: &Case) -> CaseRepo
         kind: case.kind,
         input_hash: recorded.input_hash.clone(),
         recorded: recorded.policy.clone(),
+        mttr_ms: case.healed_ms.filter(|_| comparison == Comparison::Same),
         comparison,
         deterministic,
         fuel: Pair {
@@ -239,6 +259,7 @@ fn one(engine: &PolicyEngine, candidate: &LoadedPolicy, case: &Case) -> CaseRepo
             recorded: recorded.duration_us,
             candidate: duration_us,
         },
+        recorded_mttr_ms: case.healed_ms,
         plan: result.and_then(Result::ok),
         verdicts: None,
     }
@@ -324,6 +345,44 @@ pub struct Summary {
     pub denied: Option<Pair<usize>>,
     /// With `--verdicts`: incidents where the candidate has more steps denied.
     pub denied_more: usize,
+    /// The MTTR backtest.
+    pub mttr: MttrBacktest,
+}
+
+/// What the recorded timings say about the candidate's MTTR: where it plans
+/// as the recorded version did, the incident's recorded MTTR; where it
+/// plans otherwise, unknown (nothing is invented).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct MttrBacktest {
+    /// Replayed incidents the recorded plan healed.
+    pub healed: usize,
+    /// Their recorded MTTR, median, ms.
+    pub recorded_p50_ms: Option<i64>,
+    /// Of those, the ones the candidate plans the same: MTTR known.
+    pub known: usize,
+    /// Their MTTR, median, ms.
+    pub known_p50_ms: Option<i64>,
+    /// The ones it plans differently: MTTR unknown.
+    pub unknown: usize,
+}
+
+impl MttrBacktest {
+    fn of(reports: &[CaseReport]) -> Self {
+        let p50 = |mut v: Vec<i64>| {
+            v.sort_unstable();
+            v.get(v.len().saturating_sub(1) / 2).copied()
+        };
+        let healed: Vec<i64> = reports.iter().filter_map(|r| r.recorded_mttr_ms).collect();
+        let known: Vec<i64> = reports.iter().filter_map(|r| r.mttr_ms).collect();
+        MttrBacktest {
+            healed: healed.len(),
+            known: known.len(),
+            unknown: healed.len() - known.len(),
+            recorded_p50_ms: p50(healed),
+            known_p50_ms: p50(known),
+        }
+    }
 }
 
 impl Summary {
@@ -364,6 +423,7 @@ impl Summary {
                 .iter()
                 .filter(|v| denied(&v.candidate) > denied(&v.recorded))
                 .count(),
+            mttr: MttrBacktest::of(reports),
             candidate: candidate.clone(),
             counts,
             by_kind,
@@ -498,6 +558,8 @@ mod tests {
             fuel: Pair::default(),
             duration_us: Pair::default(),
             plan: None,
+            recorded_mttr_ms: None,
+            mttr_ms: None,
             verdicts: Some(Pair {
                 recorded: verdicts(recorded),
                 candidate: verdicts(candidate),

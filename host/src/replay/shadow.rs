@@ -75,6 +75,8 @@ fn report(record: &IncidentRecord, active: &Provenance, shadow: &Provenance) -> 
             candidate: shadow.duration_us,
         },
         plan: shadow.decision.as_ref().ok().cloned(),
+        recorded_mttr_ms: None,
+        mttr_ms: None,
         verdicts: None,
     }
 }

@@ -144,12 +144,30 @@ fn a_changed_plan_is_named_and_fails_the_gate() {
     // The text report names each change.
     let text = healer(
         &data,
-        &["replay", "--no-cache", "--policy", artifacts::SWAP_V2],
+        &[
+            "replay",
+            "--no-cache",
+            "--policy",
+            artifacts::SWAP_V2,
+            "--verdicts",
+            "--mttr",
+        ],
     );
     assert!(text.status.success());
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("CHANGED step 0:"), "{text}");
     assert!(text.contains(r#"subject "1" -> "2""#), "{text}");
+    // Each change with the governor's word on the candidate's plan, and the
+    // backtest (nothing healed in a `decide` store: nothing known).
+    assert!(text.contains("| governor: every step approved"), "{text}");
+    assert!(
+        text.contains("0 -> 0 steps denied; 0 incidents with more denied"),
+        "{text}"
+    );
+    assert!(
+        text.contains("MTTR backtest: 0 replayed incidents healed"),
+        "{text}"
+    );
 }
 
 /// A candidate that traps where the recorded version decided is a new
@@ -382,4 +400,30 @@ async fn the_shadow_report_compares_recorded_shadow_decisions() {
             .failures(&[healer::replay::FailOn::DeniedMore])
             .is_empty()
     );
+
+    // The MTTR backtest: two incidents recover a minute after v1's plan.
+    let listed = healer::store::Store::list(store, &healer::store::ListFilter::default(), None, 10)
+        .await
+        .expect("list");
+    for r in listed.items.iter().take(2) {
+        healer::store::Store::transition(
+            store,
+            &r.incident.id,
+            healer::store::LifecycleState::Healed,
+            r.incident.detected_at + chrono::Duration::seconds(60),
+            None,
+        )
+        .await
+        .expect("healed");
+    }
+    let (_, same) = healer::replay::run(store, engine, &v1, &all, "swap-test", 2, None)
+        .await
+        .expect("replay");
+    let m = &same.mttr;
+    assert_eq!((m.healed, m.known, m.unknown), (2, 2, 0), "{m:?}");
+    assert_eq!(m.known_p50_ms, Some(60_000));
+    let (_, other) = judged().await.expect("replay");
+    let m = &other.mttr;
+    assert_eq!((m.healed, m.known, m.unknown), (2, 0, 2), "{m:?}");
+    assert_eq!((m.recorded_p50_ms, m.known_p50_ms), (Some(60_000), None));
 }
