@@ -77,7 +77,7 @@ pub struct DecideArgs {
     store: StoreArgs,
 }
 
-fn expand(inputs: &[PathBuf], out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+pub(super) fn expand(inputs: &[PathBuf], out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     for input in inputs {
         if input.is_dir() {
             let mut entries: Vec<_> = std::fs::read_dir(input)
@@ -96,7 +96,10 @@ fn expand(inputs: &[PathBuf], out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 
 /// Incident JSON (has `kind` and `resource`) is taken as is; anything else is a
 /// raw payload for the normalizer.
-fn signals_of(bytes: &[u8], max_signals: usize) -> anyhow::Result<Vec<(Signal, String)>> {
+pub(super) fn signals_of(
+    bytes: &[u8],
+    max_signals: usize,
+) -> anyhow::Result<Vec<(Signal, String)>> {
     let looks_like_incident = serde_json::from_slice::<serde_json::Value>(bytes)
         .ok()
         .is_some_and(|v| v.get("kind").is_some() && v.get("resource").is_some());

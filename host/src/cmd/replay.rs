@@ -50,6 +50,15 @@ pub struct ReplayArgs {
     /// so the rules that need tags or group sizes see these.
     #[arg(long)]
     facts: Option<PathBuf>,
+    /// Replay on raw AWS events (files or directories of `.json`, as
+    /// `decide` takes) instead of the store's recorded decisions: `--baseline`
+    /// decides each incident and stands for what was recorded.
+    #[arg(long, num_args = 1.., requires = "baseline")]
+    events: Vec<PathBuf>,
+    /// With `--events`: the version to compare the candidate with (today's
+    /// active one, say).
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     /// Print the MTTR backtest: the recorded MTTR of the healed incidents
     /// the candidate plans the same, and how many it plans differently
     /// (their MTTR unknown). Always in `--json`.
@@ -156,6 +165,9 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let governor =
         healer::safety::Governor::new(super::load_json(a.governor.as_deref(), "governor config")?);
     let facts = healer::safety::Facts(super::load_json(a.facts.as_deref(), "facts")?);
+    if !a.events.is_empty() {
+        return run_events(&a, &engine, &candidate);
+    }
     let runtime = runtime()?;
     let (reports, summary) = runtime.block_on(async {
         let store = a.store.open().await?;
@@ -174,7 +186,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         print_json(&reports, &summary)?;
     } else {
-        print_text(&reports, &summary, &against);
+        print_text(&reports, &summary, &against, None);
         if a.mttr {
             print_mttr(&summary.mttr);
         }
@@ -202,6 +214,54 @@ fn print_mttr(m: &healer::replay::MttrBacktest) {
     );
 }
 
+/// `replay --events`: the baseline and the candidate on the incidents the
+/// events normalize to, nothing read from or written to the store.
+fn run_events(
+    a: &ReplayArgs,
+    engine: &healer::policy::PolicyEngine,
+    candidate: &healer::policy::LoadedPolicy,
+) -> anyhow::Result<ExitCode> {
+    let path = a
+        .baseline
+        .as_ref()
+        .context("--events needs --baseline OLD.wasm: nothing recorded to compare with")?;
+    if a.verdicts || a.fail_on.contains(&FailOn::DeniedMore) || a.mttr {
+        anyhow::bail!(
+            "--verdicts, --fail-on denied-more and --mttr read the store's history: not with --events"
+        );
+    }
+    let baseline = engine
+        .load(&read_input(path)?)
+        .with_context(|| format!("cannot load baseline {}", path.display()))?;
+    let mut files = Vec::new();
+    super::decide::expand(&a.events, &mut files)?;
+    let mut incidents = Vec::new();
+    for file in &files {
+        let signals = read_input(file)
+            .and_then(|b| super::decide::signals_of(&b, usize::MAX))
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        incidents.extend(signals.into_iter().filter_map(|(s, _)| match s {
+            healer::signals::Signal::Incident(i) => Some(i),
+            _ => None,
+        }));
+    }
+    let (cases, skipped) = healer::replay::cases_of(engine, &baseline, &incidents);
+    let started = std::time::Instant::now();
+    let reports = healer::replay::replay(engine, candidate, &cases, a.threads.clamp(1, 64));
+    let summary = Summary::of(&candidate.id, &reports, skipped, started.elapsed());
+    if a.json {
+        print_json(&reports, &summary)?;
+    } else {
+        print_text(&reports, &summary, &baseline.id.name, Some(files.len()));
+    }
+    let failures = summary.failures(&a.fail_on);
+    if failures.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("error: replay gate failed: {}", failures.join("; "));
+    Ok(ExitCode::FAILURE)
+}
+
 /// The whole report as one JSON object: `{"cases": [...], "summary": {...}}`.
 fn print_json(reports: &[CaseReport], summary: &Summary) -> anyhow::Result<()> {
     let out = serde_json::json!({ "cases": reports, "summary": summary });
@@ -209,10 +269,14 @@ fn print_json(reports: &[CaseReport], summary: &Summary) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_text(reports: &[CaseReport], summary: &Summary, against: &str) {
+fn print_text(reports: &[CaseReport], summary: &Summary, against: &str, events: Option<usize>) {
     let c = &summary.candidate;
+    let of = match events {
+        Some(files) => format!("incidents of {files} event files, beside baseline {against}"),
+        None => format!("recorded decisions of {against}"),
+    };
     println!(
-        "{} {} ({}) on {} recorded decisions of {against}",
+        "{} {} ({}) on {} {of}",
         c.name,
         c.version,
         c.sha256.get(..12).unwrap_or(&c.sha256),

@@ -116,6 +116,45 @@ pub async fn select(
     Ok((cases, skipped))
 }
 
+/// Cases from incidents nothing recorded (`healer replay --events DIR`):
+/// `baseline` decides each one it handles (the default context, the
+/// incident's detection time as the clock), and its decision stands where
+/// a recorded one would. The incidents it does not handle are skipped.
+pub fn cases_of(
+    engine: &PolicyEngine,
+    baseline: &LoadedPolicy,
+    incidents: &[crate::Incident],
+) -> (Vec<Case>, Skipped) {
+    let mut skipped = Skipped::default();
+    let mut cases = Vec::with_capacity(incidents.len());
+    for incident in incidents {
+        if !baseline.metadata.handles.contains(&incident.kind) {
+            skipped.not_decided_by += 1;
+            continue;
+        }
+        let input = PolicyInput::new(
+            incident,
+            &crate::policy::PolicyContext::default(),
+            incident.detected_at,
+        );
+        let outcome = engine.decide(baseline, &input.incident, &input.context, input.now);
+        cases.push(Case {
+            id: incident.id.clone(),
+            kind: incident.kind,
+            recorded: Provenance {
+                policy: baseline.id.clone(),
+                input_hash: input.hash(),
+                fuel_used: outcome.fuel_used,
+                duration_us: u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX),
+                decision: outcome.result.map_err(|e| e.to_string()),
+            },
+            input,
+            healed_ms: None,
+        });
+    }
+    (cases, skipped)
+}
+
 /// Calls `f` with every incident record `selection` picks, a page at a time.
 async fn scan(
     store: &dyn Store,

@@ -427,3 +427,74 @@ async fn the_shadow_report_compares_recorded_shadow_decisions() {
     assert_eq!((m.healed, m.known, m.unknown), (2, 0, 2), "{m:?}");
     assert_eq!((m.recorded_p50_ms, m.known_p50_ms), (Some(60_000), None));
 }
+
+/// `--events DIR`: no store, raw AWS events; the baseline decides each
+/// incident where a recorded decision would stand.
+#[test]
+fn raw_events_are_replayed_beside_a_baseline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("unused");
+    let events = fixtures("cloudwatch");
+    let events = events.to_str().expect("utf-8 path");
+    let run = |policy: &str, extra: &[&str]| {
+        let mut args = vec![
+            "replay",
+            "--no-cache",
+            "--json",
+            "--policy",
+            policy,
+            "--baseline",
+            artifacts::SWAP_V1,
+            "--events",
+            events,
+        ];
+        args.extend_from_slice(extra);
+        let out = healer(&data, &args);
+        let json: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+        (out, json)
+    };
+    // The baseline against itself: every alarm the same, reproduced.
+    let (out, same) = run(artifacts::SWAP_V1, &["--fail-on", "changed"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = &same["summary"];
+    assert!(s["total"].as_u64().expect("total") >= 3, "{s}");
+    assert_eq!(s["total"], s["same"], "{s}");
+    assert_eq!(s["determinism-failures"], 0, "{s}");
+    // Version 2 changes every plan; the gate fails.
+    let (out, changed) = run(artifacts::SWAP_V2, &["--fail-on", "changed"]);
+    assert!(!out.status.success());
+    assert_eq!(changed["summary"]["changed"], s["total"], "{changed}");
+    // Nothing was recorded, and nothing history-based is offered.
+    assert!(!data.exists());
+    let (out, _) = healer_raw(
+        &data,
+        &["replay", "--policy", artifacts::SWAP_V2, "--events", events],
+    );
+    assert!(!out.status.success());
+    let (out, err) = healer_raw(
+        &data,
+        &[
+            "replay",
+            "--policy",
+            artifacts::SWAP_V2,
+            "--baseline",
+            artifacts::SWAP_V1,
+            "--events",
+            events,
+            "--verdicts",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(err.contains("not with --events"), "{err}");
+}
+
+fn healer_raw(data: &Path, args: &[&str]) -> (Output, String) {
+    let out = healer(data, args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, err)
+}
