@@ -57,6 +57,30 @@ impl SnsExecutor {
         }
     }
 
+    /// Publishes a message about the host itself (no incident) to
+    /// `channel`'s topic, else the default one: the regression guard's
+    /// rollbacks. The message id, or why it was not sent.
+    pub async fn announce(
+        &self,
+        channel: &str,
+        subject: &str,
+        body: &str,
+    ) -> Result<String, String> {
+        let topic = self
+            .topic(channel)
+            .ok_or_else(|| format!("no SNS topic for channel {channel:?} and no default"))?;
+        let out = self
+            .client
+            .publish()
+            .topic_arn(topic)
+            .subject(sanitize_subject(subject))
+            .message(body)
+            .send()
+            .await
+            .map_err(|e| format!("{PUBLISH} {topic}: {}", DisplayErrorContext(&e)))?;
+        Ok(out.message_id().unwrap_or_default().to_owned())
+    }
+
     /// The topic of `channel`, else the default one.
     fn topic(&self, channel: &str) -> Option<&str> {
         self.channels

@@ -447,12 +447,21 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             Duration::from_millis(a.follow_interval_ms.max(100)),
             stop_rx.clone(),
         ));
+        // In live mode the guard tells the team of a rollback.
+        let guard_notify = match service.live.is_some() {
+            true => Some(healer::actions::SnsExecutor::new(
+                &healer::aws::action_config(&shared),
+                a.live.channels()?,
+            )),
+            false => None,
+        };
         let guard = tokio::spawn(healer::policy::guard::run(
             catalog.clone(),
             healer::policy::guard::GuardConfig {
                 decisions: a.regression_guard_decisions,
                 margin: a.regression_guard_margin,
             },
+            guard_notify,
             stop_rx.clone(),
         ));
         let api = Api::new(health.clone())

@@ -8,8 +8,9 @@
 //! policy set that only applies while that version is still the active one,
 //! so two replicas judging the same version roll it back once, never twice.
 //! Who and why go into the set's `changed-by` (shown by `GET /policies` and
-//! the dashboard), the log (error level) and
-//! `healer_policy_auto_rollbacks_total{policy}`.
+//! the dashboard), the log (error level),
+//! `healer_policy_auto_rollbacks_total{policy}` and, in live mode, a message
+//! on the `default` notification channel.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -106,8 +107,14 @@ pub fn judge(
     }))
 }
 
-/// Runs the guard until `stop` turns true (nothing when it is off).
-pub async fn run(catalog: Arc<Catalog>, cfg: GuardConfig, mut stop: watch::Receiver<bool>) {
+/// Runs the guard until `stop` turns true (nothing when it is off);
+/// `notify` tells the team of each rollback (live mode).
+pub async fn run(
+    catalog: Arc<Catalog>,
+    cfg: GuardConfig,
+    notify: Option<crate::actions::SnsExecutor>,
+    mut stop: watch::Receiver<bool>,
+) {
     if cfg.decisions == 0 {
         return;
     }
@@ -141,13 +148,18 @@ pub async fn run(catalog: Arc<Catalog>, cfg: GuardConfig, mut stop: watch::Recei
             };
             judged.insert(key);
             if let Some(r) = verdict {
-                roll_back(&catalog, &r, cfg).await;
+                roll_back(&catalog, &r, cfg, notify.as_ref()).await;
             }
         }
     }
 }
 
-async fn roll_back(catalog: &Catalog, r: &Regression, cfg: GuardConfig) {
+async fn roll_back(
+    catalog: &Catalog,
+    r: &Regression,
+    cfg: GuardConfig,
+    notify: Option<&crate::actions::SnsExecutor>,
+) {
     let why = r.reason(cfg.margin);
     match catalog.rollback_if_active(&r.name, &r.sha256, &why).await {
         Ok(Some(to)) => {
@@ -157,6 +169,19 @@ async fn roll_back(catalog: &Catalog, r: &Regression, cfg: GuardConfig) {
             );
             tracing::error!(policy = %r.name, from = %r.version, to = %to.version,
                 reason = %why, "Regression guard rolled a policy back.");
+            if let Some(sns) = notify {
+                let subject = format!(
+                    "healer regression guard rolled {} back from {} to {}",
+                    r.name, r.version, to.version
+                );
+                if let Err(e) = sns
+                    .announce(crate::actions::DEFAULT_CHANNEL, &subject, &why)
+                    .await
+                {
+                    tracing::warn!(policy = %r.name, error = %e,
+                        "Regression guard could not notify the rollback.");
+                }
+            }
         }
         Ok(None) => tracing::info!(policy = %r.name, version = %r.version,
             "Regression guard: the version was already replaced."),

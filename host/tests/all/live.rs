@@ -745,3 +745,107 @@ async fn ec2_seed_a_twin_that_cannot_launch_escalates_and_leaves_the_original() 
     );
     assert!(messages[0].contains("RunInstances"), "{}", messages[0]);
 }
+
+/// The regression guard in live mode: a pushed version that fails its first
+/// decisions is rolled back on its own and the team is told on the
+/// default channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_regression_guard_rolls_back_and_tells_the_team() {
+    const TOKEN: &str = "guard-live-token-0123456789";
+    let Some(moto) = crate::moto::start("the_regression_guard_rolls_back_and_tells_the_team")
+    else {
+        return;
+    };
+    let shared = crate::moto::sdk_config(&moto.endpoint).await;
+    let (topic, team) = inbox(&shared).await;
+    let sqs = aws_sdk_sqs::Client::new(&shared);
+    let queue = crate::support::queue(&sqs, "guard-events").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).expect("mkdir");
+    std::fs::copy(artifacts::SWAP_V1, policies.join("swap.wasm")).expect("copy");
+    let listen = format!("127.0.0.1:{}", crate::support::free_port());
+    let url = format!("http://{listen}");
+    let mut child = run_live_with(
+        &moto.endpoint,
+        &dir.path().join("data"),
+        &policies,
+        &queue,
+        &topic,
+        &[
+            ("HEALER_LISTEN", &listen),
+            ("HEALER_ADMIN_TOKEN", TOKEN),
+            ("HEALER_REGRESSION_GUARD_DECISIONS", "3"),
+            ("HEALER_REGRESSION_GUARD_MARGIN", "0.5"),
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while crate::support::health(&listen).is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "healer run never answered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let auth = format!("Bearer {TOKEN}");
+    let post = |name: String| {
+        let (status, text) = crate::support::http(
+            &url,
+            "POST",
+            "/events",
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            &crate::support::alarm_event(&name, "fail-in-2"),
+        );
+        assert_eq!(status, 202, "{text}");
+    };
+    for i in 0..3 {
+        post(format!("guard-live-v1-{i}"));
+    }
+    let pushed = Command::new(env!("CARGO_BIN_EXE_healer"))
+        .args([
+            "policy",
+            "push",
+            artifacts::SWAP_V2,
+            "--server",
+            &url,
+            "--token",
+            TOKEN,
+        ])
+        .output()
+        .expect("runs");
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    for i in 0..3 {
+        post(format!("guard-live-v2-{i}"));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = Vec::new();
+    let told = loop {
+        seen.extend(received(&sqs, &team).await);
+        if let Some(m) = seen
+            .iter()
+            .find(|m| m.contains("regression-guard: swap-test@2 failed 3 of its first 3"))
+        {
+            break m.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the team was never told: {seen:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(told.contains("rolled back"), "{told}");
+    let health = crate::support::health(&listen).expect("health");
+    assert!(
+        health["policies"].to_string().contains("swap-test@1"),
+        "{health}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -288,3 +288,21 @@ pub fn http(
     }
     (status, String::from_utf8_lossy(&answer).into_owned())
 }
+
+/// An alarm whose reason is `reason`, as EventBridge delivers it.
+pub fn alarm_event(name: &str, reason: &str) -> String {
+    serde_json::json!({
+        "version": "0", "id": name, "detail-type": "CloudWatch Alarm State Change",
+        "source": "aws.cloudwatch", "account": "123456789012",
+        "time": chrono::Utc::now().to_rfc3339(), "region": "us-east-1",
+        "resources": [format!("arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}")],
+        "detail": {
+            "alarmName": name,
+            "state": {"value": "ALARM", "reason": reason,
+                      "timestamp": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()},
+            "previousState": {"value": "OK", "reason": "", "timestamp": "2024-01-01T00:00:00.000+0000"},
+            "configuration": {"metrics": []}
+        }
+    })
+    .to_string()
+}

@@ -266,24 +266,6 @@ fn replicas_on_dynamodb_converge_on_a_push() {
     wait_for(&b, |v| v == ["swap-test@2"], "kept the pushed version");
 }
 
-/// An alarm whose reason is `reason`, as EventBridge delivers it.
-fn alarm_event(name: &str, reason: &str) -> String {
-    serde_json::json!({
-        "version": "0", "id": name, "detail-type": "CloudWatch Alarm State Change",
-        "source": "aws.cloudwatch", "account": "123456789012",
-        "time": chrono::Utc::now().to_rfc3339(), "region": "us-east-1",
-        "resources": [format!("arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}")],
-        "detail": {
-            "alarmName": name,
-            "state": {"value": "ALARM", "reason": reason,
-                      "timestamp": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()},
-            "previousState": {"value": "OK", "reason": "", "timestamp": "2024-01-01T00:00:00.000+0000"},
-            "configuration": {"metrics": []}
-        }
-    })
-    .to_string()
-}
-
 /// The regression guard: a pushed version that fails its first decisions
 /// is rolled back on its own, with the reason recorded and counted.
 #[test]
@@ -311,7 +293,7 @@ fn the_regression_guard_rolls_back_a_version_that_fails() {
                 ("Authorization", &auth),
                 ("Content-Type", "application/json"),
             ],
-            &alarm_event(name, reason),
+            &crate::support::alarm_event(name, reason),
         );
         assert_eq!(status, 202, "{text}");
     };
