@@ -72,7 +72,7 @@ pub struct Policies {
     pub follow_interval_ms: Option<u64>,
     /// Largest uploaded component (`HEALER_MAX_POLICY_BYTES`).
     pub max_policy_bytes: Option<usize>,
-    /// Decisions a new version is judged on (`HEALER_REGRESSION_GUARD_DECISIONS`; 0: off).
+    /// Settled incidents a new version is judged on (`HEALER_REGRESSION_GUARD_DECISIONS`; 0: off).
     pub regression_guard_decisions: Option<u64>,
     /// The guard's margin, a fraction (`HEALER_REGRESSION_GUARD_MARGIN`).
     pub regression_guard_margin: Option<f64>,

@@ -123,10 +123,11 @@ pub struct RunArgs {
     /// other replicas) and rescans the policy directory, in milliseconds.
     #[arg(long, env = "HEALER_FOLLOW_INTERVAL_MS", default_value_t = 2000)]
     follow_interval_ms: u64,
-    /// Regression guard: a newly activated version is judged on its first
-    /// this many decisions on this replica and rolled back when its failure
-    /// rate (traps, limits, policy errors) exceeds the previous version's by
-    /// more than the margin [default: 0, off].
+    /// Regression guard: a newly activated version is judged on the first
+    /// this many incidents it decides once they settle, and rolled back when
+    /// their failure rate (policy errors and traps, escalations, failed
+    /// actions) exceeds the previous version's by more than the margin
+    /// [default: 0, off].
     #[arg(long, env = "HEALER_REGRESSION_GUARD_DECISIONS", default_value_t = 0)]
     regression_guard_decisions: u64,
     /// The regression guard's margin, as a fraction (0.2: 20 percentage points).
@@ -457,6 +458,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         };
         let guard = tokio::spawn(healer::policy::guard::run(
             catalog.clone(),
+            store.clone(),
             healer::policy::guard::GuardConfig {
                 decisions: a.regression_guard_decisions,
                 margin: a.regression_guard_margin,

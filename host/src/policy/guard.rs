@@ -1,38 +1,84 @@
-//! The regression guard: after a version is activated, this replica watches
-//! its first decisions and rolls it back on its own when it fails (traps,
-//! limits, policy errors) at a rate past the previous version's by more than
-//! a margin. Off unless configured (`HEALER_REGRESSION_GUARD_DECISIONS`).
+//! The regression guard: after a version is activated, the host watches the
+//! first incidents it decides and rolls it back on its own when they fail
+//! (a policy error or trap, an escalation, a failed action) at a rate past
+//! the previous version's by more than a margin. Off unless configured
+//! (`HEALER_REGRESSION_GUARD_DECISIONS`).
 //!
-//! Each activated version is judged once, on the first N decisions this
-//! replica saw it make; the rollback is a compare-and-set on the shared
+//! The outcomes come from the store (the incidents recorded in the last
+//! week, [`Store::recent`]), so every replica judges on the same fleet-wide
+//! record. An incident counts once it is settled: closed, or its decision
+//! failed. Each activated version is judged once per replica, on its first
+//! N settled incidents; the rollback is a compare-and-set on the shared
 //! policy set that only applies while that version is still the active one,
-//! so two replicas judging the same version roll it back once, never twice.
+//! so replicas judging the same version roll it back once, never twice.
 //! Who and why go into the set's `changed-by` (shown by `GET /policies` and
 //! the dashboard), the log (error level),
 //! `healer_policy_auto_rollbacks_total{policy}` and, in live mode, a message
 //! on the `default` notification channel.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use super::catalog::{Catalog, CatalogError};
 use super::set::PolicyPointer;
-use super::{PolicyRole, RegistryEntry};
+use crate::store::{IncidentRecord, LifecycleState, Outcome, Store};
 
 /// How often the guard looks.
 const EVERY: Duration = Duration::from_secs(1);
+/// Recent incidents the guard reads each time.
+const WINDOW: usize = 1000;
 
 /// What the guard watches for.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GuardConfig {
-    /// Decisions a new version makes before it is judged (0: off).
+    /// Settled incidents a new version decides before it is judged (0: off).
     pub decisions: u64,
     /// How far its failure rate may exceed the previous version's, as a
     /// fraction (0.2: 20 percentage points).
     pub margin: f64,
+}
+
+/// One settled incident a version decided: when, and whether it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    /// Detection time.
+    pub at: DateTime<Utc>,
+    /// The decision failed, the incident escalated, or an action failed.
+    pub failed: bool,
+}
+
+/// The settled incidents of each version (by sha256) of the policy `name`
+/// among `records` (its acting decisions only), oldest first.
+pub fn settled(records: &[IncidentRecord], name: &str) -> BTreeMap<String, Vec<Settled>> {
+    let mut out: BTreeMap<String, Vec<Settled>> = BTreeMap::new();
+    for r in records {
+        let Some(p) = r.provenance.as_ref().filter(|p| p.policy.name == name) else {
+            continue;
+        };
+        let errored = p.decision.is_err();
+        if !(errored || r.state.is_terminal()) {
+            continue;
+        }
+        let failed = errored
+            || r.state == LifecycleState::Escalated
+            || r.steps
+                .iter()
+                .any(|s| matches!(s.result, Outcome::Failed(_)));
+        out.entry(p.policy.sha256.clone())
+            .or_default()
+            .push(Settled {
+                at: r.incident.detected_at,
+                failed,
+            });
+    }
+    for v in out.values_mut() {
+        v.sort_by_key(|s| s.at);
+    }
+    out
 }
 
 /// A version the guard rolls back.
@@ -42,68 +88,75 @@ pub struct Regression {
     pub name: String,
     /// The failing version's sha256.
     pub sha256: String,
-    /// Its version string.
-    pub version: String,
-    /// Failed decisions of its first judged ones.
+    /// Failed incidents of its first judged ones.
     pub failed: u64,
-    /// Decisions judged.
-    pub decided: u64,
-    /// The previous version's failure rate on this replica (0 when it made none).
+    /// Incidents judged.
+    pub judged: u64,
+    /// The previous version's failure rate (0 when it settled none).
     pub previous_rate: f64,
-    /// The previous version's version string.
+    /// The previous version's sha256.
     pub previous: String,
 }
 
 impl Regression {
-    /// Why, for the record.
-    pub fn reason(&self, margin: f64) -> String {
+    /// Why, for the record; versions by their version strings.
+    pub fn reason(&self, version: &str, previous: &str, margin: f64) -> String {
         format!(
-            "regression-guard: {}@{} failed {} of its first {} decisions ({:.0}%) against {:.0}% \
-             for {} (margin {:.0} points); rolled back",
+            "regression-guard: {}@{version} failed {} of its first {} incidents ({:.0}%) \
+             against {:.0}% for {previous} (margin {:.0} points): errors, escalations or \
+             failed actions; rolled back",
             self.name,
-            self.version,
             self.failed,
-            self.decided,
-            100.0 * self.failed as f64 / self.decided.max(1) as f64,
+            self.judged,
+            100.0 * self.failed as f64 / self.judged.max(1) as f64,
             100.0 * self.previous_rate,
-            self.previous,
             100.0 * margin
         )
     }
 }
 
-/// Whether the active version of `entry` (the last of `pointer`'s
-/// activations) has made its first `cfg.decisions` decisions, and if so
-/// whether it regressed. `None` while it is still being watched, or when
-/// there is nothing to go back to. `Some(None)`: judged, fine.
+/// Whether the active version of `name` (the last of `pointer`'s
+/// activations) has settled its first `cfg.decisions` incidents in
+/// `outcomes`, and if so whether it regressed against the previous one.
+/// `None` while it is still watched, or with nothing to go back to;
+/// `Some(None)`: judged, fine.
 pub fn judge(
-    entry: &RegistryEntry,
+    name: &str,
     pointer: &PolicyPointer,
+    outcomes: &BTreeMap<String, Vec<Settled>>,
     cfg: GuardConfig,
 ) -> Option<Option<Regression>> {
     let n = pointer.activations.len();
-    let (active, previous) = match n {
-        0 | 1 => return None,
-        _ => (&pointer.activations[n - 1], &pointer.activations[n - 2]),
-    };
-    let of = |sha: &str| entry.versions.iter().find(|v| v.sha256 == *sha);
-    let now = of(active).filter(|v| v.role == Some(PolicyRole::Active))?;
-    if now.decisions < cfg.decisions {
+    if n < 2 {
         return None;
     }
-    let before = of(previous);
-    let previous_rate = before
-        .filter(|v| v.decisions > 0)
-        .map_or(0.0, |v| v.errors as f64 / v.decisions as f64);
-    let rate = now.errors as f64 / now.decisions.max(1) as f64;
+    let (active, previous) = (&pointer.activations[n - 1], &pointer.activations[n - 2]);
+    let first: Vec<&Settled> = outcomes
+        .get(active)?
+        .iter()
+        .take(usize::try_from(cfg.decisions).unwrap_or(usize::MAX))
+        .collect();
+    if (first.len() as u64) < cfg.decisions {
+        return None;
+    }
+    let failed = first.iter().filter(|s| s.failed).count() as u64;
+    let before = outcomes
+        .get(previous)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let previous_rate = if before.is_empty() {
+        0.0
+    } else {
+        before.iter().filter(|s| s.failed).count() as f64 / before.len() as f64
+    };
+    let rate = failed as f64 / first.len().max(1) as f64;
     Some((rate > previous_rate + cfg.margin).then(|| Regression {
-        name: entry.name.clone(),
-        sha256: now.sha256.clone(),
-        version: now.version.clone(),
-        failed: now.errors,
-        decided: now.decisions,
+        name: name.to_owned(),
+        sha256: active.clone(),
+        failed,
+        judged: first.len() as u64,
         previous_rate,
-        previous: before.map_or_else(|| previous.clone(), |v| v.version.clone()),
+        previous: previous.clone(),
     }))
 }
 
@@ -111,6 +164,7 @@ pub fn judge(
 /// `notify` tells the team of each rollback (live mode).
 pub async fn run(
     catalog: Arc<Catalog>,
+    store: Arc<dyn Store>,
     cfg: GuardConfig,
     notify: Option<crate::actions::SnsExecutor>,
     mut stop: watch::Receiver<bool>,
@@ -125,25 +179,25 @@ pub async fn run(
             _ = tokio::time::sleep(EVERY) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let set = match catalog.read().await {
-            Ok((set, _)) => set,
+        let (set, recent) = match tokio::try_join!(
+            async { catalog.read().await.map_err(|e| e.to_string()) },
+            async { store.recent(WINDOW).await.map_err(|e| e.to_string()) },
+        ) {
+            Ok(((set, _), recent)) => (set, recent),
             Err(e) => {
-                tracing::warn!(error = %e, "The regression guard could not read the policy set.");
+                tracing::warn!(error = %e, "The regression guard could not read the store.");
                 continue;
             }
         };
-        for entry in catalog.registry().list() {
-            let Some(pointer) = set.policies.get(&entry.name) else {
+        for (name, pointer) in &set.policies {
+            let Some(active) = pointer.active() else {
                 continue;
             };
-            let Some(active) = pointer.activations.last() else {
-                continue;
-            };
-            let key = (entry.name.clone(), active.clone());
-            if judged.contains(&key) {
+            let key = (name.clone(), active.to_owned());
+            if pointer.retired || judged.contains(&key) {
                 continue;
             }
-            let Some(verdict) = judge(&entry, pointer, cfg) else {
+            let Some(verdict) = judge(name, pointer, &settled(&recent, name), cfg) else {
                 continue;
             };
             judged.insert(key);
@@ -154,25 +208,37 @@ pub async fn run(
     }
 }
 
+/// The version string of a stored version (its sha256's start when unknown).
+fn version_of(catalog: &Catalog, sha256: &str) -> String {
+    catalog.registry().loaded(sha256).map_or_else(
+        || sha256.get(..12).unwrap_or(sha256).to_owned(),
+        |p| p.id.version.clone(),
+    )
+}
+
 async fn roll_back(
     catalog: &Catalog,
     r: &Regression,
     cfg: GuardConfig,
     notify: Option<&crate::actions::SnsExecutor>,
 ) {
-    let why = r.reason(cfg.margin);
+    let (version, previous) = (
+        version_of(catalog, &r.sha256),
+        version_of(catalog, &r.previous),
+    );
+    let why = r.reason(&version, &previous, cfg.margin);
     match catalog.rollback_if_active(&r.name, &r.sha256, &why).await {
         Ok(Some(to)) => {
             crate::metrics::metrics().inc(
                 crate::metrics::Counter::PolicyAutoRollbacks,
                 &[("policy", r.name.as_str())],
             );
-            tracing::error!(policy = %r.name, from = %r.version, to = %to.version,
+            tracing::error!(policy = %r.name, from = %version, to = %to.version,
                 reason = %why, "Regression guard rolled a policy back.");
             if let Some(sns) = notify {
                 let subject = format!(
-                    "healer regression guard rolled {} back from {} to {}",
-                    r.name, r.version, to.version
+                    "healer regression guard rolled {} back from {version} to {}",
+                    r.name, to.version
                 );
                 if let Err(e) = sns
                     .announce(crate::actions::DEFAULT_CHANNEL, &subject, &why)
@@ -183,7 +249,7 @@ async fn roll_back(
                 }
             }
         }
-        Ok(None) => tracing::info!(policy = %r.name, version = %r.version,
+        Ok(None) => tracing::info!(policy = %r.name, version = %version,
             "Regression guard: the version was already replaced."),
         Err(CatalogError::NoEarlier(_)) => {}
         Err(e) => tracing::warn!(policy = %r.name, error = %e,
@@ -194,63 +260,123 @@ async fn roll_back(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::PolicyVersionInfo;
 
-    fn version(
-        sha: &str,
-        decisions: u64,
-        errors: u64,
-        role: Option<PolicyRole>,
-    ) -> PolicyVersionInfo {
-        PolicyVersionInfo {
-            version: sha.to_uppercase(),
-            sha256: sha.to_owned(),
-            uploaded_at: chrono::Utc::now(),
-            size: 1,
-            world: "0.2.0",
-            decisions,
-            errors,
-            role,
-        }
+    fn at(minute: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::minutes(minute)
     }
 
-    fn case(old: (u64, u64), new: (u64, u64)) -> Option<Option<Regression>> {
-        let entry = RegistryEntry {
-            name: "p".into(),
-            handles: Vec::new(),
-            versions: vec![
-                version("a", old.0, old.1, None),
-                version("b", new.0, new.1, Some(PolicyRole::Active)),
-            ],
+    fn outcomes(old: &[bool], new: &[bool]) -> BTreeMap<String, Vec<Settled>> {
+        let list = |v: &[bool], from: i64| {
+            v.iter()
+                .enumerate()
+                .map(|(i, f)| Settled {
+                    at: at(from + i as i64),
+                    failed: *f,
+                })
+                .collect::<Vec<_>>()
         };
+        BTreeMap::from([
+            ("a".to_owned(), list(old, 0)),
+            ("b".to_owned(), list(new, 100)),
+        ])
+    }
+
+    fn case(old: &[bool], new: &[bool]) -> Option<Option<Regression>> {
         let pointer = PolicyPointer {
             activations: vec!["a".into(), "b".into()],
             shadow: None,
-            changed_at: chrono::Utc::now(),
+            changed_at: Utc::now(),
             changed_by: "test".into(),
             retired: false,
         };
-        judge(
-            &entry,
-            &pointer,
-            GuardConfig {
-                decisions: 10,
-                margin: 0.2,
-            },
-        )
+        let cfg = GuardConfig {
+            decisions: 4,
+            margin: 0.2,
+        };
+        judge("p", &pointer, &outcomes(old, new), cfg)
     }
 
     #[test]
-    fn a_version_is_judged_after_its_first_n_decisions_against_the_previous_rate() {
-        assert_eq!(case((100, 0), (9, 9)), None, "still watched");
-        let r = case((100, 0), (10, 9)).expect("judged").expect("regressed");
-        assert_eq!((r.failed, r.decided, r.previous.as_str()), (9, 10, "A"));
-        assert!(r.reason(0.2).contains("90%"), "{}", r.reason(0.2));
-        assert_eq!(case((100, 0), (10, 2)), Some(None), "within the margin");
-        assert_eq!(case((100, 50), (10, 6)), Some(None), "no worse than before");
+    fn closed_incidents_count_and_escalations_and_errors_fail() {
+        let record = |n: u32, state: LifecycleState, ok: bool| {
+            let incident = crate::Incident::from_json(
+                format!(
+                    r#"{{"kind":"alarm","source":"t","reason":"r{n}",
+                        "resource":{{"kind":"alarm","id":"a{n}"}},"detected-at":"2024-05-01T10:0{n}:00Z"}}"#
+                )
+                .as_bytes(),
+            )
+            .expect("incident");
+            let mut r = IncidentRecord::detected(incident);
+            r.state = state;
+            r.provenance = Some(crate::store::Provenance {
+                policy: crate::policy::PolicyId {
+                    name: "p".into(),
+                    version: "2".into(),
+                    sha256: "b".into(),
+                },
+                input_hash: String::new(),
+                fuel_used: 0,
+                duration_us: 0,
+                decision: if ok {
+                    Ok(crate::Decision {
+                        steps: Vec::new(),
+                        verify: None,
+                        summary: String::new(),
+                    })
+                } else {
+                    Err("trap".into())
+                },
+            });
+            r
+        };
+        let records = [
+            record(4, LifecycleState::Healed, true),
+            record(3, LifecycleState::Escalated, true),
+            record(2, LifecycleState::Verifying, true),
+            record(1, LifecycleState::Escalated, false),
+        ];
+        let failed: Vec<bool> = settled(&records, "p")["b"]
+            .iter()
+            .map(|s| s.failed)
+            .collect();
+        // Oldest first; the open one is not settled yet.
+        assert_eq!(failed, [true, true, false]);
+        assert!(settled(&records, "other").is_empty());
+    }
+
+    #[test]
+    fn a_version_is_judged_on_its_first_settled_incidents_against_the_previous_rate() {
+        let ok = [false; 10];
+        assert_eq!(case(&ok, &[true, true, true]), None, "still watched");
+        let r = case(&ok, &[true, true, true, false, true])
+            .expect("judged")
+            .expect("regressed");
+        assert_eq!((r.failed, r.judged, r.previous.as_str()), (3, 4, "a"));
         assert!(
-            case((0, 0), (10, 3)).expect("judged").is_some(),
-            "no baseline: the margin alone"
+            r.reason("2", "1", 0.2).contains("75%"),
+            "{}",
+            r.reason("2", "1", 0.2)
+        );
+        let one_in_ten = [
+            true, false, false, false, false, false, false, false, false, false,
+        ];
+        assert_eq!(
+            case(&one_in_ten, &[false, false, false, true]),
+            Some(None),
+            "25% against 10%: within the margin"
+        );
+        let half = [true, false, true, false];
+        assert_eq!(
+            case(&half, &[true, true, false, false]),
+            Some(None),
+            "no worse"
+        );
+        assert!(
+            case(&[], &[true, false, false, false])
+                .expect("judged")
+                .is_some(),
+            "no baseline"
         );
     }
 }
