@@ -204,7 +204,7 @@ pub(super) async fn shadow(
         ..crate::replay::Selection::default()
     };
     let (cases, summary) =
-        crate::replay::shadow_report(api.store()?.as_ref(), &selection, &q.policy).await?;
+        crate::replay::shadow_report(api.store()?.as_ref(), &selection, &q.policy, None).await?;
     let mut differing: Vec<_> = cases
         .into_iter()
         .filter(|c| c.comparison != crate::replay::Comparison::Same)

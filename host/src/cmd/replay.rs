@@ -36,20 +36,8 @@ pub struct ReplayArgs {
     /// that does not reproduce its decisions always fails.
     #[arg(long, value_enum, value_delimiter = ',')]
     fail_on: Vec<FailOn>,
-    /// Judge the recorded plan and the candidate's on every incident with
-    /// the governor, against the store as it was when the incident was
-    /// decided (its actions before then, in the governor's window): what
-    /// would have been approved, denied and why. One store read per incident.
-    #[arg(long)]
-    verdicts: bool,
-    /// Governor limits JSON the plans are judged under (as `decide
-    /// --governor`) [default: the defaults].
-    #[arg(long, env = "HEALER_GOVERNOR")]
-    governor: Option<PathBuf>,
-    /// Resource facts JSON (as `decide --facts`): the store keeps no facts,
-    /// so the rules that need tags or group sizes see these.
-    #[arg(long)]
-    facts: Option<PathBuf>,
+    #[command(flatten)]
+    judge: JudgeArgs,
     /// Replay on raw AWS events (files or directories of `.json`, as
     /// `decide` takes) instead of the store's recorded decisions: `--baseline`
     /// decides each incident and stands for what was recorded.
@@ -71,6 +59,43 @@ pub struct ReplayArgs {
     engine: EngineArgs,
     #[command(flatten)]
     store: StoreArgs,
+}
+
+/// The governor on replayed or shadow plans.
+#[derive(Debug, Args)]
+pub struct JudgeArgs {
+    /// Judge both plans of every incident with the governor, against the
+    /// store as it was when the incident was decided (its actions before
+    /// then, in the governor's window): what would have been approved,
+    /// denied and why. One store read per incident.
+    #[arg(long)]
+    verdicts: bool,
+    /// Governor limits JSON the plans are judged under (as `decide
+    /// --governor`) [default: the defaults].
+    #[arg(long, env = "HEALER_GOVERNOR")]
+    governor: Option<PathBuf>,
+    /// Resource facts JSON (as `decide --facts`): the store keeps no facts,
+    /// so the rules that need tags or group sizes see these.
+    #[arg(long)]
+    facts: Option<PathBuf>,
+}
+
+impl JudgeArgs {
+    /// The governor and facts, when judging.
+    fn load(
+        &self,
+        on: bool,
+    ) -> anyhow::Result<Option<(healer::safety::Governor, healer::safety::Facts)>> {
+        if !on {
+            return Ok(None);
+        }
+        let governor = healer::safety::Governor::new(super::load_json(
+            self.governor.as_deref(),
+            "governor config",
+        )?);
+        let facts = healer::safety::Facts(super::load_json(self.facts.as_deref(), "facts")?);
+        Ok(Some((governor, facts)))
+    }
 }
 
 /// Which recorded incidents to read.
@@ -117,6 +142,8 @@ pub struct ShadowReportArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
+    judge: JudgeArgs,
+    #[command(flatten)]
     store: StoreArgs,
 }
 
@@ -124,10 +151,12 @@ pub struct ShadowReportArgs {
 pub fn run_shadow(cmd: ShadowCommand) -> anyhow::Result<ExitCode> {
     let ShadowCommand::Report(a) = cmd;
     let selection = a.select.selection()?;
+    let judge = a.judge.load(a.judge.verdicts)?;
     let runtime = runtime()?;
     let (reports, summary) = runtime.block_on(async {
         let store = a.store.open().await?;
-        healer::replay::shadow_report(store.as_ref(), &selection, &a.name)
+        let judge = judge.as_ref().map(|(g, f)| (g, f));
+        healer::replay::shadow_report(store.as_ref(), &selection, &a.name, judge)
             .await
             .context("cannot read the recorded decisions")
     })?;
@@ -161,10 +190,9 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         .against
         .clone()
         .unwrap_or_else(|| candidate.id.name.clone());
-    let judge = a.verdicts || a.fail_on.contains(&FailOn::DeniedMore);
-    let governor =
-        healer::safety::Governor::new(super::load_json(a.governor.as_deref(), "governor config")?);
-    let facts = healer::safety::Facts(super::load_json(a.facts.as_deref(), "facts")?);
+    let judge = a
+        .judge
+        .load(a.judge.verdicts || a.fail_on.contains(&FailOn::DeniedMore))?;
     if !a.events.is_empty() {
         return run_events(&a, &engine, &candidate);
     }
@@ -178,7 +206,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
             &selection,
             &against,
             threads,
-            judge.then_some((&governor, &facts)),
+            judge.as_ref().map(|(g, f)| (g, f)),
         )
         .await
         .context("cannot read the recorded decisions")
@@ -225,7 +253,7 @@ fn run_events(
         .baseline
         .as_ref()
         .context("--events needs --baseline OLD.wasm: nothing recorded to compare with")?;
-    if a.verdicts || a.fail_on.contains(&FailOn::DeniedMore) || a.mttr {
+    if a.judge.verdicts || a.fail_on.contains(&FailOn::DeniedMore) || a.mttr {
         anyhow::bail!(
             "--verdicts, --fail-on denied-more and --mttr read the store's history: not with --events"
         );

@@ -550,7 +550,7 @@ pub async fn run(
             store,
             governor,
             facts,
-            &candidate.metadata.proposes,
+            Some(&candidate.metadata.proposes),
             &cases,
             &mut reports,
         )

@@ -5,18 +5,61 @@
 use crate::policy::PolicyId;
 use crate::store::{IncidentRecord, Provenance, Store, StoreError};
 
-use super::{CaseReport, Pair, Selection, Skipped, Summary, compare, scan};
+use super::{Case, CaseReport, Pair, Selection, Skipped, Summary, compare, scan};
+use crate::policy::PolicyInput;
+use crate::safety::{Facts, Governor};
+
+/// Judges every report whose active decision's input the store holds.
+async fn judge(
+    store: &dyn Store,
+    governor: &Governor,
+    facts: &Facts,
+    active: &[(Provenance, crate::incident::IncidentKind)],
+    reports: &mut [CaseReport],
+) -> Result<(), StoreError> {
+    let mut hashes: Vec<String> = active.iter().map(|(p, _)| p.input_hash.clone()).collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    let mut inputs = std::collections::BTreeMap::new();
+    for chunk in hashes.chunks(super::INPUTS_PER_READ) {
+        for (hash, json) in store.policy_inputs(chunk).await? {
+            if let Ok(input) = serde_json::from_str::<PolicyInput>(&json) {
+                inputs.insert(hash, input);
+            }
+        }
+    }
+    for ((recorded, kind), report) in active.iter().zip(reports.iter_mut()) {
+        let Some(input) = inputs.get(&recorded.input_hash) else {
+            continue;
+        };
+        let case = Case {
+            id: report.incident.clone(),
+            kind: *kind,
+            recorded: recorded.clone(),
+            input: input.clone(),
+            healed_ms: None,
+        };
+        super::verdicts::judge_one(store, governor, facts, None, &case, report).await?;
+    }
+    Ok(())
+}
 
 /// Sets the shadow decisions of `name` beside its active decisions on the
 /// incidents `selection` picks. The summary's candidate is the newest
 /// shadow version seen; `skipped.not-decided-by` counts the incidents
 /// without both.
+///
+/// With `verdicts`, the governor judges the active and the shadow plan of
+/// each incident alike, against the store at its decision (see
+/// [`super::judge_verdicts`]): what the shadow would have had denied.
 pub async fn shadow_report(
     store: &dyn Store,
     selection: &Selection,
     name: &str,
+    verdicts: Option<(&Governor, &Facts)>,
 ) -> Result<(Vec<CaseReport>, Summary), StoreError> {
     let mut reports = Vec::new();
+    let mut kinds = Vec::new();
     let mut skipped = Skipped::default();
     let mut newest: Option<(chrono::DateTime<chrono::Utc>, PolicyId)> = None;
     scan(store, selection, |record| match pair(&record, name) {
@@ -25,11 +68,15 @@ pub async fn shadow_report(
             if newest.as_ref().is_none_or(|(t, _)| at >= *t) {
                 newest = Some((at, shadow.policy.clone()));
             }
+            kinds.push((active.clone(), record.incident.kind));
             reports.push(report(&record, active, shadow));
         }
         None => skipped.not_decided_by += 1,
     })
     .await?;
+    if let Some((governor, facts)) = verdicts {
+        judge(store, governor, facts, &kinds, &mut reports).await?;
+    }
     // The store lists newest first; the report reads oldest first.
     reports.reverse();
     let candidate = newest.map_or_else(

@@ -18,44 +18,59 @@ use crate::safety::{Facts, Governor, History, KILL_SWITCH_KEY, StepVerdict, Verd
 use crate::store::{Store, StoreError};
 
 /// Judges the recorded and the candidate plan of every case, filling each
-/// report's `verdicts`. `proposes` is the candidate's declared action kinds;
-/// the recorded plan is judged as if its version declared what it proposed
-/// (an older version's metadata is not kept). One store read per case.
+/// report's `verdicts`. `proposes` is the candidate's declared action kinds
+/// (`None`: as if it declared what it proposed, for a shadow version whose
+/// metadata is not at hand); the recorded plan is judged as if its version
+/// declared what it proposed (an older version's metadata is not kept).
+/// One store read per case.
 pub async fn judge(
     store: &dyn Store,
     governor: &Governor,
     facts: &Facts,
-    proposes: &[ActionKind],
+    proposes: Option<&[ActionKind]>,
     cases: &[Case],
     reports: &mut [CaseReport],
 ) -> Result<(), StoreError> {
     for (case, report) in cases.iter().zip(reports.iter_mut()) {
-        let recorded = case.recorded.decision.as_ref().ok();
-        let candidate = report.plan.as_ref();
-        if recorded.is_none_or(|d| d.steps.is_empty())
-            && candidate.is_none_or(|d| d.steps.is_empty())
-        {
-            continue;
-        }
-        let now = case.input.now;
-        let history = history_at(store, governor, case, now).await?;
-        let incident = &case.input.incident;
-        let judged = |d: Option<&Decision>, declared: &[ActionKind]| -> Vec<StepVerdict> {
-            d.map(|d| {
-                governor
-                    .judge(incident, d, declared, facts, &history, now)
-                    .verdicts
-            })
-            .unwrap_or_default()
-        };
-        let own: Vec<ActionKind> = recorded
-            .map(|d| d.steps.iter().map(|s| s.action.kind()).collect())
-            .unwrap_or_default();
-        report.verdicts = Some(Pair {
-            recorded: judged(recorded, &own),
-            candidate: judged(candidate, proposes),
-        });
+        judge_one(store, governor, facts, proposes, case, report).await?;
     }
+    Ok(())
+}
+
+/// [`judge`] of one case.
+pub(super) async fn judge_one(
+    store: &dyn Store,
+    governor: &Governor,
+    facts: &Facts,
+    proposes: Option<&[ActionKind]>,
+    case: &Case,
+    report: &mut CaseReport,
+) -> Result<(), StoreError> {
+    let recorded = case.recorded.decision.as_ref().ok();
+    let candidate = report.plan.as_ref();
+    if recorded.is_none_or(|d| d.steps.is_empty()) && candidate.is_none_or(|d| d.steps.is_empty()) {
+        return Ok(());
+    }
+    let now = case.input.now;
+    let history = history_at(store, governor, case, now).await?;
+    let incident = &case.input.incident;
+    let judged = |d: Option<&Decision>, declared: &[ActionKind]| -> Vec<StepVerdict> {
+        d.map(|d| {
+            governor
+                .judge(incident, d, declared, facts, &history, now)
+                .verdicts
+        })
+        .unwrap_or_default()
+    };
+    let own = |d: Option<&Decision>| -> Vec<ActionKind> {
+        d.map(|d| d.steps.iter().map(|s| s.action.kind()).collect())
+            .unwrap_or_default()
+    };
+    let declared = proposes.map_or_else(|| own(candidate), <[ActionKind]>::to_vec);
+    report.verdicts = Some(Pair {
+        recorded: judged(recorded, &own(recorded)),
+        candidate: judged(candidate, &declared),
+    });
     Ok(())
 }
 

@@ -271,7 +271,7 @@ async fn the_shadow_report_compares_recorded_shadow_decisions() {
     }
 
     let (cases, summary) =
-        healer::replay::shadow_report(&store, &Selection::default(), "swap-test")
+        healer::replay::shadow_report(&store, &Selection::default(), "swap-test", None)
             .await
             .expect("report");
     assert_eq!(summary.counts.total, 4);
@@ -280,7 +280,7 @@ async fn the_shadow_report_compares_recorded_shadow_decisions() {
     assert_eq!(cases[0].recorded.version, "1");
     assert!(matches!(cases[0].comparison, Comparison::Changed(_)));
     // Another name has no shadow: nothing to compare, every incident skipped.
-    let (_, none) = healer::replay::shadow_report(&store, &Selection::default(), "other")
+    let (_, none) = healer::replay::shadow_report(&store, &Selection::default(), "other", None)
         .await
         .expect("report");
     assert_eq!(none.counts.total, 0);
@@ -426,6 +426,18 @@ async fn the_shadow_report_compares_recorded_shadow_decisions() {
     let m = &other.mttr;
     assert_eq!((m.healed, m.known, m.unknown), (2, 0, 2), "{m:?}");
     assert_eq!((m.recorded_p50_ms, m.known_p50_ms), (Some(60_000), None));
+
+    // The shadow report with the governor: the shadow's notifications would
+    // have been denied by the same full rate limit as the active's.
+    let (cases, summary) =
+        healer::replay::shadow_report(store, &all, "swap-test", Some((governor, facts)))
+            .await
+            .expect("report");
+    assert_eq!(
+        summary.denied.map(|d| (d.recorded, d.candidate)),
+        Some((4, 4))
+    );
+    assert!(cases.iter().all(|c| c.verdicts.is_some()));
 }
 
 /// `--events DIR`: no store, raw AWS events; the baseline decides each
