@@ -171,6 +171,10 @@ pub(super) struct ShadowQuery {
     policy: String,
     /// Incidents detected at or after [default: 7 days ago].
     since: Option<DateTime<Utc>>,
+    /// Judge both plans with the service's governor and operator facts
+    /// against the store at each decision (one store read per incident).
+    #[serde(default)]
+    verdicts: bool,
 }
 
 /// Differing cases `GET /stats/shadow` lists at most.
@@ -203,8 +207,18 @@ pub(super) async fn shadow(
         ),
         ..crate::replay::Selection::default()
     };
+    let judge = match (q.verdicts, &api.judge) {
+        (false, _) => None,
+        (true, Some(j)) => Some((&j.0, &j.1)),
+        (true, None) => {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                "this service has no governor to judge with",
+            ));
+        }
+    };
     let (cases, summary) =
-        crate::replay::shadow_report(api.store()?.as_ref(), &selection, &q.policy, None).await?;
+        crate::replay::shadow_report(api.store()?.as_ref(), &selection, &q.policy, judge).await?;
     let mut differing: Vec<_> = cases
         .into_iter()
         .filter(|c| c.comparison != crate::replay::Comparison::Same)

@@ -92,6 +92,9 @@ pub struct ApiState {
     cursors: Arc<tokio::sync::OnceCell<cursor::Cursors>>,
     /// The incident stream's shared watcher.
     feed: Arc<feed::Feed>,
+    /// The service's governor and operator facts, for `GET
+    /// /stats/shadow?verdicts=true`.
+    judge: Option<Arc<(crate::safety::Governor, crate::safety::Facts)>>,
 }
 
 /// Builds the router.
@@ -115,6 +118,7 @@ impl Api {
                 approvals: None,
                 cursors: Arc::default(),
                 feed: Arc::default(),
+                judge: None,
             },
             max_policy_bytes: DEFAULT_MAX_POLICY_BYTES,
         }
@@ -167,6 +171,17 @@ impl Api {
     /// an open dashboard does not hold up a graceful shutdown.
     pub fn stop(mut self, stop: tokio::sync::watch::Receiver<bool>) -> Self {
         self.state.feed = Arc::new(feed::Feed::new(stop));
+        self
+    }
+
+    /// The service's governor and operator facts (`GET /stats/shadow`
+    /// judges shadow plans with them).
+    pub fn governor(
+        mut self,
+        governor: crate::safety::Governor,
+        facts: crate::safety::Facts,
+    ) -> Self {
+        self.state.judge = Some(Arc::new((governor, facts)));
         self
     }
 

@@ -350,7 +350,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         Some(json) => serde_json::from_str(json).context("invalid HEALER_CONTEXT_JSON")?,
         None => load_json(a.context.as_deref(), "context")?,
     };
-    let operator = load_json(a.facts.as_deref(), "facts")?;
+    let operator: std::collections::BTreeMap<String, healer::safety::ResourceFacts> =
+        load_json(a.facts.as_deref(), "facts")?;
     let token = admin_token(&a)?;
     let topics: Vec<String> = a
         .sns_topics
@@ -416,10 +417,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         let service = Arc::new(Service {
             store: store.clone(),
             registry,
-            governor: Governor::new(governor_config),
+            governor: Governor::new(governor_config.clone()),
             facts: Layered {
                 aws: a.aws_facts.then(|| AwsFacts::new(shared.clone())),
-                operator: StaticFacts(operator),
+                operator: StaticFacts(operator.clone()),
             },
             context,
             max_signals: a.max_signals_per_payload,
@@ -476,6 +477,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             .sns(sns)
             .max_policy_bytes(a.max_policy_bytes)
             .stop(stop_rx.clone())
+            .governor(
+                Governor::new(governor_config),
+                healer::safety::Facts(operator),
+            )
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
         let mut http_stop = stop_rx.clone();

@@ -304,19 +304,40 @@ async fn the_shadow_report_compares_recorded_shadow_decisions() {
             healer::api::AdminToken::new("shadow-token-0123456789").expect("token"),
         ))
         .store(shared)
+        .governor(
+            Governor::new(GovernorConfig::default()),
+            healer::safety::Facts::default(),
+        )
         .router();
         let req =
             axum::http::Request::get("/stats/shadow?policy=swap-test&since=2000-01-01T00:00:00Z")
                 .header("authorization", "Bearer shadow-token-0123456789")
                 .body(axum::body::Body::empty())
                 .expect("request");
-        let resp = router.oneshot(req).await.expect("infallible");
+        let resp = router.clone().oneshot(req).await.expect("infallible");
         assert_eq!(resp.status(), axum::http::StatusCode::OK);
         let body = resp.into_body().collect().await.expect("body").to_bytes();
         let v: Value = serde_json::from_slice(&body).expect("JSON");
         assert_eq!(v["summary"]["total"], 4, "{v}");
         assert_eq!(v["summary"]["same"], 0, "{v}");
         assert_eq!(v["differing"].as_array().map(Vec::len), Some(4), "{v}");
+        assert!(v["summary"].get("denied").is_none(), "{v}");
+        // With the service's governor: both plans judged, nothing denied.
+        let req = axum::http::Request::get(
+            "/stats/shadow?policy=swap-test&since=2000-01-01T00:00:00Z&verdicts=true",
+        )
+        .header("authorization", "Bearer shadow-token-0123456789")
+        .body(axum::body::Body::empty())
+        .expect("request");
+        let resp = router.clone().oneshot(req).await.expect("infallible");
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        let v: Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(
+            v["summary"]["denied"],
+            serde_json::json!({"recorded": 0, "candidate": 0}),
+            "{v}"
+        );
+        assert!(v["differing"][0]["verdicts"]["candidate"].is_array(), "{v}");
     }
 
     // The active version, replayed through the library: all reproduced.
