@@ -200,6 +200,10 @@ pub(super) async fn shadow(
 ) -> Result<Json<ShadowStats>, ApiError> {
     caller.read(api.token.as_ref())?;
     let Query(q) = query?;
+    if q.verdicts {
+        // One store read per incident of a window the caller picks: admin.
+        caller.admin(api.token.as_ref())?;
+    }
     let selection = crate::replay::Selection {
         since: Some(
             q.since

@@ -41,11 +41,11 @@ pub struct ReplayArgs {
     /// Replay on raw AWS events (files or directories of `.json`, as
     /// `decide` takes) instead of the store's recorded decisions: `--baseline`
     /// decides each incident and stands for what was recorded.
-    #[arg(long, num_args = 1.., requires = "baseline")]
+    #[arg(long, num_args = 1.., requires = "baseline", conflicts_with_all = ["against", "since", "until", "kind"])]
     events: Vec<PathBuf>,
     /// With `--events`: the version to compare the candidate with (today's
     /// active one, say).
-    #[arg(long)]
+    #[arg(long, requires = "events")]
     baseline: Option<PathBuf>,
     /// Print the MTTR backtest: the recorded MTTR of the healed incidents
     /// the candidate plans the same, and how many it plans differently

@@ -27,6 +27,16 @@ use super::catalog::{Catalog, CatalogError};
 use super::set::PolicyPointer;
 use crate::store::{IncidentRecord, LifecycleState, Outcome, Store};
 
+/// What the guard's rollbacks are recorded as by (`changed-by` starts with it).
+const GUARD: &str = "regression-guard:";
+
+/// Whether a policy's active version is one the guard judges: an
+/// activation with an earlier one to go back to, not retired, and not put
+/// back by the guard itself (no rollback loop down the history).
+fn watched(p: &PolicyPointer) -> bool {
+    p.activations.len() >= 2 && !p.retired && !p.changed_by.starts_with(GUARD)
+}
+
 /// How often the guard looks.
 const EVERY: Duration = Duration::from_secs(1);
 /// Recent incidents the guard reads each time.
@@ -45,10 +55,12 @@ pub struct GuardConfig {
 /// One settled incident a version decided: when, and whether it failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settled {
-    /// Detection time.
+    /// When it was decided (detection time when the record has no decided stage).
     pub at: DateTime<Utc>,
     /// The decision failed, the incident escalated, or an action failed.
     pub failed: bool,
+    /// The decision itself failed (the policy erred or trapped).
+    pub errored: bool,
 }
 
 /// The settled incidents of each version (by sha256) of the policy `name`
@@ -68,11 +80,17 @@ pub fn settled(records: &[IncidentRecord], name: &str) -> BTreeMap<String, Vec<S
             || r.steps
                 .iter()
                 .any(|s| matches!(s.result, Outcome::Failed(_)));
+        let at = r
+            .timestamps
+            .get(&LifecycleState::Decided)
+            .copied()
+            .unwrap_or(r.incident.detected_at);
         out.entry(p.policy.sha256.clone())
             .or_default()
             .push(Settled {
-                at: r.incident.detected_at,
+                at,
                 failed,
+                errored,
             });
     }
     for v in out.values_mut() {
@@ -116,10 +134,17 @@ impl Regression {
 }
 
 /// Whether the active version of `name` (the last of `pointer`'s
-/// activations) has settled its first `cfg.decisions` incidents in
-/// `outcomes`, and if so whether it regressed against the previous one.
-/// `None` while it is still watched, or with nothing to go back to;
+/// activations, made at `pointer.changed_at`) has settled its first
+/// `cfg.decisions` incidents decided since, in `outcomes`, and if so whether
+/// it regressed against the previous version's incidents decided before.
+/// `None` while it is still watched, with nothing to go back to, or when
+/// the guard itself put this version back (it is not judged again);
 /// `Some(None)`: judged, fine.
+///
+/// With fewer than `cfg.decisions` settled incidents of the previous
+/// version to compare with, only policy errors and traps count (an
+/// escalation may be a plan's intent, and there is no rate of it to hold
+/// against).
 pub fn judge(
     name: &str,
     pointer: &PolicyPointer,
@@ -127,27 +152,31 @@ pub fn judge(
     cfg: GuardConfig,
 ) -> Option<Option<Regression>> {
     let n = pointer.activations.len();
-    if n < 2 {
+    if n < 2 || !watched(pointer) {
         return None;
     }
     let (active, previous) = (&pointer.activations[n - 1], &pointer.activations[n - 2]);
+    let since = pointer.changed_at;
     let first: Vec<&Settled> = outcomes
         .get(active)?
         .iter()
+        .filter(|s| s.at >= since)
         .take(usize::try_from(cfg.decisions).unwrap_or(usize::MAX))
         .collect();
     if (first.len() as u64) < cfg.decisions {
         return None;
     }
-    let failed = first.iter().filter(|s| s.failed).count() as u64;
-    let before = outcomes
+    let before: Vec<&Settled> = outcomes
         .get(previous)
-        .map(Vec::as_slice)
+        .map(|v| v.iter().filter(|s| s.at < since).collect())
         .unwrap_or_default();
+    let baseline = before.len() as u64 >= cfg.decisions;
+    let counts = |s: &&&Settled| if baseline { s.failed } else { s.errored };
+    let failed = first.iter().filter(counts).count() as u64;
     let previous_rate = if before.is_empty() {
         0.0
     } else {
-        before.iter().filter(|s| s.failed).count() as f64 / before.len() as f64
+        before.iter().filter(counts).count() as f64 / before.len() as f64
     };
     let rate = failed as f64 / first.len().max(1) as f64;
     Some((rate > previous_rate + cfg.margin).then(|| Regression {
@@ -172,37 +201,54 @@ pub async fn run(
     if cfg.decisions == 0 {
         return;
     }
-    // (name, sha256) of versions already judged on this replica.
-    let mut judged: HashSet<(String, String)> = HashSet::new();
+    // (name, sha256, activation time) of versions already judged here.
+    let mut judged: HashSet<(String, String, DateTime<Utc>)> = HashSet::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let (set, recent) = match tokio::try_join!(
-            async { catalog.read().await.map_err(|e| e.to_string()) },
-            async { store.recent(WINDOW).await.map_err(|e| e.to_string()) },
-        ) {
-            Ok(((set, _), recent)) => (set, recent),
+        let set = match catalog.read().await {
+            Ok((set, _)) => set,
             Err(e) => {
-                tracing::warn!(error = %e, "The regression guard could not read the store.");
+                tracing::warn!(error = %e, "The regression guard could not read the policy set.");
                 continue;
             }
         };
-        for (name, pointer) in &set.policies {
-            let Some(active) = pointer.active() else {
-                continue;
-            };
-            let key = (name.clone(), active.to_owned());
-            if pointer.retired || judged.contains(&key) {
+        let key = |name: &str, p: &PolicyPointer| {
+            (
+                name.to_owned(),
+                p.active().unwrap_or_default().to_owned(),
+                p.changed_at,
+            )
+        };
+        // Only versions still watched make the guard read the incidents.
+        let pending: Vec<(&String, &PolicyPointer)> = set
+            .policies
+            .iter()
+            .filter(|(name, p)| watched(p) && !judged.contains(&key(name, p)))
+            .collect();
+        if pending.is_empty() {
+            continue;
+        }
+        let recent = match store.recent(WINDOW).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "The regression guard could not read the incidents.");
                 continue;
             }
+        };
+        for (name, pointer) in pending {
             let Some(verdict) = judge(name, pointer, &settled(&recent, name), cfg) else {
                 continue;
             };
-            judged.insert(key);
-            if let Some(r) = verdict {
-                roll_back(&catalog, &r, cfg, notify.as_ref()).await;
+            let done = match verdict {
+                None => true,
+                Some(r) => roll_back(&catalog, &r, cfg, notify.as_ref()).await,
+            };
+            // A rollback that failed (the store) is tried again next time.
+            if done {
+                judged.insert(key(name, pointer));
             }
         }
     }
@@ -216,12 +262,14 @@ fn version_of(catalog: &Catalog, sha256: &str) -> String {
     )
 }
 
+/// Rolls the version back and tells; whether that is settled (rolled
+/// back, or already replaced), so it is not tried again.
 async fn roll_back(
     catalog: &Catalog,
     r: &Regression,
     cfg: GuardConfig,
     notify: Option<&crate::actions::SnsExecutor>,
-) {
+) -> bool {
     let (version, previous) = (
         version_of(catalog, &r.sha256),
         version_of(catalog, &r.previous),
@@ -248,12 +296,19 @@ async fn roll_back(
                         "Regression guard could not notify the rollback.");
                 }
             }
+            true
         }
-        Ok(None) => tracing::info!(policy = %r.name, version = %version,
-            "Regression guard: the version was already replaced."),
-        Err(CatalogError::NoEarlier(_)) => {}
-        Err(e) => tracing::warn!(policy = %r.name, error = %e,
-            "Regression guard could not roll back."),
+        Ok(None) => {
+            tracing::info!(policy = %r.name, version = %version,
+                "Regression guard: the version was already replaced.");
+            true
+        }
+        Err(CatalogError::NoEarlier(_)) => true,
+        Err(e) => {
+            tracing::warn!(policy = %r.name, error = %e,
+                "Regression guard could not roll back; trying again.");
+            false
+        }
     }
 }
 
@@ -265,13 +320,17 @@ mod tests {
         DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::minutes(minute)
     }
 
-    fn outcomes(old: &[bool], new: &[bool]) -> BTreeMap<String, Vec<Settled>> {
+    /// Failures are policy errors when `errors`, escalations otherwise;
+    /// the old version's incidents come before the activation (minute 50),
+    /// the new one's after.
+    fn outcomes(old: &[bool], new: &[bool], errors: bool) -> BTreeMap<String, Vec<Settled>> {
         let list = |v: &[bool], from: i64| {
             v.iter()
                 .enumerate()
                 .map(|(i, f)| Settled {
                     at: at(from + i as i64),
                     failed: *f,
+                    errored: *f && errors,
                 })
                 .collect::<Vec<_>>()
         };
@@ -281,19 +340,32 @@ mod tests {
         ])
     }
 
-    fn case(old: &[bool], new: &[bool]) -> Option<Option<Regression>> {
-        let pointer = PolicyPointer {
+    fn pointer(by: &str) -> PolicyPointer {
+        PolicyPointer {
             activations: vec!["a".into(), "b".into()],
             shadow: None,
-            changed_at: Utc::now(),
-            changed_by: "test".into(),
+            changed_at: at(50),
+            changed_by: by.into(),
             retired: false,
-        };
+        }
+    }
+
+    fn case(old: &[bool], new: &[bool]) -> Option<Option<Regression>> {
+        judged_with(old, new, true, "api")
+    }
+
+    fn judged_with(
+        old: &[bool],
+        new: &[bool],
+        errors: bool,
+        by: &str,
+    ) -> Option<Option<Regression>> {
+        let pointer = pointer(by);
         let cfg = GuardConfig {
             decisions: 4,
             margin: 0.2,
         };
-        judge("p", &pointer, &outcomes(old, new), cfg)
+        judge("p", &pointer, &outcomes(old, new, errors), cfg)
     }
 
     #[test]
@@ -343,6 +415,41 @@ mod tests {
         // Oldest first; the open one is not settled yet.
         assert_eq!(failed, [true, true, false]);
         assert!(settled(&records, "other").is_empty());
+    }
+
+    #[test]
+    fn only_incidents_after_the_activation_count_and_the_guard_does_not_judge_its_own_rollback() {
+        let ok = [false; 10];
+        // The new version's incidents all came before its activation: watched.
+        let mut o = outcomes(&ok, &[true, true, true, true], true);
+        for s in o.get_mut("b").into_iter().flatten() {
+            s.at = at(10);
+        }
+        assert_eq!(
+            judge(
+                "p",
+                &pointer("api"),
+                &o,
+                GuardConfig {
+                    decisions: 4,
+                    margin: 0.2
+                }
+            ),
+            None
+        );
+        // A version the guard put back is not judged again.
+        assert_eq!(
+            judged_with(&ok, &[true; 4], true, "regression-guard: p@2 failed"),
+            None
+        );
+        // Without a baseline of the previous version, escalations alone do
+        // not roll back (they may be the plan); errors still do.
+        assert_eq!(judged_with(&[false], &[true; 4], false, "api"), Some(None));
+        assert!(
+            judged_with(&[false], &[true; 4], true, "api")
+                .expect("judged")
+                .is_some()
+        );
     }
 
     #[test]

@@ -91,6 +91,13 @@ async fn history_at(
         )
         .await?;
     state.actions.retain(|a| a.started_at < now);
+    // An action still running at `now` was running then, however it ended.
+    for a in &mut state.actions {
+        if a.ended_at.is_some_and(|e| e > now) {
+            a.ended_at = None;
+            a.result = crate::store::Outcome::Running;
+        }
+    }
     state.kill_switch = None;
     Ok(History::from_state(incident, &state))
 }
