@@ -388,24 +388,34 @@ function upsert(tbody, r, fresh, append) {
   live.rows.set(id, row);
 }
 
-async function openStream(status, tbody) {
+/** Opens the live feed; `again` after a drop or a refusal, when changes
+ * made meanwhile were not streamed, so the list is read again. */
+async function openStream(status, tbody, again) {
   if (live.abort) live.abort.abort();
   const ctl = new AbortController();
   live.abort = ctl;
   let res;
   try {
     res = await fetch("/incidents/stream", { headers: headers({ Accept: "text/event-stream" }), signal: ctl.signal });
-  } catch (e) {
-    status.textContent = `live feed unavailable: ${e.message}`;
+    } catch (e) {
+    if (ctl.signal.aborted) return;
+    status.textContent = `live feed unavailable: ${e.message}; retrying…`;
+    setTimeout(() => { if (live.abort === ctl) openStream(status, tbody, true); }, 2000);
     return;
   }
   if (!res.ok) {
     status.textContent = `live feed unavailable (${res.status})`;
     if (res.status === 401) showToken("The service needs a token.");
+    else {
+      // A busy or stopping replica (503): try again, as after a drop.
+      status.textContent += "; retrying…";
+      setTimeout(() => { if (live.abort === ctl) openStream(status, tbody, true); }, 2000);
+    }
     return;
   }
   status.textContent = "live: new incidents appear as they are recorded";
   status.dataset.live = "on";
+  if (again && live.reload) live.reload().catch(fail);
   const reader = res.body.getReader(), dec = new TextDecoder();
   (async () => {
     let buf = "";
@@ -425,7 +435,7 @@ async function openStream(status, tbody) {
     if (live.abort === ctl && !ctl.signal.aborted) {
       status.textContent = "live feed dropped; reconnecting…";
       status.dataset.live = "off";
-      setTimeout(() => { if (live.abort === ctl) openStream(status, tbody); }, 1000);
+      setTimeout(() => { if (live.abort === ctl) openStream(status, tbody, true); }, 1000);
     }
   })();
 }
