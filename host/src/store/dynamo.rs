@@ -275,32 +275,15 @@ impl DynamoStore {
         values: Vec<(&str, AttributeValue)>,
         limit: usize,
     ) -> Result<Vec<Item>, StoreError> {
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        while out.len() < limit {
-            let mut q = self
-                .client
-                .query()
-                .table_name(&self.tables.incidents)
-                .index_name(index)
-                .key_condition_expression(key_condition)
-                .scan_index_forward(false)
-                .limit(i32::try_from(limit - out.len()).unwrap_or(1000).min(1000))
-                .set_exclusive_start_key(start.take());
-            for (k, v) in &names {
-                q = q.expression_attribute_names(*k, *v);
-            }
-            for (k, v) in &values {
-                q = q.expression_attribute_values(*k, v.clone());
-            }
-            let page = q.send().await.map_err(err)?;
-            out.extend(page.items().iter().cloned());
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
-        Ok(out)
+        self.query_pages(
+            &self.tables.incidents,
+            Some(index),
+            key_condition,
+            names,
+            values,
+            Some(limit),
+        )
+        .await
     }
 
     async fn query_all(
@@ -310,6 +293,21 @@ impl DynamoStore {
         key_condition: &str,
         names: Vec<(&str, &str)>,
         values: Vec<(&str, AttributeValue)>,
+    ) -> Result<Vec<Item>, StoreError> {
+        self.query_pages(table, index, key_condition, names, values, None)
+            .await
+    }
+
+    /// Every page of a query, in key order; with `newest`, highest range key
+    /// first and at most that many items.
+    async fn query_pages(
+        &self,
+        table: &str,
+        index: Option<&str>,
+        key_condition: &str,
+        names: Vec<(&str, &str)>,
+        values: Vec<(&str, AttributeValue)>,
+        newest: Option<usize>,
     ) -> Result<Vec<Item>, StoreError> {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
@@ -321,6 +319,12 @@ impl DynamoStore {
                 .set_index_name(index.map(str::to_owned))
                 .key_condition_expression(key_condition)
                 .set_exclusive_start_key(start.take());
+            if let Some(limit) = newest {
+                let left = limit.saturating_sub(out.len());
+                q = q
+                    .scan_index_forward(false)
+                    .limit(i32::try_from(left).unwrap_or(1000).min(1000));
+            }
             for (k, v) in &names {
                 q = q.expression_attribute_names(*k, *v);
             }
@@ -329,8 +333,9 @@ impl DynamoStore {
             }
             let page = q.send().await.map_err(err)?;
             out.extend(page.items().iter().cloned());
+            let full = newest.is_some_and(|limit| out.len() >= limit);
             match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                Some(k) if !k.is_empty() && !full => start = Some(k.clone()),
                 _ => return Ok(out),
             }
         }
@@ -624,11 +629,7 @@ impl Store for DynamoStore {
                 Err(e) if no_such_index(&e) => {
                     tracing::warn!(error = %e, "The incidents table has no by-day index \
                         (created before it existed): the newest incidents are read by scan.");
-                    let filter = ListFilter {
-                        since: Some(Utc::now() - chrono::Duration::days(super::RECENT_DAYS)),
-                        ..ListFilter::default()
-                    };
-                    return Ok(self.list(&filter, None, limit).await?.items);
+                    return super::recent_listed(self, limit).await;
                 }
                 Err(e) => return Err(e),
             };
@@ -654,20 +655,7 @@ impl Store for DynamoStore {
             Err(e) if no_such_index(&e) => {
                 tracing::warn!(error = %e, "The incidents table has no open index \
                     (created before it existed): open incidents are read by scan.");
-                let filter = ListFilter {
-                    open: true,
-                    ..ListFilter::default()
-                };
-                let mut open = Vec::new();
-                let mut token: Option<String> = None;
-                loop {
-                    let page = self.list(&filter, token.as_deref(), 500).await?;
-                    open.extend(page.items.into_iter().filter(|r| !r.state.is_terminal()));
-                    match page.next {
-                        Some(t) => token = Some(t),
-                        None => return Ok(open),
-                    }
-                }
+                return super::open_listed(self).await;
             }
             Err(e) => return Err(e),
         };

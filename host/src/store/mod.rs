@@ -152,6 +152,40 @@ const CAS_RETRIES: usize = 16;
 /// How far back [`Store::recent`] looks.
 pub const RECENT_DAYS: i64 = 7;
 
+/// [`Store::recent`] through [`Store::list`] (the default, and DynamoDB's
+/// fallback on a table without its by-day index).
+pub(crate) async fn recent_listed<S: Store + ?Sized>(
+    store: &S,
+    limit: usize,
+) -> Result<Vec<IncidentRecord>, StoreError> {
+    let filter = ListFilter {
+        since: Some(Utc::now() - chrono::Duration::days(RECENT_DAYS)),
+        ..ListFilter::default()
+    };
+    Ok(store.list(&filter, None, limit).await?.items)
+}
+
+/// [`Store::all_open`] by paging [`Store::list`] (the default, and
+/// DynamoDB's fallback on a table without its open index).
+pub(crate) async fn open_listed<S: Store + ?Sized>(
+    store: &S,
+) -> Result<Vec<IncidentRecord>, StoreError> {
+    let filter = ListFilter {
+        open: true,
+        ..ListFilter::default()
+    };
+    let mut open = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = store.list(&filter, token.as_deref(), 500).await?;
+        open.extend(page.items.into_iter().filter(|r| !r.state.is_terminal()));
+        match page.next {
+            Some(t) => token = Some(t),
+            None => return Ok(open),
+        }
+    }
+}
+
 /// The store seam. Backends implement the primitives; the lifecycle operations
 /// are provided on top of them.
 #[async_trait]
@@ -202,31 +236,14 @@ pub trait Store: Send + Sync {
     /// default is the first page of [`Store::list`], which is newest first
     /// on SQLite; DynamoDB reads its by-day index, one day at a time.
     async fn recent(&self, limit: usize) -> Result<Vec<IncidentRecord>, StoreError> {
-        let filter = ListFilter {
-            since: Some(Utc::now() - chrono::Duration::days(RECENT_DAYS)),
-            ..ListFilter::default()
-        };
-        Ok(self.list(&filter, None, limit).await?.items)
+        recent_listed(self, limit).await
     }
 
     /// Every incident not in a terminal state (they are few: incidents close
     /// within minutes). The default pages [`Store::list`]; DynamoDB reads its
     /// sparse index of open incidents instead of scanning the table.
     async fn all_open(&self) -> Result<Vec<IncidentRecord>, StoreError> {
-        let filter = ListFilter {
-            open: true,
-            ..ListFilter::default()
-        };
-        let mut open = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self.list(&filter, token.as_deref(), 500).await?;
-            open.extend(page.items.into_iter().filter(|r| !r.state.is_terminal()));
-            match page.next {
-                Some(t) => token = Some(t),
-                None => return Ok(open),
-            }
-        }
+        open_listed(self).await
     }
 
     /// Takes (or renews) the lease on an incident for `owner` until `now + ttl`,

@@ -244,6 +244,27 @@ fn incident_page(b: &Browser, s: &Service, id: &str) -> Value {
     record
 }
 
+/// Uploads `component` with the policies page's file input and push button
+/// (the confirmation answered yes and remembered in `window.__asked`), and
+/// waits until `swap-test@version` is listed active.
+fn push_through_page(b: &Browser, component: &str, version: &str) {
+    b.js(
+        "window.confirm = (m) => { window.__asked = m; return true; }",
+        json!([]),
+    );
+    b.type_into("#policy-file", component);
+    b.click("#policy-push");
+    b.wait(
+        &format!("swap-test@{version} active"),
+        Duration::from_secs(30),
+        &format!(
+            "return [...document.querySelectorAll(\"section[data-policy='swap-test'] tbody tr\")]
+                .some(tr => tr.children[0].textContent === '{version}'
+                    && tr.children[1].textContent === 'active')"
+        ),
+    );
+}
+
 /// The rows of a table on the page, as cell texts.
 fn table_rows(b: &Browser, css: &str) -> Vec<Vec<String>> {
     let v = b.js(
@@ -467,30 +488,8 @@ fn the_dashboard_shows_the_store_live_and_swaps_policies_with_the_token() {
     // Policies: a push through the page swaps the version.
     b.go(&format!("{}/#/policies", s.url));
     b.view("policies");
-    b.js(
-        "window.confirm = (m) => { window.__asked = m; return true; }",
-        json!([]),
-    );
-    b.type_into("#policy-file", artifacts::SWAP_V1);
-    b.click("#policy-push");
-    b.wait(
-        "swap-test@1 active",
-        Duration::from_secs(30),
-        "return [...document.querySelectorAll(\"section[data-policy='swap-test'] tbody tr\")]
-            .some(tr => tr.children[0].textContent === '1' && tr.children[1].textContent === 'active')",
-    );
-    b.js(
-        "window.confirm = (m) => { window.__asked = m; return true; }",
-        json!([]),
-    );
-    b.type_into("#policy-file", artifacts::SWAP_V2);
-    b.click("#policy-push");
-    b.wait(
-        "swap-test@2 active",
-        Duration::from_secs(30),
-        "return [...document.querySelectorAll(\"section[data-policy='swap-test'] tbody tr\")]
-            .some(tr => tr.children[0].textContent === '2' && tr.children[1].textContent === 'active')",
-    );
+    push_through_page(&b, artifacts::SWAP_V1, "1");
+    push_through_page(&b, artifacts::SWAP_V2, "2");
     assert!(
         b.js("return window.__asked", json!([]))
             .as_str()
