@@ -328,3 +328,69 @@ fn the_regression_guard_rolls_back_a_version_that_fails() {
         "{metrics}"
     );
 }
+
+/// Two replicas on one store judge the same failing version: it is rolled
+/// back once. Its activation history is `[1, 2, 1, 2]`, so a second
+/// rollback would put version 2 back (and the counters would sum to 2).
+#[test]
+fn two_replicas_roll_a_failing_version_back_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let guard = [
+        ("HEALER_REGRESSION_GUARD_DECISIONS", "3"),
+        ("HEALER_REGRESSION_GUARD_MARGIN", "0.5"),
+    ];
+    let mut replicas = Vec::new();
+    for name in ["a", "b"] {
+        let p = dir.path().join(name);
+        std::fs::create_dir(&p).expect("mkdir");
+        std::fs::copy(artifacts::SWAP_V1, p.join("swap.wasm")).expect("copy");
+        replicas.push(start_with(&p, &data, None, &guard));
+    }
+    let (a, b) = (&replicas[0], &replicas[1]);
+    for v in [artifacts::SWAP_V2, artifacts::SWAP_V1, artifacts::SWAP_V2] {
+        let out = healer(&["policy", "push", v, "--server", &a.url]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    wait_for(b, |v| v == ["swap-test@2"], "followed the pushes");
+    let auth = format!("Bearer {TOKEN}");
+    for i in 0..3 {
+        let (status, text) = crate::support::http(
+            &a.url,
+            "POST",
+            "/events",
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            &crate::support::alarm_event(&format!("race-{i}"), "fail-in-2"),
+        );
+        assert_eq!(status, 202, "{text}");
+    }
+    for r in [a, b] {
+        wait_for(r, |v| v == ["swap-test@1"], "rolled back");
+    }
+    // Both replicas have judged by now (they look every second); neither
+    // rolls back further.
+    std::thread::sleep(Duration::from_secs(3));
+    let rollbacks: u64 = [a, b]
+        .iter()
+        .map(|r| {
+            let (_, metrics) = crate::support::http(&r.url, "GET", "/metrics", &[], "");
+            metrics
+                .lines()
+                .find(|l| l.starts_with("healer_policy_auto_rollbacks_total{policy=\"swap-test\"}"))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(rollbacks, 1);
+    for r in [a, b] {
+        assert_eq!(active(r), ["swap-test@1"]);
+    }
+}
