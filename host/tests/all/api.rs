@@ -777,7 +777,7 @@ async fn concurrent_pushes_on_sqlite_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_pushes_on_dynamodb_lose_nothing() {
-    let Some(moto) = crate::moto::start("concurrent_pushes_on_dynamodb") else {
+    let Some(moto) = crate::moto::start_serial("concurrent_pushes_on_dynamodb") else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");

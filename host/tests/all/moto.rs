@@ -56,16 +56,67 @@ impl MotoEnv {
 /// Starts moto for `test`. Panics (fails the test) when moto_server is not
 /// installed; returns `None` only under `HEALER_SKIP_MOTO=1`, after saying so.
 pub fn start(test: &str) -> Option<Moto> {
+    start_mode(test, Mode::Threaded)
+}
+
+/// Starts moto answering one request at a time, for tests of DynamoDB
+/// conditional writes raced by two writers.
+///
+/// DynamoDB evaluates a condition expression and writes the item atomically;
+/// moto's threaded server checks, then writes, in Python, so two racing
+/// `attribute_not_exists` puts can both succeed there and a correct store
+/// fails the test now and then. Serialized, moto has the atomicity DynamoDB
+/// guarantees. Only for tests that make no long poll (a long poll would hold
+/// every other request).
+pub fn start_serial(test: &str) -> Option<Moto> {
+    start_mode(test, Mode::Serial)
+}
+
+/// How moto's HTTP server handles requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `moto_server`: a thread per request.
+    Threaded,
+    /// The same application, one request at a time (HTTP/1.0, no keep-alive).
+    Serial,
+}
+
+/// Runs moto's server application single-threaded: `moto_server` with
+/// `threaded=False` (it has no flag for it).
+const SERIAL_SERVER: &str = "import sys\n\
+from werkzeug.serving import run_simple\n\
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app\n\
+run_simple(sys.argv[1], int(sys.argv[2]), DomainDispatcherApplication(create_backend_app), threaded=False, request_handler=MotoRequestHandler)\n";
+
+/// The Python that runs `moto_server` (its `#!` line), for the serial mode.
+fn interpreter(bin: &str) -> String {
+    let script = std::fs::read_to_string(bin).ok().or_else(|| {
+        let out = Command::new("sh")
+            .args(["-c", &format!("command -v {bin}")])
+            .output()
+            .ok()?;
+        std::fs::read_to_string(String::from_utf8_lossy(&out.stdout).trim()).ok()
+    });
+    script
+        .as_deref()
+        .and_then(|s| s.lines().next())
+        .and_then(|l| l.strip_prefix("#!"))
+        .map(|l| l.trim().to_owned())
+        .unwrap_or_else(|| "python3".to_owned())
+}
+
+fn start_mode(test: &str, mode: Mode) -> Option<Moto> {
     let env = MotoEnv::from_process();
     // Skipping is decided before looking for moto: a skip means "do not run".
     let bin = if env.skip { None } else { binary() };
     // Straight to stderr: libtest captures `eprintln!` of passing tests.
-    start_with(test, bin, &env, &mut std::io::stderr().lock())
+    start_with(test, bin, mode, &env, &mut std::io::stderr().lock())
 }
 
 fn start_with(
     test: &str,
     bin: Option<String>,
+    mode: Mode,
     env: &MotoEnv,
     say: &mut dyn std::io::Write,
 ) -> Option<Moto> {
@@ -90,8 +141,20 @@ fn start_with(
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
-    let child = Command::new(&bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+    let mut command = match mode {
+        Mode::Threaded => {
+            let mut c = Command::new(&bin);
+            c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            c
+        }
+        Mode::Serial => {
+            let mut c = Command::new(interpreter(&bin));
+            c.args(["-c", SERIAL_SERVER, "127.0.0.1", &port.to_string()]);
+            c.env("MOTO_PORT", port.to_string());
+            c
+        }
+    };
+    let child = command
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -135,7 +198,13 @@ pub async fn dynamodb(moto: &Moto) -> aws_sdk_dynamodb::Client {
 #[test]
 #[should_panic(expected = "moto_server not found")]
 fn a_missing_moto_fails_the_test_outside_ci() {
-    start_with("t", None, &MotoEnv::default(), &mut Vec::new());
+    start_with(
+        "t",
+        None,
+        Mode::Threaded,
+        &MotoEnv::default(),
+        &mut Vec::new(),
+    );
 }
 
 #[test]
@@ -145,7 +214,7 @@ fn a_missing_moto_fails_the_test_under_ci() {
         ci: true,
         skip: false,
     };
-    start_with("t", None, &env, &mut Vec::new());
+    start_with("t", None, Mode::Threaded, &env, &mut Vec::new());
 }
 
 #[test]
@@ -156,7 +225,16 @@ fn healer_skip_moto_skips_the_test_loudly() {
     };
     // Even with a binary at hand: the skip was asked for.
     let mut said = Vec::new();
-    assert!(start_with("some_test", Some("moto_server".into()), &env, &mut said).is_none());
+    assert!(
+        start_with(
+            "some_test",
+            Some("moto_server".into()),
+            Mode::Threaded,
+            &env,
+            &mut said
+        )
+        .is_none()
+    );
     assert_eq!(
         String::from_utf8_lossy(&said),
         "SKIPPED (HEALER_SKIP_MOTO=1) some_test: this moto test did not run; unset HEALER_SKIP_MOTO to run it\n"
@@ -170,5 +248,5 @@ fn healer_skip_moto_is_refused_under_ci() {
         ci: true,
         skip: true,
     };
-    start_with("t", None, &env, &mut Vec::new());
+    start_with("t", None, Mode::Threaded, &env, &mut Vec::new());
 }

@@ -150,7 +150,7 @@ async fn two_replicas_on_sqlite_never_approve_past_the_blast_radius() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_dynamodb_never_approve_past_the_blast_radius() {
-    let Some(moto) = crate::moto::start("two_replicas_on_dynamodb") else {
+    let Some(moto) = crate::moto::start_serial("two_replicas_on_dynamodb") else {
         return;
     };
     let tables = DynamoTables::with_prefix("replicas");

@@ -716,7 +716,7 @@ async fn sqlite_backend_passes_the_suite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_backend_passes_the_suite_on_moto() {
-    let Some(moto) = crate::moto::start("dynamodb_backend_passes_the_suite_on_moto") else {
+    let Some(moto) = crate::moto::start_serial("dynamodb_backend_passes_the_suite_on_moto") else {
         return;
     };
     let client = crate::moto::dynamodb(&moto).await;
@@ -844,7 +844,8 @@ async fn sqlite_reservations_hold_across_two_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_reservations_hold_across_two_clients_on_moto() {
-    let Some(moto) = crate::moto::start("dynamodb_reservations_hold_across_two_clients_on_moto")
+    let Some(moto) =
+        crate::moto::start_serial("dynamodb_reservations_hold_across_two_clients_on_moto")
     else {
         return;
     };
