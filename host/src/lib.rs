@@ -10,6 +10,7 @@
 pub mod actions;
 pub mod api;
 pub mod aws;
+pub mod chaos;
 pub mod config;
 pub mod decision;
 pub mod http;

@@ -62,6 +62,10 @@ enum Command {
     /// Compare a policy's shadow decisions with its active ones.
     #[command(subcommand)]
     Shadow(cmd::replay::ShadowCommand),
+    /// Break things on purpose, for drills and demos: only resources tagged
+    /// HealerChaos=true, a preview unless --yes, reverted after --duration.
+    #[command(subcommand)]
+    Chaos(cmd::chaos::ChaosCommand),
     /// Print or check the TOML config file.
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),
@@ -104,6 +108,7 @@ fn main() -> ExitCode {
         Command::Store(c) => cmd::store::run_store(c),
         Command::Incidents(c) => cmd::store::run_incidents(c),
         Command::Config(c) => cmd::config::run(c),
+        Command::Chaos(c) => cmd::chaos::run(c),
         Command::Replay(a) => cmd::replay::run(a),
         Command::Shadow(c) => cmd::replay::run_shadow(c),
         Command::Approve(a) => cmd::approve::run(a, true),

@@ -43,6 +43,9 @@ RECEIVERS = {
     "ecs": "ecs",
     "autoscaling": "autoscaling",
     "elbv2": "elasticloadbalancing",
+    "lambda": "lambda",
+    "cloudwatch": "cloudwatch",
+    "sqs": "sqs",
 }
 CRATES = {
     "aws_sdk_dynamodb": "dynamodb",
@@ -54,6 +57,7 @@ CRATES = {
     "aws_sdk_sns": "sns",
     "aws_sdk_ssm": "ssm",
     "aws_sdk_lambda": "lambda",
+    "aws_sdk_cloudwatch": "cloudwatch",
 }
 # Called only by `healer store init`; in a deploy Terraform owns the tables.
 INIT_ONLY = {
@@ -61,6 +65,11 @@ INIT_ONLY = {
     "dynamodb:DescribeTable",
     "dynamodb:UpdateTimeToLive",
 }
+# Client methods that are not API operations.
+NOT_OPERATIONS = {"config"}
+# `healer chaos` is an operator's tool (a laptop, a drill's CI job), never run
+# by the service: what it calls must stay out of the task role.
+OPERATOR_ONLY = ("host/src/chaos/", "host/src/cmd/chaos.rs")
 # The task role's policy document.
 TASK_POLICY = ("modules/service", "aws_iam_policy_document", "task")
 
@@ -212,7 +221,9 @@ def check_module(directory: Path, problems: list[str], seen: set) -> dict:
 
 # ---------------------------------------------------------------- IAM vs code
 
-OP_CALL = re.compile(r"\.(client|ec2|ecs|autoscaling|elbv2)\.([a-z][a-z0-9_]*)\(\)")
+OP_CALL = re.compile(
+    r"(?:\.|(?<![A-Za-z0-9_]))(client|ec2|ecs|autoscaling|elbv2|lambda|cloudwatch|sqs)\.([a-z][a-z0-9_]*)\(\)"
+)
 
 
 def rel(path: Path) -> str:
@@ -246,6 +257,8 @@ def code_actions(src: Path, problems: list[str]) -> dict[str, list[str]]:
         if ".send()" in flat and crates and not calls:
             problems.append(f"{rel(path)}: calls an AWS SDK but no client.<operation>() call was recognised")
         for receiver, op in calls:
+            if op in NOT_OPERATIONS:
+                continue
             if receiver == "client":
                 if len(crates) != 1:
                     problems.append(f"{rel(path)}: `client.{op}()` is ambiguous (SDK crates: {crates})")
@@ -296,7 +309,11 @@ def granted_actions(problems: list[str]) -> set[str]:
 
 
 def check_iam(problems: list[str]) -> tuple[set[str], set[str]]:
-    called = code_actions(HOST_SRC, problems)
+    called = {
+        action: service_files
+        for action, files in code_actions(HOST_SRC, problems).items()
+        if (service_files := [f for f in files if not f.startswith(OPERATOR_ONLY)])
+    }
     needed = set(called) - INIT_ONLY
     granted = granted_actions(problems)
     for a in sorted(needed - granted):

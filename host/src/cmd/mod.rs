@@ -1,6 +1,7 @@
 //! One module per top-level command.
 
 pub mod approve;
+pub mod chaos;
 pub mod config;
 pub mod decide;
 pub mod heal;

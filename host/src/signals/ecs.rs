@@ -101,6 +101,11 @@ pub(crate) fn task_state_change(v: &Value, mut sink: Sink<'_, '_>) {
 
     let kind = if spot {
         IncidentKind::SpotInterruption
+    } else if stop_code == "UserInitiated" && stopped_reason.starts_with(crate::chaos::STOP_REASON)
+    {
+        // A drill: `healer chaos stop-task` stands for a crash.
+        detail.insert("chaos".into(), "true".into());
+        IncidentKind::TaskCrashed
     } else if stop_code == "UserInitiated" {
         return sink.ignore(format!("stopped by a user: {stopped_reason}"));
     } else if stopped_reason.starts_with("Scaling activity initiated by") {

@@ -397,3 +397,22 @@ async fn notify_without_any_topic_fails_with_a_clear_reason() {
     );
     assert!(e.calls.is_empty());
 }
+
+/// Sets `vars` on the function (the others kept), as someone else would.
+pub(crate) async fn set_variables(
+    client: &aws_sdk_lambda::Client,
+    name: &str,
+    vars: &[(&str, &str)],
+) {
+    let (mut all, _) = environment(client, name).await;
+    for (k, v) in vars {
+        all.insert((*k).to_owned(), (*v).to_owned());
+    }
+    client
+        .update_function_configuration()
+        .function_name(name)
+        .environment(Environment::builder().set_variables(Some(all)).build())
+        .send()
+        .await
+        .expect("update_function_configuration");
+}

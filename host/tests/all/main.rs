@@ -6,6 +6,7 @@ mod actions_lambda_sns;
 mod api;
 mod approval;
 mod aws;
+mod chaos;
 mod cli;
 mod config_file;
 mod dashboard;
