@@ -88,7 +88,7 @@ async fn run_consumes_sqs_records_and_stops_on_sigterm() {
     assert_eq!(report["status"], "ok");
     assert!(report["last-poll"].is_string(), "{report}");
     assert_eq!(report["dry-run"], true);
-    assert_eq!(report["policies"][0], "ecs-task-restart@1.1.0", "{report}");
+    assert_eq!(report["policies"][0], "ecs-task-restart@1.2.0", "{report}");
     let attrs = sqs
         .get_queue_attributes()
         .queue_url(&queue)

@@ -6,7 +6,8 @@
 //!   running count; asked again by the host because it was not back by the
 //!   deadline (a crash loop), a new deployment; a new deployment too when
 //!   several tasks of the service failed recently
-//!   (`redeploy-after`) or when `restart-mode = force-new-deployment`;
+//!   (`redeploy-after`) or when `restart-mode = force-new-deployment`; with
+//!   `notify-replaced = true` the team is told of the crash too;
 //! - a standalone task (no service would replace it) → restart it (the host
 //!   runs the stopped task's definition again, once) and notify;
 //! - task-start-failed → notify and escalate (a restart cannot fix an image pull
@@ -25,7 +26,7 @@ const VERIFY_SECS: u32 = 600;
 
 impl Policy for EcsTaskRestart {
     fn metadata() -> Metadata {
-        Metadata::new("ecs-task-restart", "1.1.0")
+        Metadata::new("ecs-task-restart", "1.2.0")
             .handles([
                 IncidentKind::TaskCrashed,
                 IncidentKind::TaskHealthCheckFailed,
@@ -43,6 +44,11 @@ impl Policy for EcsTaskRestart {
                 "restart-mode",
                 "`wait` (default: verify the scheduler's replacement), `stop-task` (stop the task: for signals about tasks still running, a load-balancer health check) or `force-new-deployment`",
                 Some("wait"),
+            )
+            .config(
+                "notify-replaced",
+                "`true` to tell the team of a service's crashed task that ECS replaces on its own (default: only of what healer does)",
+                Some("false"),
             )
             .config(
                 "redeploy-after",
@@ -129,7 +135,17 @@ fn restart(incident: &Incident, ctx: &Context) -> Result<Decision, String> {
             "The stopped task of {service} is being replaced by ECS; verify the service is back at its desired count."
         ))
     };
-    if incident.attr("oom") == Some("true") {
+    let oom = incident.attr("oom") == Some("true");
+    if d.steps.is_empty() && !oom && ctx.config_or("notify-replaced", "false") == "true" {
+        d = d.step(
+            Action::notify(
+                format!("A task of {service} crashed; ECS is replacing it"),
+                format!("{task}: {}", incident.reason),
+            ),
+            "notify-replaced is true: the team hears of every crash.",
+        );
+    }
+    if oom {
         d = d.step(
             Action::notify(
                 format!("OOM kill in {service}"),
@@ -220,6 +236,19 @@ mod tests {
             Some(VerifyMethod::Poll)
         ));
         assert!(!testing::take_logs().is_empty());
+    }
+
+    #[test]
+    fn notify_replaced_tells_the_team_of_a_crash_the_scheduler_handles() {
+        let ctx = Context::empty().with_config("notify-replaced", "true");
+        let d = testing::decide::<EcsTaskRestart>(&crashed(), &ctx).unwrap();
+        let kinds: Vec<_> = d.steps.iter().map(|s| s.action.kind()).collect();
+        assert_eq!(kinds, [ActionKind::Notify]);
+        // When healer acts itself, the notice (for crashes left to ECS) is not added.
+        let ctx = ctx.with_config("restart-mode", "force-new-deployment");
+        let d = testing::decide::<EcsTaskRestart>(&crashed(), &ctx).unwrap();
+        let kinds: Vec<_> = d.steps.iter().map(|s| s.action.kind()).collect();
+        assert_eq!(kinds, [ActionKind::ForceNewDeployment]);
     }
 
     #[test]
