@@ -13,6 +13,7 @@
 //! redelivery would be cut at the same place. Only counts and the first few
 //! ignore reasons are kept, so one flooding payload cannot flood the logs.
 
+pub mod poll;
 pub mod sns;
 pub mod sqs;
 
