@@ -1,5 +1,6 @@
 //! ELBv2 `DescribeTargetHealth` responses (from the poller): unhealthy targets with
-//! a failure reason → target-unhealthy; healthy → recovery; transient and
+//! a failure reason, and `unused` ones with `Target.InvalidState` (a stopped
+//! instance) → target-unhealthy; healthy → recovery; transient and
 //! administrative states → ignored with the reason. Stateless: the poller marks
 //! flapping and supplies the target group.
 
@@ -60,7 +61,9 @@ pub(crate) fn describe_target_health(list: &Value, mut sink: Sink<'_, '_>) {
             (
                 "unhealthy",
                 "Target.Timeout" | "Target.ResponseCodeMismatch" | "Target.FailedHealthChecks",
-            ) => {
+            )
+            // How a registered instance that is stopped shows.
+            | ("unused", "Target.InvalidState") => {
                 let port_s = port.map(|p| p.to_string()).unwrap_or_default();
                 let mut detail = BTreeMap::from([("reason-code".to_owned(), code.to_owned())]);
                 if port.is_some() {

@@ -124,6 +124,7 @@ const FIXTURES: &[(&str, &[Expect])] = &[
     ("elbv2/describe-target-health-single-target-healthy.json", &[Recovery(R::Target, "i-0f76fade")]),
     ("elbv2/describe-target-health-unhealthy-timeout.json", &[Incident(K::TargetUnhealthy, R::Target, "i-0f76fade")]),
     ("elbv2/describe-target-health-unused-not-in-use.json", &[Ignored("target unused: Target.NotInUse")]),
+    ("elbv2/describe-target-health-unused-invalid-state-stopped.json", &[Incident(K::TargetUnhealthy, R::Target, "i-0f76fade")]),
 
     ("health/ec2-dedicated-host-network-maintenance-scheduled.json", &[Incident(K::InstanceRetiring, R::Ec2Instance, "i-12345678")]),
     ("health/ec2-instance-store-drive-degraded-issue.json", &[Incident(K::InstanceImpaired, R::Ec2Instance, "i-abcd1111")]),
