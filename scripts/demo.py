@@ -126,13 +126,14 @@ class World:
         ec2 = self.c["ec2"]
         vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
         ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+        self.vpc = vpc
         self.subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
         self.group = ec2.create_security_group(
             GroupName="web", Description="web", VpcId=vpc)["GroupId"]
         ec2.create_key_pair(KeyName="ops")
-        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        self.image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
         inst = ec2.run_instances(
-            ImageId=image, InstanceType="t3.micro", MinCount=1, MaxCount=1,
+            ImageId=self.image, InstanceType="t3.micro", MinCount=1, MaxCount=1,
             SubnetId=self.subnet, SecurityGroupIds=[self.group], KeyName="ops",
             TagSpecifications=[{"ResourceType": "instance", "Tags": [
                 {"Key": "Name", "Value": "web-1"}, {"Key": "SelfHeal", "Value": "true"},
@@ -169,11 +170,10 @@ class World:
         """An Auto Scaling group behind a target group (for the load-balancer
         scenario, which needs the target-health poller: not in this demo yet)."""
         c = self.c
-        vpc = c["ec2"].describe_subnets(SubnetIds=[self.subnet])["Subnets"][0]["VpcId"]
-        tg = c["elbv2"].create_target_group(Name="web", Protocol="HTTP", Port=80, VpcId=vpc)
-        image = c["ec2"].describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        tg = c["elbv2"].create_target_group(Name="web", Protocol="HTTP", Port=80,
+                                            VpcId=self.vpc)
         c["ec2"].create_launch_template(
-            LaunchTemplateName="web", LaunchTemplateData={"ImageId": image,
+            LaunchTemplateName="web", LaunchTemplateData={"ImageId": self.image,
                                                           "InstanceType": "t3.micro"})
         c["autoscaling"].create_auto_scaling_group(
             AutoScalingGroupName="web", LaunchTemplate={"LaunchTemplateName": "web"},
@@ -378,8 +378,11 @@ class Demo:
         for subject, message in messages:
             first = message.strip().splitlines()[0] if message.strip() else ""
             print(f"  {subject or first}")
-        # Each incident tells the team at least once.
-        self.ok = healed == len(self.results) and len(messages) >= len(self.results)
+        # Every scenario healed with its MTTR recorded, and each incident
+        # told the team at least once.
+        self.ok = (healed == len(self.results)
+                   and all(mttr is not None for _, _, mttr, _ in self.results)
+                   and len(messages) >= len(self.results))
 
     def stop(self):
         for p in self.chaos:
