@@ -148,6 +148,32 @@ pub struct FactsSection {
     pub file: Option<PathBuf>,
 }
 
+/// `[pollers]`: target health and instance status checks, off by default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PollersSection {
+    /// Target group ARNs to poll (`HEALER_POLL_TARGET_GROUPS`).
+    pub target_groups: Option<Vec<String>>,
+    /// Load balancers whose every group is polled (`HEALER_POLL_LOAD_BALANCERS`).
+    pub load_balancers: Option<Vec<String>>,
+    /// Seconds between target rounds (`HEALER_POLL_TARGETS_INTERVAL_SECS`).
+    pub targets_interval_secs: Option<f64>,
+    /// Poll opted-in instances' status checks (`HEALER_POLL_INSTANCES`).
+    pub instances: Option<bool>,
+    /// Seconds between instance rounds (`HEALER_POLL_INSTANCES_INTERVAL_SECS`).
+    pub instances_interval_secs: Option<f64>,
+    /// Jitter, a fraction of the interval (`HEALER_POLL_JITTER`).
+    pub jitter: Option<f64>,
+    /// Calls a second per API (`HEALER_POLL_RATE`).
+    pub rate_per_sec: Option<f64>,
+    /// Calls at once per API (`HEALER_POLL_BURST`).
+    pub burst: Option<u32>,
+    /// Transitions that make flapping (`HEALER_FLAP_TRANSITIONS`).
+    pub flap_transitions: Option<u32>,
+    /// The flapping window (`HEALER_FLAP_WINDOW_SECS`).
+    pub flap_window_secs: Option<u64>,
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -193,6 +219,9 @@ pub struct ConfigFile {
     /// `[facts]`.
     #[serde(default)]
     pub facts: FactsSection,
+    /// `[pollers]`.
+    #[serde(default)]
+    pub pollers: PollersSection,
     /// `[governor]`: the governor's limits (`HEALER_GOVERNOR_JSON`).
     pub governor: Option<GovernorConfig>,
     /// `[context]`: the policy context of every incident, with the policies'
@@ -323,6 +352,34 @@ impl ConfigFile {
                 &serde_json::to_string(&self.channels).ok(),
             );
         }
+        let po = &self.pollers;
+        let join = |v: &Option<Vec<String>>| v.as_ref().map(|v| v.join(","));
+        push(
+            &mut out,
+            "HEALER_POLL_TARGET_GROUPS",
+            &join(&po.target_groups),
+        );
+        push(
+            &mut out,
+            "HEALER_POLL_LOAD_BALANCERS",
+            &join(&po.load_balancers),
+        );
+        push(
+            &mut out,
+            "HEALER_POLL_TARGETS_INTERVAL_SECS",
+            &po.targets_interval_secs,
+        );
+        push(&mut out, "HEALER_POLL_INSTANCES", &po.instances);
+        push(
+            &mut out,
+            "HEALER_POLL_INSTANCES_INTERVAL_SECS",
+            &po.instances_interval_secs,
+        );
+        push(&mut out, "HEALER_POLL_JITTER", &po.jitter);
+        push(&mut out, "HEALER_POLL_RATE", &po.rate_per_sec);
+        push(&mut out, "HEALER_POLL_BURST", &po.burst);
+        push(&mut out, "HEALER_FLAP_TRANSITIONS", &po.flap_transitions);
+        push(&mut out, "HEALER_FLAP_WINDOW_SECS", &po.flap_window_secs);
         push(&mut out, "HEALER_AWS_FACTS", &self.facts.aws);
         push_path(&mut out, "HEALER_FACTS", &self.facts.file);
         push(&mut out, "HEALER_GOVERNOR_JSON", &json(&self.governor));
@@ -376,6 +433,9 @@ mod tests {
             "HEALER_LIVE",
             "HEALER_GOVERNOR_JSON",
             "HEALER_SNS_MAX_AGE_SECS",
+            "HEALER_POLL_TARGETS_INTERVAL_SECS",
+            "HEALER_POLL_INSTANCES",
+            "HEALER_FLAP_TRANSITIONS",
         ] {
             assert!(
                 env.iter().any(|(n, _)| *n == name),

@@ -362,6 +362,26 @@ pub struct Recovery {
     pub source: String,
     /// The source's words.
     pub reason: String,
+    /// The kinds of incident it closes (empty: every kind). A target's
+    /// health closes only target-unhealthy incidents, an instance's status
+    /// checks only instance-impaired ones, not a spot notice on the same id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub heals: Vec<IncidentKind>,
+    /// Only incidents in this group (a target healthy in one target group
+    /// says nothing of the same instance in another).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<String>,
+}
+
+impl Recovery {
+    /// Whether it closes `incident`.
+    pub fn closes(&self, incident: &Incident) -> bool {
+        (self.heals.is_empty() || self.heals.contains(&incident.kind))
+            && self
+                .within
+                .as_ref()
+                .is_none_or(|g| incident.group.as_ref().is_some_and(|ig| &ig.id == g))
+    }
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ pub enum Counter {
     PolicyAutoRollbacks,
     /// SQS messages by result (`processed`, `rejected`, `failed`, `delete-failed`).
     SqsMessages,
+    /// Poll rounds by poller (`targets`, `instances`) and result (`ok`, `failed`).
+    Polls,
 }
 
 /// A histogram family.
@@ -51,6 +53,9 @@ pub enum Gauge {
     RemediationsInProgress,
     /// Age of the oldest message of the last SQS batch when received.
     SqsPollLag,
+    /// How far behind its schedule a poller's (`targets`, `instances`) last
+    /// round finished: from when it was due to when its signals were recorded.
+    PollLag,
     /// Policies with an active version on this replica.
     PoliciesActive,
 }
@@ -66,6 +71,7 @@ impl Counter {
             Counter::PolicySwaps => "healer_policy_swaps_total",
             Counter::PolicyAutoRollbacks => "healer_policy_auto_rollbacks_total",
             Counter::SqsMessages => "healer_sqs_messages_total",
+            Counter::Polls => "healer_polls_total",
         }
     }
 
@@ -81,6 +87,7 @@ impl Counter {
                 "Policy versions the regression guard rolled back, by policy."
             }
             Counter::SqsMessages => "SQS messages handled, by result.",
+            Counter::Polls => "Poll rounds, by poller and result.",
         }
     }
 }
@@ -125,6 +132,7 @@ impl Gauge {
         match self {
             Gauge::RemediationsInProgress => "healer_remediations_in_progress",
             Gauge::SqsPollLag => "healer_sqs_poll_lag_seconds",
+            Gauge::PollLag => "healer_poll_lag_seconds",
             Gauge::PoliciesActive => "healer_policies_active",
         }
     }
@@ -133,6 +141,9 @@ impl Gauge {
         match self {
             Gauge::RemediationsInProgress => "Steps executing now.",
             Gauge::SqsPollLag => "Age of the oldest message of the last SQS batch at receipt.",
+            Gauge::PollLag => {
+                "From when a poller's last round was due to when its signals were recorded."
+            }
             Gauge::PoliciesActive => "Policies with an active version on this replica.",
         }
     }

@@ -35,25 +35,27 @@ resource "aws_sns_topic_subscription" "email" {
 module "service" {
   source = "./modules/service"
 
-  name             = var.name
-  region           = var.region
-  account_id       = data.aws_caller_identity.current.account_id
-  image            = var.image
-  vpc_id           = var.vpc_id
-  subnet_ids       = var.subnet_ids
-  assign_public_ip = var.assign_public_ip
-  desired_count    = var.desired_count
-  cpu              = var.cpu
-  memory           = var.memory
-  log_retention    = var.log_retention_days
-  governor_json    = var.governor_json
-  aws_facts        = var.aws_facts
-  live             = var.live
-  notify_topic_arn = aws_sns_topic.notifications.arn
-  queue_url        = module.events.queue_url
-  queue_arn        = module.events.queue_arn
-  table_prefix     = var.name
-  table_arns       = module.store.table_arns
+  name               = var.name
+  region             = var.region
+  account_id         = data.aws_caller_identity.current.account_id
+  image              = var.image
+  vpc_id             = var.vpc_id
+  subnet_ids         = var.subnet_ids
+  assign_public_ip   = var.assign_public_ip
+  desired_count      = var.desired_count
+  cpu                = var.cpu
+  memory             = var.memory
+  log_retention      = var.log_retention_days
+  governor_json      = var.governor_json
+  aws_facts          = var.aws_facts
+  poll_target_groups = var.poll_target_groups
+  poll_instances     = var.poll_instances
+  live               = var.live
+  notify_topic_arn   = aws_sns_topic.notifications.arn
+  queue_url          = module.events.queue_url
+  queue_arn          = module.events.queue_arn
+  table_prefix       = var.name
+  table_arns         = module.store.table_arns
 }
 
 module "demo" {

@@ -199,3 +199,15 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "poll_target_groups" {
+  description = "Target group ARNs whose targets' health healer polls every 15 s (README 'Pollers'). Empty: off."
+  type        = list(string)
+  default     = []
+}
+
+variable "poll_instances" {
+  description = "Poll the status checks of running instances tagged with the opt-in tag (SelfHeal=true)."
+  type        = bool
+  default     = false
+}

@@ -10,6 +10,7 @@ pub mod live;
 pub mod normalize;
 pub mod policy;
 pub mod policy_remote;
+pub mod poll;
 pub mod remote;
 pub mod replay;
 pub mod revert;

@@ -24,9 +24,10 @@ use healer::policy::catalog::Catalog;
 use healer::policy::{PolicyContext, PolicyRegistry};
 use healer::safety::{AwsFacts, Governor, GovernorConfig, Layered, StaticFacts};
 use healer::signals::{DEFAULT_MAX_SIGNALS, NormalizeOptions};
+use healer::sources::poll::SignalSink;
 use healer::sources::sns::{SnsConfig, SnsVerifier};
 use healer::sources::sqs::SqsSource;
-use healer::sources::{Handled, Origin, handle_leased};
+use healer::sources::{Handled, Origin, handle_leased, handle_signals};
 use healer::store::Store;
 use tokio::sync::watch;
 
@@ -142,6 +143,8 @@ pub struct RunArgs {
     store: StoreArgs,
     #[command(flatten)]
     live: LiveArgs,
+    #[command(flatten)]
+    poll: super::poll::PollArgs,
 }
 
 /// Everything the ingestion loop and the workers need.
@@ -315,6 +318,34 @@ impl Ingest for Service {
     }
 }
 
+#[async_trait::async_trait]
+impl SignalSink for Service {
+    /// Records a poller's signals, counts them, and hands what they left
+    /// `acting` to the workers.
+    async fn record(
+        &self,
+        signals: Vec<healer::signals::Signal>,
+        at: chrono::DateTime<Utc>,
+    ) -> Handled {
+        let pipeline = self.pipeline();
+        let (outcome, handoffs) = handle_signals(&pipeline, signals, &self.context, at).await;
+        self.hand_over(handoffs).await;
+        outcome.count(Origin::Poll);
+        match &outcome {
+            Handled::Done {
+                incidents,
+                healed,
+                acting,
+                ..
+            } => tracing::info!(incidents, healed, acting = acting.len(), "Recorded a poll."),
+            Handled::Failed(_) | Handled::Rejected(_) => {
+                self.health.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        outcome
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -443,6 +474,16 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             let (service, stop) = (service.clone(), stop_rx.clone());
             tokio::spawn(async move { service.consume(&source, stop).await })
         });
+        let pollers = a.poll.spawn(
+            &shared,
+            store.clone(),
+            (
+                governor_config.opt_in_tag_key.clone(),
+                governor_config.opt_in_tag_value.clone(),
+            ),
+            service.clone(),
+            &stop_rx,
+        )?;
         let follower = tokio::spawn(healer::policy::follow::follow(
             catalog.clone(),
             dir_watch,
@@ -516,6 +557,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         if let Some(workers) = workers {
             tracing::info!("Stopping: letting the workers finish the step in hand.");
             workers.await.context("worker pool panicked")?;
+        }
+        for p in pollers {
+            p.await.context("a poller panicked")?;
         }
         follower.await.context("policy follower panicked")?;
         guard.await.context("regression guard panicked")?;

@@ -366,6 +366,7 @@ impl Pipeline<'_> {
         for scope in [Scope::Resource(id.clone()), Scope::Group(id)] {
             for open in self.store.open_incidents(&scope).await? {
                 if open.incident.detected_at > recovery.observed_at
+                    || !recovery.closes(&open.incident)
                     || healed.iter().any(|h| h.incident.id == open.incident.id)
                 {
                     continue;

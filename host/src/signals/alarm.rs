@@ -318,6 +318,8 @@ fn emit(a: Alarm<'_>, mut sink: Sink<'_, '_>) {
             observed_at: at,
             source: "aws.cloudwatch".into(),
             reason: a.reason.trim().to_owned(),
+            heals: Vec::new(),
+            within: None,
         })),
         "INSUFFICIENT_DATA" => sink.ignore(format!("alarm {} has insufficient data", a.name)),
         other => sink.ignore(format!("alarm state {other:?} is not ALARM or OK")),

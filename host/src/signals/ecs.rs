@@ -226,6 +226,8 @@ pub(crate) fn service_action(v: &Value, mut sink: Sink<'_, '_>) {
             observed_at: at,
             source: "aws.ecs".into(),
             reason: event.to_owned(),
+            heals: Vec::new(),
+            within: None,
         })),
         other => sink.ignore(format!("service action {other} is not a failure")),
     }
@@ -269,6 +271,8 @@ pub(crate) fn deployment_state_change(v: &Value, mut sink: Sink<'_, '_>) {
             observed_at: at,
             source: "aws.ecs".into(),
             reason: event.to_owned(),
+            heals: Vec::new(),
+            within: None,
         })),
         "SERVICE_DEPLOYMENT_IN_PROGRESS" if reason.contains("rolling back") => {
             sink.ignore(format!("deployment in progress (rollback=true): {reason}"))

@@ -169,6 +169,9 @@ fn walk(v: &Value, ctx: Ctx<'_>, out: &mut Collected) {
     if let Some(list) = v.get("TargetHealthDescriptions") {
         return super::elbv2::describe_target_health(list, Sink { ctx, out });
     }
+    if let Some(list) = v.get("InstanceStatuses") {
+        return super::ec2::describe_instance_status(list, Sink { ctx, out });
+    }
     let mut keys: Vec<&str> = obj.iter().map(|(k, _)| k.as_ref()).take(8).collect();
     keys.sort_unstable();
     Sink { ctx, out }.ignore(format!("unrecognized shape: keys {}", keys.join(", ")))

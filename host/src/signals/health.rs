@@ -74,6 +74,8 @@ pub(crate) fn event(v: &Value, mut sink: Sink<'_, '_>) {
                 observed_at: time_of(d.get("endTime")).unwrap_or(at),
                 source: "aws.health".into(),
                 reason: format!("{type_code} closed"),
+                heals: Vec::new(),
+                within: None,
             }));
             continue;
         }

@@ -10,9 +10,9 @@
 
 mod alarm;
 mod autoscaling;
-mod ec2;
+pub(crate) mod ec2;
 mod ecs;
-mod elbv2;
+pub(crate) mod elbv2;
 mod envelope;
 mod fields;
 mod health;

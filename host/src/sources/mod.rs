@@ -13,9 +13,11 @@
 //! redelivery would be cut at the same place. Only counts and the first few
 //! ignore reasons are kept, so one flooding payload cannot flood the logs.
 
+pub mod instances;
 pub mod poll;
 pub mod sns;
 pub mod sqs;
+pub mod targets;
 
 use crate::incident::IncidentId;
 use crate::pipeline::{Handoff, Pipeline, Recorded};
@@ -32,6 +34,8 @@ pub enum Origin {
     Http,
     /// `POST /events/sns` (an SNS HTTPS subscription).
     Sns,
+    /// A poller (target health, instance status).
+    Poll,
 }
 
 impl Origin {
@@ -41,6 +45,7 @@ impl Origin {
             Origin::Sqs => "sqs",
             Origin::Http => "http",
             Origin::Sns => "sns",
+            Origin::Poll => "poll",
         }
     }
 }
@@ -140,11 +145,24 @@ pub async fn handle_leased(
     context: &PolicyContext,
     opts: &NormalizeOptions,
 ) -> (Handled, Vec<Handoff>) {
-    let now = opts.received_at;
-    let signals = match normalize(payload, opts) {
-        Ok(s) => s,
-        Err(e) => return (Handled::Rejected(e.to_string()), Vec::new()),
-    };
+    match normalize(payload, opts) {
+        Ok(signals) => {
+            let signals = signals.into_iter().map(|n| n.signal);
+            handle_signals(pipeline, signals, context, opts.received_at).await
+        }
+        Err(e) => (Handled::Rejected(e.to_string()), Vec::new()),
+    }
+}
+
+/// Runs signals already normalized (a poller's, or a payload's) through the
+/// pipeline at `now`, keeping the lease of each incident left `acting`, as
+/// [`handle_leased`] does.
+pub async fn handle_signals(
+    pipeline: &Pipeline<'_>,
+    signals: impl IntoIterator<Item = Signal>,
+    context: &PolicyContext,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (Handled, Vec<Handoff>) {
     let mut handoffs: Vec<Handoff> = Vec::new();
     let (mut incidents, mut healed, mut ignored, mut truncated) = (0, 0, 0, 0);
     let mut reasons: Vec<String> = Vec::new();
@@ -155,8 +173,8 @@ pub async fn handle_leased(
             reasons.push(reason);
         }
     };
-    for n in signals {
-        let result = match &n.signal {
+    for signal in signals {
+        let result = match &signal {
             Signal::Incident(i) => match pipeline.on_incident_leased(i, context, now).await {
                 Ok((_, r, lease)) => {
                     if let (Some(lease), Recorded::New(record) | Recorded::Resumed(record)) =

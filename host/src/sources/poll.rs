@@ -5,12 +5,24 @@
 //! transitions to detect flapping.
 //!
 //! Both are pure: the caller passes the time, so they are tested without
-//! sleeping and behave the same in every replica. The pollers that drive them
-//! are not wired into `healer run` yet (the load-balancer auto-heal issue).
+//! sleeping and behave the same in every replica. [`run`] drives a
+//! [`Poller`] (`targets`, `instances`) on its [`Schedule`] and records what
+//! it saw through a [`SignalSink`].
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::time::{Duration, Instant};
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_smithy_types::retry::ProvideErrorKind;
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use super::Handled;
+use crate::signals::Signal;
 
 /// A token bucket: `burst` calls at once, then `per_sec` calls a second.
 #[derive(Debug, Clone)]
@@ -174,6 +186,242 @@ impl<K: Eq + Hash + Clone> Tracker<K> {
     pub fn is_empty(&self) -> bool {
         self.resources.is_empty()
     }
+
+    /// Forgets every resource: the next observation of each is a first sight,
+    /// which the store's state then confirms (after a round whose signals
+    /// could not be recorded, so none is lost).
+    pub fn clear(&mut self) {
+        self.resources.clear();
+    }
+}
+
+/// Waits for a token of `bucket`, or returns `false` when `stop` is asked first.
+pub async fn take(bucket: &mut TokenBucket, stop: &mut watch::Receiver<bool>) -> bool {
+    loop {
+        match bucket.try_take(Instant::now()) {
+            Ok(()) => return true,
+            Err(wait) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.wait_for(|s| *s) => return false,
+                }
+            }
+        }
+    }
+}
+
+/// A poll that failed: the round's observations are dropped and the tracker
+/// forgotten, so the next round observes afresh.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    /// An AWS read failed (after the SDK's retries).
+    #[error("{api} failed ({class:?}): {message}")]
+    Aws {
+        /// The API (`DescribeTargetHealth`).
+        api: &'static str,
+        /// How it failed.
+        class: crate::aws::AwsErrorClass,
+        /// The SDK's error, with its context.
+        message: String,
+    },
+    /// The store could not say which incident is open.
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// Asked to stop in the middle of the round.
+    #[error("stopped")]
+    Stopped,
+}
+
+impl PollError {
+    /// A failed AWS call of `api`.
+    pub fn aws<E>(api: &'static str, e: &SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + ProvideErrorKind + std::error::Error + 'static,
+    {
+        PollError::Aws {
+            api,
+            class: crate::aws::classify(e),
+            message: DisplayErrorContext(e).to_string(),
+        }
+    }
+}
+
+/// What the store says about opening an incident on a resource a poller
+/// saw failing (or flapping) at `at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opening {
+    /// One is still open (whichever source opened it), or the newest was
+    /// closed after `at` (the observation is older than the recovery: a
+    /// lagging replica's).
+    Skip,
+    /// A new incident whose dedupe key ends in `suffix`:
+    /// `after:<newest incident id>` or `after:none`. Every replica seeing
+    /// the same failure computes the same key, so the store records it once.
+    New {
+        /// The key's suffix.
+        suffix: String,
+        /// It replaces the open incident (a flapping resource, healthy at
+        /// this poll): the caller closes that one first.
+        supersedes: bool,
+    },
+}
+
+/// [`Opening`] for `resource` among its incidents `same` accepts (same
+/// kind, group, port). With `supersede`, an open incident does not stop a
+/// new one: the new one follows it.
+pub async fn opening(
+    store: &dyn crate::store::Store,
+    resource: &str,
+    same: impl Fn(&crate::incident::Incident) -> bool,
+    at: DateTime<Utc>,
+    supersede: bool,
+) -> Result<Opening, crate::store::StoreError> {
+    use crate::store::IncidentRecord;
+    let history = store
+        .incidents_of(&crate::store::Scope::Resource(resource.to_owned()))
+        .await?;
+    let order = |r: &IncidentRecord| (r.incident.detected_at, r.incident.id.clone());
+    let mut newest: Option<&IncidentRecord> = None;
+    let mut open = false;
+    for r in history.iter().filter(|r| same(&r.incident)) {
+        if !r.state.is_terminal() {
+            if !supersede {
+                return Ok(Opening::Skip);
+            }
+            open = true;
+        }
+        if newest.is_none_or(|n| order(r) > order(n)) {
+            newest = Some(r);
+        }
+    }
+    let suffix = |id: &dyn std::fmt::Display| format!("after:{id}");
+    Ok(match newest {
+        None => Opening::New {
+            suffix: suffix(&"none"),
+            supersedes: false,
+        },
+        Some(n)
+            if n.state.is_terminal()
+                && n.timestamps
+                    .get(&n.state)
+                    .is_some_and(|closed| *closed > at) =>
+        {
+            Opening::Skip
+        }
+        Some(n) => Opening::New {
+            suffix: suffix(&n.incident.id),
+            supersedes: open,
+        },
+    })
+}
+
+/// The detail a poller adds to an incident: `flapping` (`true`/`false`)
+/// and, when flapping, `flap-count` (transitions in the window).
+pub fn mark_flapping(
+    detail: &mut std::collections::BTreeMap<String, String>,
+    flapping: Option<u32>,
+) {
+    detail.insert("flapping".into(), flapping.is_some().to_string());
+    if let Some(n) = flapping {
+        detail.insert("flap-count".into(), n.to_string());
+    }
+}
+
+/// One poller: what it reads each round.
+#[async_trait::async_trait]
+pub trait Poller: Send {
+    /// Its metric label (`targets`, `instances`).
+    fn name(&self) -> &'static str;
+    /// Reads one round at `at` and says what changed. Only reads (AWS and
+    /// the store), so a stop may drop it half way.
+    async fn observe(
+        &mut self,
+        at: DateTime<Utc>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Vec<Signal>, PollError>;
+    /// Forgets what it tracked: the round's signals were not recorded.
+    fn forget(&mut self);
+}
+
+/// Where a poller's signals go (the pipeline, and the workers in live mode).
+#[async_trait::async_trait]
+pub trait SignalSink: Send + Sync {
+    /// Records them at `at`, as one payload's.
+    async fn record(&self, signals: Vec<Signal>, at: DateTime<Utc>) -> Handled;
+}
+
+/// When a poller runs: every `interval`, each wait moved by up to
+/// `jitter` of it either way (so replicas and pollers do not call in step).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Schedule {
+    /// The period.
+    pub interval: Duration,
+    /// A fraction of the interval, 0 to 0.5.
+    pub jitter: f64,
+}
+
+impl Schedule {
+    /// The wait before the next round, `interval` jittered.
+    pub fn next_wait(&self) -> Duration {
+        use std::hash::{BuildHasher, Hasher};
+        let jitter = if self.jitter.is_finite() {
+            self.jitter.clamp(0.0, 0.5)
+        } else {
+            0.0
+        };
+        // A fresh random state per call: the standard library's own seed.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0);
+        let unit = (h.finish() >> 11) as f64 / (1u64 << 53) as f64; // [0, 1)
+        self.interval.mul_f64(1.0 + jitter * (2.0 * unit - 1.0))
+    }
+}
+
+/// Runs `poller` on `schedule` until `stop`: each round's signals are
+/// recorded through `sink` (a round in hand is recorded even when a stop
+/// arrives meanwhile); a round that fails, or whose signals the store
+/// refuses, is counted and logged and its observations forgotten.
+pub async fn run(
+    mut poller: impl Poller,
+    schedule: Schedule,
+    sink: std::sync::Arc<dyn SignalSink>,
+    mut stop: watch::Receiver<bool>,
+) {
+    use crate::metrics::{Counter, Gauge, metrics};
+    let name = poller.name();
+    while !*stop.borrow() {
+        let due = Instant::now();
+        let at = Utc::now();
+        let result = poller.observe(at, &mut stop).await;
+        let outcome = match result {
+            Ok(signals) if signals.is_empty() => "ok",
+            Ok(signals) => match sink.record(signals, at).await {
+                Handled::Done { .. } => "ok",
+                other => {
+                    tracing::error!(poller = name, outcome = ?other, "could not record a poll; observing afresh next round");
+                    poller.forget();
+                    "failed"
+                }
+            },
+            Err(PollError::Stopped) => break,
+            Err(e) => {
+                tracing::warn!(poller = name, error = %e, "poll failed; observing afresh next round");
+                poller.forget();
+                "failed"
+            }
+        };
+        metrics().inc(Counter::Polls, &[("poller", name), ("result", outcome)]);
+        metrics().set(
+            Gauge::PollLag,
+            &[("poller", name)],
+            due.elapsed().as_secs_f64(),
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(schedule.next_wait()) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    tracing::info!(poller = name, "poller stopped");
 }
 
 #[cfg(test)]

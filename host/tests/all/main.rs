@@ -16,6 +16,7 @@ mod governor;
 mod hot_swap;
 mod live;
 mod moto;
+mod pollers;
 mod recover;
 mod replay;
 mod replicas;

@@ -118,6 +118,8 @@ const FIXTURES: &[(&str, &[Expect])] = &[
     ("ecs/task-stopped-scaling-activity-fargate.json", &[Ignored("benign stop: Scaling activity initiated by")]),
     ("ecs/task-stopped-user-initiated-ec2.json", &[Ignored("stopped by a user")]),
 
+    ("ec2/describe-instance-status-ok.json", &[Recovery(R::Ec2Instance, "i-5203422c")]),
+    ("ec2/describe-instance-status-impaired.json", &[Incident(K::InstanceImpaired, R::Ec2Instance, "i-5203422c"), Ignored("status checks system \"initializing\", instance \"initializing\"")]),
     ("elbv2/describe-target-health-all-healthy.json", &[Recovery(R::Target, "i-ceddcd4d"), Recovery(R::Target, "i-0f76fade")]),
     ("elbv2/describe-target-health-initial-registration-in-progress.json", &[Ignored("transient: Elb.RegistrationInProgress")]),
     ("elbv2/describe-target-health-lambda-health-check-disabled.json", &[Ignored("target unavailable: Target.HealthCheckDisabled")]),

@@ -82,35 +82,72 @@ fn forward(
     (status, headers, out[split + 4..].to_vec())
 }
 
+/// What the proxy does with one request.
+pub(crate) enum Intercept {
+    /// Answers with this HTTP status and EC2 error code.
+    Error(u16, &'static str),
+    /// Never answers.
+    Hold,
+    /// Forwards it and passes moto's answer body through this.
+    Rewrite(Box<dyn FnOnce(Vec<u8>) -> Vec<u8> + Send>),
+    /// Forwards it untouched.
+    Forward,
+}
+
+/// The proxy's judgement of a request, from its form body.
+pub(crate) type Judge = Arc<dyn Fn(&str) -> Intercept + Send + Sync>;
+
 /// Starts the proxy; returns its endpoint.
 pub(crate) async fn proxy(moto: String, fault: Fault) -> String {
+    let judge: Judge = Arc::new(move |form: &str| {
+        if form
+            .split('&')
+            .any(|kv| kv == format!("Action={}", fault.operation))
+            && fault.seen.fetch_add(1, Ordering::SeqCst) < fault.times
+        {
+            if fault.status == 0 {
+                return Intercept::Hold;
+            }
+            return Intercept::Error(fault.status, fault.code);
+        }
+        Intercept::Forward
+    });
+    intercepting_proxy(moto, judge).await
+}
+
+/// Starts a proxy in front of `moto` that does what `judge` says with each
+/// request; returns its endpoint.
+pub(crate) async fn intercepting_proxy(moto: String, judge: Judge) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
     let app = axum::Router::new().fallback(
         move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let (moto, fault) = (moto.clone(), fault.clone());
+            let (moto, judge) = (moto.clone(), judge.clone());
             async move {
                 let form = String::from_utf8_lossy(&body).into_owned();
-                if form.split('&').any(|kv| kv == format!("Action={}", fault.operation))
-                    && fault.seen.fetch_add(1, Ordering::SeqCst) < fault.times
-                {
-                    if fault.status == 0 {
-                        std::future::pending::<()>().await;
+                let rewrite = match judge(&form) {
+                    Intercept::Hold => std::future::pending().await,
+                    Intercept::Error(status, code) => {
+                        let xml = format!(
+                            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error></Errors><RequestID>proxy</RequestID></Response>"
+                        );
+                        let status = StatusCode::from_u16(status).expect("status");
+                        return (status, [("content-type", "text/xml")], xml).into_response();
                     }
-                    let xml = format!(
-                        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{}</Code><Message>injected by the test proxy</Message></Error></Errors><RequestID>proxy</RequestID></Response>",
-                        fault.code
-                    );
-                    let status = StatusCode::from_u16(fault.status).expect("status");
-                    return (status, [("content-type", "text/xml")], xml).into_response();
-                }
+                    Intercept::Rewrite(f) => Some(f),
+                    Intercept::Forward => None,
+                };
                 let (status, hs, b) = tokio::task::spawn_blocking(move || {
                     forward(&moto, &method, &uri, &headers, &body)
                 })
                 .await
                 .expect("forward");
+                let b = match rewrite {
+                    Some(f) => f(b),
+                    None => b,
+                };
                 let mut resp = (StatusCode::from_u16(status).expect("status"), b).into_response();
                 for (k, v) in hs {
                     if let (Ok(k), Ok(v)) = (

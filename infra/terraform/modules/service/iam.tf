@@ -6,6 +6,9 @@
 #                                       only: Terraform owns the tables here)
 #   queue   host/src/sources/sqs.rs
 #   facts   host/src/safety/facts.rs
+#   pollers host/src/sources/targets.rs, instances.rs (DescribeTargetGroups,
+#                                       DescribeTargetHealth, DescribeInstances,
+#                                       DescribeInstanceStatus; off by default)
 #   verify  host/src/verify/aws.rs     (DescribeInstanceStatus, DescribeServices,
 #                                       DescribeTasks, DescribeTargetHealth)
 #   ec2     host/src/actions/ec2.rs    (reboot-instance, replace-instance)
@@ -21,7 +24,7 @@
 locals {
   store_actions        = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:UpdateItem"]
   queue_actions        = ["sqs:DeleteMessage", "sqs:ReceiveMessage"]
-  describe_actions     = ["autoscaling:DescribeAutoScalingGroups", "ec2:DescribeAddresses", "ec2:DescribeInstanceAttribute", "ec2:DescribeInstanceStatus", "ec2:DescribeInstances", "ec2:DescribeVolumes", "elasticloadbalancing:DescribeTargetHealth"]
+  describe_actions     = ["autoscaling:DescribeAutoScalingGroups", "ec2:DescribeAddresses", "ec2:DescribeInstanceAttribute", "ec2:DescribeInstanceStatus", "ec2:DescribeInstances", "ec2:DescribeVolumes", "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth"]
   ecs_read_actions     = ["ecs:DescribeServices"]
   ec2_mutating_actions = ["ec2:RebootInstances", "ec2:StartInstances", "ec2:StopInstances", "ec2:TerminateInstances"]
   ec2_launch_actions   = ["ec2:RunInstances"]

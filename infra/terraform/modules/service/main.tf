@@ -20,6 +20,8 @@ locals {
       { name = "HEALER_NOTIFY_DEFAULT", value = var.notify_topic_arn },
     ],
     var.governor_json == "" ? [] : [{ name = "HEALER_GOVERNOR_JSON", value = var.governor_json }],
+    length(var.poll_target_groups) == 0 ? [] : [{ name = "HEALER_POLL_TARGET_GROUPS", value = join(",", var.poll_target_groups) }],
+    var.poll_instances ? [{ name = "HEALER_POLL_INSTANCES", value = "true" }] : [],
   )
 }
 

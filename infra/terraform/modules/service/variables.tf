@@ -92,3 +92,13 @@ variable "table_arns" {
   description = "DynamoDB table ARNs."
   type        = list(string)
 }
+
+variable "poll_target_groups" {
+  description = "Target group ARNs whose targets' health healer polls (empty: off)."
+  type        = list(string)
+}
+
+variable "poll_instances" {
+  description = "Poll the status checks of running instances carrying the opt-in tag."
+  type        = bool
+}
