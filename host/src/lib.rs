@@ -13,6 +13,7 @@ pub mod aws;
 pub mod chaos;
 pub mod config;
 pub mod decision;
+pub mod diagnose;
 pub mod http;
 pub mod incident;
 pub mod metrics;
