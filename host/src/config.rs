@@ -222,6 +222,9 @@ pub struct ConfigFile {
     /// `[pollers]`.
     #[serde(default)]
     pub pollers: PollersSection,
+    /// `[policy-limits]`: default, ceiling and per-policy limits of the
+    /// policies (`HEALER_POLICY_LIMITS_JSON`).
+    pub policy_limits: Option<crate::policy::LimitsConfig>,
     /// `[governor]`: the governor's limits (`HEALER_GOVERNOR_JSON`).
     pub governor: Option<GovernorConfig>,
     /// `[context]`: the policy context of every incident, with the policies'
@@ -382,6 +385,11 @@ impl ConfigFile {
         push(&mut out, "HEALER_FLAP_WINDOW_SECS", &po.flap_window_secs);
         push(&mut out, "HEALER_AWS_FACTS", &self.facts.aws);
         push_path(&mut out, "HEALER_FACTS", &self.facts.file);
+        push(
+            &mut out,
+            "HEALER_POLICY_LIMITS_JSON",
+            &json(&self.policy_limits),
+        );
         push(&mut out, "HEALER_GOVERNOR_JSON", &json(&self.governor));
         push(&mut out, "HEALER_CONTEXT_JSON", &json(&self.context));
         push(&mut out, "HEALER_LOG", &self.log.filter);

@@ -212,6 +212,7 @@ impl Api {
                     .layer(DefaultBodyLimit::max(self.max_policy_bytes)),
             )
             .route("/policies/{name}", upload)
+            .route("/policies/{name}/limits", put(policies::set_limits))
             .route("/policies/{name}/rollback", post(policies::rollback))
             .route("/policies/{name}/activate", post(policies::activate))
             .route(

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiState, Caller, ErrorCode};
 use crate::policy::catalog::{PolicySet, Pushed};
-use crate::policy::{PolicyId, PolicyRole, RegistryEntry};
+use crate::policy::{LimitOverride, PolicyId, PolicyRole, RegistryEntry};
 use crate::safety::KillSwitch;
 
 /// `GET /policies`.
@@ -110,6 +110,31 @@ async fn upload(
 #[derive(Serialize)]
 pub(super) struct Active {
     active: PolicyId,
+}
+
+/// What `PUT /policies/{name}/limits` left.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct LimitsSet {
+    name: String,
+    limits: LimitOverride,
+}
+
+/// `PUT /policies/{name}/limits`: the operator's limits for one policy on
+/// every replica (`{}` clears them). Refused (400, the limit named) above the
+/// ceiling or below what a version in use needs.
+pub(super) async fn set_limits(
+    State(api): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Result<Json<LimitOverride>, JsonRejection>,
+) -> Result<Json<LimitsSet>, ApiError> {
+    caller.admin(api.token.as_ref())?;
+    let Json(limits) = body?;
+    api.catalog()?
+        .set_limits(&name, &limits, &caller.who())
+        .await?;
+    Ok(Json(LimitsSet { name, limits }))
 }
 
 pub(super) async fn rollback(

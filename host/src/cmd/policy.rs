@@ -10,7 +10,9 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use healer::Incident;
-use healer::policy::{PolicyContext, PolicyEngine, PolicyLimits, PolicyRegistry, PolicyRole};
+use healer::policy::{
+    LimitsConfig, PolicyContext, PolicyEngine, PolicyLimits, PolicyRegistry, PolicyRole,
+};
 
 use super::policy_remote::Named;
 use super::{default_cache_dir, read_input};
@@ -55,6 +57,10 @@ pub struct EngineArgs {
     /// Linear memory cap per decision, in bytes.
     #[arg(long)]
     memory_bytes: Option<usize>,
+    /// Default, ceiling and per-policy limits as JSON (`[policy-limits]` of
+    /// the config file): `{"defaults": {..}, "ceiling": {..}, "policies": {"NAME": {..}}}`.
+    #[arg(long, env = "HEALER_POLICY_LIMITS_JSON")]
+    policy_limits_json: Option<String>,
     /// Routing order when several active policies handle an incident's
     /// kind, comma-separated names: they decide in this order (others follow
     /// by name) and the first whose decision proposes steps acts.
@@ -77,7 +83,14 @@ impl EngineArgs {
     }
 
     pub fn engine(&self, max_concurrent: u32) -> anyhow::Result<std::sync::Arc<PolicyEngine>> {
-        let defaults = PolicyLimits::default();
+        let mut config: LimitsConfig = match &self.policy_limits_json {
+            Some(json) => {
+                serde_json::from_str(json).context("invalid HEALER_POLICY_LIMITS_JSON")?
+            }
+            None => LimitsConfig::default(),
+        };
+        // The flags win over the configured defaults.
+        let defaults = PolicyLimits::default().with(&std::mem::take(&mut config.defaults));
         let limits = PolicyLimits {
             fuel: self.fuel.unwrap_or(defaults.fuel),
             deadline_ms: self.deadline_ms.unwrap_or(defaults.deadline_ms),
@@ -90,7 +103,7 @@ impl EngineArgs {
         } else {
             self.cache_dir.clone().or_else(default_cache_dir)
         };
-        Ok(PolicyEngine::new(limits, cache)?)
+        Ok(PolicyEngine::with_config(limits, &config, cache)?)
     }
 }
 

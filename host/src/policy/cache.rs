@@ -5,15 +5,20 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// A directory of `<sha256>-<engine>.cwasm` files.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct PrecompileCache {
     dir: PathBuf,
     engine_tag: String,
+    /// Loads answered from the directory, and compiles it could not spare.
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl PrecompileCache {
@@ -23,7 +28,14 @@ impl PrecompileCache {
         PrecompileCache {
             dir,
             engine_tag: format!("{:016x}", h.finish()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
+    }
+
+    /// (hits, misses) since the engine started.
+    pub(crate) fn stats(&self) -> (u64, u64) {
+        (self.hits.load(Relaxed), self.misses.load(Relaxed))
     }
 
     fn path(&self, sha256: &str) -> PathBuf {
@@ -34,6 +46,7 @@ impl PrecompileCache {
     pub(crate) fn load(&self, engine: &Engine, sha256: &str) -> Option<Component> {
         let path = self.path(sha256);
         if !path.is_file() {
+            self.misses.fetch_add(1, Relaxed);
             return None;
         }
         // SAFETY: the file was written by `store` below from `Component::serialize`
@@ -41,8 +54,12 @@ impl PrecompileCache {
         // compatibility hash), and the cache directory belongs to the host.
         // `deserialize_file` still validates the header and rejects mismatches.
         match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(c) => Some(c),
+            Ok(c) => {
+                self.hits.fetch_add(1, Relaxed);
+                Some(c)
+            }
             Err(error) => {
+                self.misses.fetch_add(1, Relaxed);
                 tracing::warn!(path = %path.display(), error = %error, "Discarding unusable precompiled policy.");
                 let _ = std::fs::remove_file(&path);
                 None

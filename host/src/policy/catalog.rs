@@ -22,7 +22,7 @@ use serde::Serialize;
 use super::blobs::{BlobError, BlobStore};
 use super::engine::{LoadedPolicy, sha256_hex};
 use super::registry::{PolicyRegistry, PolicyRole, Roles};
-use super::{PolicyError, PolicyId};
+use super::{LimitOverride, PolicyError, PolicyId};
 use crate::store::{Store, StoreError};
 
 /// Compare-and-set attempts before a change gives up.
@@ -340,6 +340,30 @@ impl Catalog {
         .await
     }
 
+    /// Sets (or, with an empty `limits`, clears) the operator's limits for a
+    /// policy on every replica. Refused, with the limit named, when a limit
+    /// is above the ceiling or the versions in use would not run under it.
+    pub async fn set_limits(
+        &self,
+        name: &str,
+        limits: &LimitOverride,
+        by: &str,
+    ) -> Result<(), CatalogError> {
+        let engine = self.registry.engine();
+        engine.check_operator_limits(limits)?;
+        let (active, shadow) = self.registry.roles().get(name).cloned().unwrap_or_default();
+        for p in active.iter().chain(shadow.iter()) {
+            super::profile::resolve(engine.limits(), engine.ceiling(), &p.profile, Some(limits))?;
+        }
+        self.change(by, |set| {
+            known(set, name)?.limits = limits.to_pairs();
+            Ok(())
+        })
+        .await?;
+        tracing::info!(policy = %name, by, limits = ?limits, "Policy limits set.");
+        Ok(())
+    }
+
     /// Stops running a policy on every replica.
     pub async fn retire(&self, name: &str, by: &str) -> Result<(), CatalogError> {
         self.change(by, |set| {
@@ -454,10 +478,30 @@ impl Catalog {
         Err(last_error.map_or(CatalogError::Contended, CatalogError::Store))
     }
 
+    /// Hands the limits the set names to the engine (before the versions, so
+    /// a new version's first decision runs under them).
+    fn apply_limits(&self, set: &PolicySet) {
+        let by_name = set
+            .policies
+            .iter()
+            .filter(|(_, p)| !p.limits.is_empty())
+            .map(|(name, p)| {
+                let (limits, unknown) = LimitOverride::from_pairs(&p.limits);
+                if !unknown.is_empty() {
+                    tracing::warn!(policy = %name, keys = ?unknown,
+                        "The policy set names limits this replica does not know; they are ignored here.");
+                }
+                (name.clone(), limits)
+            })
+            .collect();
+        self.registry.engine().set_api_limits(by_name);
+    }
+
     /// Loads what the set points at and publishes it in one snapshot. A
     /// version that cannot be loaded keeps the policy's current version (and
     /// makes the result false, so the next follow tries again).
     async fn apply(&self, set: &PolicySet) -> bool {
+        self.apply_limits(set);
         let current = self.registry.roles();
         let mut complete = true;
         let (mut active, mut shadow) = (Vec::new(), Vec::new());

@@ -130,7 +130,8 @@ pub async fn push_changed(catalog: &Catalog, watch: &mut DirWatch) -> usize {
                     | PolicyError::OutOfFuel(_)
                     | PolicyError::Timeout(_)
                     | PolicyError::MemoryLimit { .. }
-                    | PolicyError::SandboxLimit { .. },
+                    | PolicyError::SandboxLimit { .. }
+                    | PolicyError::LimitRefused { .. },
                 )
                 | CatalogError::NameMismatch { .. }),
             ) => {

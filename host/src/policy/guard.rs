@@ -347,6 +347,7 @@ mod tests {
             changed_at: at(50),
             changed_by: by.into(),
             retired: false,
+            limits: Default::default(),
         }
     }
 

@@ -15,6 +15,7 @@ pub mod follow;
 pub mod guard;
 mod input;
 mod limits;
+pub mod profile;
 mod registry;
 mod set;
 mod state;
@@ -31,7 +32,8 @@ use crate::incident::IncidentKind;
 pub use context::{PastAction, PolicyContext, ResourceConfig};
 pub use engine::{DecisionCounters, LoadedPolicy, PolicyEngine};
 pub use input::PolicyInput;
-pub use limits::PolicyLimits;
+pub use limits::{LimitName, LimitOverride, LimitsConfig, PolicyLimits};
+pub use profile::{LimitSource, Profile, Toolchain};
 pub use registry::{
     Decisions, LoadReport, PolicyRegistry, PolicyRole, PolicyVersionInfo, RegistryEntry, Roles,
 };
@@ -164,6 +166,18 @@ pub enum PolicyError {
         /// What the policy did.
         detail: String,
     },
+    /// The policy needs a limit above what the operator allows: refused at load.
+    #[error("policy needs {limit} = {needs}, more than the {allowed} allowed ({why})")]
+    LimitRefused {
+        /// Which limit.
+        limit: LimitName,
+        /// What it needs.
+        needs: u64,
+        /// The most it may have.
+        allowed: u64,
+        /// Where the need and the bound come from.
+        why: String,
+    },
     /// The host could not run the policy (pool exhausted, cache I/O, …).
     #[error("host error: {0}")]
     Host(String),
@@ -183,6 +197,7 @@ impl PolicyError {
             PolicyError::Rejected(_) => "rejected",
             PolicyError::InvalidDecision(_) => "invalid-decision",
             PolicyError::SandboxLimit { .. } => "sandbox-limit",
+            PolicyError::LimitRefused { .. } => "limit-refused",
             PolicyError::Host(_) => "host",
         }
     }

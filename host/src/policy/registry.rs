@@ -108,6 +108,14 @@ pub struct PolicyVersionInfo {
     pub decisions: u64,
     /// Of those, the ones that failed (trap, limit, error).
     pub errors: u64,
+    /// The toolchain that built it (`rust`, `python`, `javascript`, `other`).
+    pub toolchain: super::Toolchain,
+    /// The limits its decisions run under now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<super::LimitOverride>,
+    /// Why it cannot run now (an operator limit below what it needs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits_error: Option<String>,
     /// Active, shadow, or neither (`None`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<PolicyRole>,
@@ -437,6 +445,7 @@ impl PolicyRegistry {
                     .iter()
                     .map(|v| {
                         let sha = &v.policy.id.sha256;
+                        let limits = self.engine.limits_of(&v.policy);
                         let role = if active.is_some_and(|p| &p.id.sha256 == sha) {
                             Some(PolicyRole::Active)
                         } else if shadow.is_some_and(|p| &p.id.sha256 == sha) {
@@ -452,6 +461,9 @@ impl PolicyRegistry {
                             world: v.policy.world(),
                             decisions: v.policy.counters.decisions(),
                             errors: v.policy.counters.errors(),
+                            toolchain: v.policy.profile.toolchain,
+                            limits: limits.as_ref().ok().map(|r| r.limits.budget()),
+                            limits_error: limits.err().map(|e| e.to_string()),
                             role,
                         }
                     })

@@ -47,6 +47,11 @@ pub struct PolicyPointer {
     /// retired, does.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub retired: bool,
+    /// Limits the operator set for this policy through the admin API
+    /// (`memory-bytes` = …); plain pairs, so a key a newer replica adds does
+    /// not make the set unreadable here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, u64>,
 }
 
 impl PolicyPointer {
@@ -80,5 +85,6 @@ pub(super) fn pointer<'a>(set: &'a mut PolicySet, name: &str) -> &'a mut PolicyP
             changed_at: Utc::now(),
             changed_by: String::new(),
             retired: false,
+            limits: BTreeMap::new(),
         })
 }

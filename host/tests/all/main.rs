@@ -16,6 +16,7 @@ mod governor;
 mod hot_swap;
 mod live;
 mod moto;
+mod policy_limits;
 mod pollers;
 mod recover;
 mod replay;

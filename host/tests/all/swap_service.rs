@@ -394,3 +394,83 @@ fn two_replicas_roll_a_failing_version_back_once() {
         assert_eq!(active(r), ["swap-test@1"]);
     }
 }
+
+/// `GET /policies` of a replica, as JSON.
+fn listing(r: &Replica) -> serde_json::Value {
+    let auth = format!("Bearer {TOKEN}");
+    let (status, body) =
+        crate::support::http(&r.url, "GET", "/policies", &[("Authorization", &auth)], "");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("JSON")
+}
+
+/// The limits the active `swap-test` version runs under on a replica.
+fn swap_limits(r: &Replica) -> serde_json::Value {
+    listing(r)["policies"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "swap-test"))
+        .and_then(|p| p["versions"].as_array())
+        .and_then(|vs| vs.iter().find(|v| v["role"] == "active"))
+        .map(|v| v["limits"].clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn limits_set_through_the_api_reach_every_replica_and_bad_ones_are_refused_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (pa, pb) = (dir.path().join("a"), dir.path().join("b"));
+    for p in [&pa, &pb] {
+        std::fs::create_dir(p).expect("mkdir");
+        std::fs::copy(artifacts::SWAP_V1, p.join("swap.wasm")).expect("copy");
+    }
+    let a = start(&pa, &data);
+    let b = start(&pb, &data);
+    assert_eq!(swap_limits(&a)["fuel"], 50_000_000);
+    assert_eq!(
+        listing(&a)["policies"][0]["versions"][0]["toolchain"],
+        "rust"
+    );
+
+    let auth = format!("Bearer {TOKEN}");
+    let put = |body: &str, auth: &str| {
+        crate::support::http(
+            &a.url,
+            "PUT",
+            "/policies/swap-test/limits",
+            &[
+                ("Authorization", auth),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        )
+    };
+    let (status, body) = put(r#"{"fuel": 7000000, "memory-bytes": 33554432}"#, &auth);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(swap_limits(&a)["fuel"], 7_000_000);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while swap_limits(&b)["memory-bytes"] != 33_554_432 {
+        assert!(Instant::now() < deadline, "b never followed the limits");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Above the ceiling or below what the component needs (422, the limit
+    // named), an unknown key, or no token.
+    let (status, body) = put(r#"{"memory-bytes": 17179869184}"#, &auth);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("memory-bytes"), "{body}");
+    let (status, body) = put(r#"{"core-instances": 1}"#, &auth);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("core-instances"), "{body}");
+    let (status, body) = put(r#"{"heap": 1}"#, &auth);
+    assert!(status == 400 || status == 422, "{status} {body}");
+    assert!(body.contains("heap"), "{body}");
+    let (status, _) = put(r#"{"fuel": 1}"#, "Bearer wrong-token-0123456789");
+    assert_eq!(status, 401);
+    assert_eq!(swap_limits(&a)["fuel"], 7_000_000, "unchanged");
+
+    // `{}` clears them.
+    let (status, body) = put("{}", &auth);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(swap_limits(&a)["fuel"], 50_000_000);
+}
