@@ -222,6 +222,9 @@ pub struct ConfigFile {
     /// `[pollers]`.
     #[serde(default)]
     pub pollers: PollersSection,
+    /// `[diagnose]`: what the SSM steps may run and how diagnostics are
+    /// classified (`HEALER_DIAGNOSE_JSON`).
+    pub diagnose: Option<crate::actions::DiagnoseConfig>,
     /// `[policy-limits]`: default, ceiling and per-policy limits of the
     /// policies (`HEALER_POLICY_LIMITS_JSON`).
     pub policy_limits: Option<crate::policy::LimitsConfig>,
@@ -385,6 +388,7 @@ impl ConfigFile {
         push(&mut out, "HEALER_FLAP_WINDOW_SECS", &po.flap_window_secs);
         push(&mut out, "HEALER_AWS_FACTS", &self.facts.aws);
         push_path(&mut out, "HEALER_FACTS", &self.facts.file);
+        push(&mut out, "HEALER_DIAGNOSE_JSON", &json(&self.diagnose));
         push(
             &mut out,
             "HEALER_POLICY_LIMITS_JSON",

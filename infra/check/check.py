@@ -46,6 +46,7 @@ RECEIVERS = {
     "lambda": "lambda",
     "cloudwatch": "cloudwatch",
     "sqs": "sqs",
+    "ssm": "ssm",
 }
 CRATES = {
     "aws_sdk_dynamodb": "dynamodb",
@@ -222,7 +223,7 @@ def check_module(directory: Path, problems: list[str], seen: set) -> dict:
 # ---------------------------------------------------------------- IAM vs code
 
 OP_CALL = re.compile(
-    r"(?:\.|(?<![A-Za-z0-9_]))(client|ec2|ecs|autoscaling|elbv2|lambda|cloudwatch|sqs)\.([a-z][a-z0-9_]*)\(\)"
+    r"(?:\.|(?<![A-Za-z0-9_]))(client|ec2|ecs|autoscaling|elbv2|lambda|cloudwatch|sqs|ssm)\.([a-z][a-z0-9_]*)\(\)"
 )
 
 

@@ -87,6 +87,7 @@ impl Executor for AutoscalingExecutor {
                 request_ids: out.request_id().map(str::to_owned).into_iter().collect(),
                 created: Vec::new(),
                 note: Some(format!("{instance_id} Unhealthy in {group}")),
+                command: None,
             },
             Err(e) => Execution::failed(
                 calls,

@@ -31,6 +31,7 @@ impl Executor for DryRun {
             request_ids: Vec::new(),
             created: Vec::new(),
             note: None,
+            command: None,
         }
     }
 }

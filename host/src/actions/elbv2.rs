@@ -143,6 +143,7 @@ impl Executor for Elbv2Executor {
                         "deregistered from"
                     }
                 )),
+                command: None,
             },
             Err((class, error)) => {
                 Execution::failed(calls, class, format!("{what} failed: {error}"))

@@ -117,6 +117,7 @@ impl LambdaExecutor {
                 request_ids,
                 created: Vec::new(),
                 note: None,
+                command: None,
             };
         }
         let mut merged = current.clone();
@@ -139,6 +140,7 @@ impl LambdaExecutor {
                     request_ids,
                     created: Vec::new(),
                     note: Some(note(function, &previous, targets)),
+                    command: None,
                 }
             }
             Err(e) => {
@@ -214,6 +216,7 @@ impl LambdaExecutor {
                     request_ids,
                     created: Vec::new(),
                     note: Some(format!("{function}: restored {restored}")),
+                    command: None,
                 }
             }
             Err(e) => {

@@ -20,6 +20,7 @@ mod elbv2;
 mod lambda;
 mod progress;
 mod sns;
+mod ssm;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,10 @@ pub use ecs::{ECS_ACTIONS, EcsExecutor};
 pub use elbv2::{ELBV2_ACTIONS, Elbv2Executor};
 pub use lambda::{LambdaExecutor, PreviousEnvironment};
 pub use sns::{DEFAULT_CHANNEL, ESCALATION_CHANNEL, SnsExecutor, sanitize_subject};
+pub use ssm::{
+    CommandReport, DIAGNOSE_DOCUMENT, DiagnoseConfig, NamedCommand, SSM_ACTIONS, SsmConfig,
+    SsmExecutor,
+};
 
 /// One approved step to carry out.
 #[derive(Debug, Clone, Copy)]
@@ -128,6 +133,10 @@ pub struct Execution {
     /// What changed, for humans (`revision 7 → 6`, `i-old → i-new`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// What an SSM command on the instance reported (bounded), and for
+    /// `run-diagnostics` the diagnosis made of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<ssm::CommandReport>,
 }
 
 impl Execution {
@@ -146,6 +155,7 @@ impl Execution {
             request_ids: Vec::new(),
             created: Vec::new(),
             note: None,
+            command: None,
         }
     }
 }
@@ -206,12 +216,13 @@ impl Executors {
 
     /// Every executor of a live host, with clients from `shared` (given the
     /// executors' retry configuration, [`crate::aws::action_config`]),
-    /// `channels` naming the SNS topic of each notification channel, and
-    /// `ec2` (its launch deadline is the operator's).
+    /// `channels` naming the SNS topic of each notification channel, `ec2`
+    /// (its launch deadline is the operator's) and what the SSM steps may run.
     pub fn live_with(
         shared: &aws_config::SdkConfig,
         channels: std::collections::BTreeMap<String, String>,
         ec2: Ec2Executor,
+        ssm: SsmConfig,
     ) -> Self {
         let c = crate::aws::action_config(shared);
         Executors::new()
@@ -221,6 +232,7 @@ impl Executors {
             .with(Elbv2Executor::new(&c))
             .with(LambdaExecutor::new(&c))
             .with(SnsExecutor::new(&c, channels))
+            .with(SsmExecutor::new(&c, ssm))
     }
 }
 

@@ -46,6 +46,7 @@ impl Progress {
             request_ids: self.request_ids,
             created: self.created,
             note: Some(note),
+            command: None,
         }
     }
 

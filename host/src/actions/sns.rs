@@ -234,6 +234,7 @@ impl Executor for SnsExecutor {
                         .map(|id| format!(", message {id}"))
                         .unwrap_or_default()
                 )),
+                command: None,
             },
             Err(e) => {
                 let reason = format!("{PUBLISH} {topic}: {}", DisplayErrorContext(&e));

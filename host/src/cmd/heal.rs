@@ -97,6 +97,7 @@ pub fn run(a: HealArgs) -> anyhow::Result<ExitCode> {
             &shared,
             a.live.channels()?,
             healer::actions::Ec2Executor::new(&shared),
+            a.live.ssm()?,
         ));
         let mut ok = true;
         for n in signals {

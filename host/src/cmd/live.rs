@@ -27,6 +27,12 @@ pub struct LiveArgs {
     /// goes to `default`.
     #[arg(long, env = "HEALER_CHANNELS_JSON")]
     channels: Option<String>,
+    /// What the SSM steps may run, as JSON (`[diagnose]` of the config file):
+    /// `{"documents": ["healer-diagnose"], "wait-secs": 120, "rules": [..],
+    /// "commands": {"restart-service": {"document": "AWS-RunShellScript",
+    /// "parameters": {"commands": ["systemctl restart web"]}}}}`.
+    #[arg(long, env = "HEALER_DIAGNOSE_JSON")]
+    diagnose: Option<String>,
     /// Incidents acted on or verified at once.
     #[arg(long, env = "HEALER_WORKERS", default_value_t = 8)]
     workers: usize,
@@ -116,6 +122,15 @@ impl LiveArgs {
         Ok(channels)
     }
 
+    /// The SSM executor's configuration.
+    pub fn ssm(&self) -> anyhow::Result<healer::actions::SsmConfig> {
+        let config: healer::actions::DiagnoseConfig = match &self.diagnose {
+            Some(json) => serde_json::from_str(json).context("invalid HEALER_DIAGNOSE_JSON")?,
+            None => healer::actions::DiagnoseConfig::default(),
+        };
+        config.build().context("invalid diagnose rules")
+    }
+
     /// The live host's parts; `None` in dry run. Live mode without a
     /// `default` channel is refused: an escalation must reach someone.
     pub fn build(&self, shared: &aws_config::SdkConfig) -> anyhow::Result<Option<Live>> {
@@ -133,6 +148,7 @@ impl LiveArgs {
             channels,
             Ec2Executor::new(&healer::aws::action_config(shared))
                 .with_launch_deadline(Duration::from_secs(self.launch_deadline_secs.max(1))),
+            self.ssm()?,
         );
         Ok(Some(Live {
             executors,

@@ -83,6 +83,7 @@ impl Executor for Counting {
             request_ids: vec!["req-1".into()],
             created: Vec::new(),
             note: Some(format!("did {kind}")),
+            command: None,
         }
     }
     fn resumable(&self, _kind: ActionKind) -> bool {

@@ -3,6 +3,7 @@
 mod acting;
 mod actions_ecs_ec2;
 mod actions_lambda_sns;
+mod actions_ssm;
 mod api;
 mod approval;
 mod aws;

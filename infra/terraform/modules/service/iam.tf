@@ -18,6 +18,9 @@
 #   elbv2   host/src/actions/elbv2.rs  (register-target, deregister-target)
 #   lambda  host/src/actions/lambda.rs  (update-function-config)
 #   notify  host/src/actions/sns.rs     (notify, escalate)
+#   ssm     host/src/actions/ssm.rs     (run-diagnostics, run-command:
+#                                        SendCommand on opted-in instances,
+#                                        GetCommandInvocation)
 # Mutating EC2 actions (the executors) are granted only on instances tagged
 # SelfHeal=true; a replacement launches only a twin tagged SelfHealed=true.
 
@@ -38,6 +41,8 @@ locals {
   elb_mutating_actions = ["elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:RegisterTargets"]
   lambda_actions       = ["lambda:GetFunctionConfiguration", "lambda:UpdateFunctionConfiguration"]
   notify_actions       = ["sns:Publish"]
+  ssm_send_actions     = ["ssm:SendCommand"]
+  ssm_read_actions     = ["ssm:GetCommandInvocation"]
 }
 
 data "aws_iam_policy_document" "assume_ecs_tasks" {
@@ -96,6 +101,34 @@ data "aws_iam_policy_document" "task" {
     sid       = "Notify"
     actions   = local.notify_actions
     resources = ["arn:aws:sns:${var.region}:${var.account_id}:*"]
+  }
+
+  # run-diagnostics / run-command: SendCommand names the instance and the
+  # document; the instance must be opted in, the document is one of this
+  # account's (healer-diagnose, the operator's) or AWS-RunShellScript.
+  statement {
+    sid       = "SsmOptedInInstances"
+    actions   = local.ssm_send_actions
+    resources = ["arn:aws:ec2:${var.region}:${var.account_id}:instance/*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "ssm:resourceTag/SelfHeal"
+      values   = ["true"]
+    }
+  }
+
+  statement {
+    sid       = "SsmDocuments"
+    actions   = local.ssm_send_actions
+    resources = ["arn:aws:ssm:${var.region}:${var.account_id}:document/*", "arn:aws:ssm:${var.region}::document/AWS-RunShellScript"]
+  }
+
+  # GetCommandInvocation supports no resource-level permissions.
+  statement {
+    sid       = "SsmInvocations"
+    actions   = local.ssm_read_actions
+    resources = ["*"]
   }
 
   dynamic "statement" {

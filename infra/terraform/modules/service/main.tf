@@ -25,6 +25,14 @@ locals {
   )
 }
 
+# The diagnostics document the run-diagnostics step sends (read-only checks).
+resource "aws_ssm_document" "diagnose" {
+  name            = "healer-diagnose"
+  document_type   = "Command"
+  document_format = "YAML"
+  content         = file("${path.module}/../../../ssm/healer-diagnose.yaml")
+}
+
 resource "aws_ecs_cluster" "this" {
   name = var.name
 
